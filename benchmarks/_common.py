@@ -1,0 +1,44 @@
+"""Helpers shared by the benchmark scripts: timing, seeded data, paths."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+CITY_DB = ROOT / "data" / "geo" / "GeoLite2-City-Test.mmdb"
+
+
+def per_call_ns(
+    call: Callable[..., object], arguments: Sequence[tuple[object, ...]], *, repeats: int = 5
+) -> float:
+    """Median over ``repeats`` runs of the time per call of ``call(*args)``, in nanoseconds."""
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter_ns()
+        for args in arguments:
+            call(*args)
+        runs.append((time.perf_counter_ns() - start) / len(arguments))
+    return statistics.median(runs)
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """A plain, aligned text table."""
+    cells = [list(map(str, headers))] + [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(row[column]) for row in cells) for column in range(len(headers))]
+    for index, row in enumerate(cells):
+        print("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
+        if index == 0:
+            print("  ".join("-" * width for width in widths))
+
+
+def fmt_ns(nanoseconds: float) -> str:
+    """A duration in the unit that reads best."""
+    if nanoseconds >= 1_000_000:
+        return f"{nanoseconds / 1_000_000:.2f} ms"
+    if nanoseconds >= 1_000:
+        return f"{nanoseconds / 1_000:.2f} us"
+    return f"{nanoseconds:.0f} ns"

@@ -1,0 +1,203 @@
+"""The hot path: ``EdgeFilter.should_track(site, ip, ua)``.
+
+Decisions for odd input (the hot path never raises):
+
+- ``site`` unknown, or not a string or int: ``Reason.unknown_site``, not tracked unless
+  ``track_unknown_sites=True``. An int site id is looked up as its decimal string.
+- ``ip`` that is not an address (None, garbage, bytes that are not ASCII, too long) for a
+  site whose rules look at the address (excluded IPs or countries):
+  ``Reason.invalid_ip``, not tracked: an address that cannot be read could be an excluded
+  one. For a site without such rules the address is never read.
+- ``ua`` empty, missing or not text, for a site that blocks bots: ``Reason.bot``.
+
+When several rules match, the reason is the first of: IP, country, bot.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from bisect import bisect_right
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final, Protocol, runtime_checkable
+
+from ._addresses import (
+    MAPPED_PACKED_PREFIX,
+    V4,
+    pack_address,
+    parse_hit_address,
+)
+from ._bots import BotDetector
+from ._geo import CountryResolver
+from ._rules import SiteConfig, SiteRules, compile_rules
+
+logger = logging.getLogger("edgefilter")
+
+# Bound once: module globals are found faster than attributes of the socket module.
+_inet_pton = socket.inet_pton
+_inet_ntop = socket.inet_ntop
+_AF_INET: Final = socket.AF_INET
+_AF_INET6: Final = socket.AF_INET6
+_bisect_right = bisect_right
+
+
+class Reason(StrEnum):
+    """Why a hit is tracked or dropped."""
+
+    tracked = "tracked"
+    excluded_ip = "excluded_ip"
+    excluded_country = "excluded_country"
+    bot = "bot"
+    unknown_site = "unknown_site"
+    invalid_ip = "invalid_ip"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer for one hit: whether to track it and why. ``bool(decision)`` is ``tracked``."""
+
+    tracked: bool
+    reason: Reason
+
+    def __bool__(self) -> bool:
+        return self.tracked
+
+
+TRACKED: Final = Decision(True, Reason.tracked)
+EXCLUDED_IP: Final = Decision(False, Reason.excluded_ip)
+EXCLUDED_COUNTRY: Final = Decision(False, Reason.excluded_country)
+BOT: Final = Decision(False, Reason.bot)
+INVALID_IP: Final = Decision(False, Reason.invalid_ip)
+
+
+@runtime_checkable
+class RulesSource(Protocol):
+    """Where an ``EdgeFilter`` finds a site's rules: ``rules_for(site)`` or None if unknown.
+
+    ``rules_for`` is called on every hit: it must be a cheap, non-blocking read.
+    """
+
+    def rules_for(self, site: str) -> SiteRules | None: ...
+
+
+class StaticRules:
+    """A fixed ``RulesSource`` compiled once from a mapping of site id to config or rules.
+
+    Each site is also reachable by the other form of its id (``siteId`` and the 12-hex
+    ``id``) when its config names it and no other key takes it.
+    """
+
+    __slots__ = ("_rules",)
+
+    def __init__(self, sites: Mapping[str, SiteConfig | SiteRules]) -> None:
+        rules: dict[str, SiteRules] = {}
+        for key, value in sites.items():
+            rules[str(key)] = compile_rules(value) if isinstance(value, SiteConfig) else value
+        for compiled in list(rules.values()):
+            for alias in (compiled.site_id, compiled.id):
+                if alias is not None:
+                    rules.setdefault(alias, compiled)
+        self._rules = rules
+
+    def rules_for(self, site: str) -> SiteRules | None:
+        """The compiled rules of ``site``, or None."""
+        return self._rules.get(site)
+
+    def __iter__(self) -> Iterator[tuple[str, SiteRules]]:
+        return iter(self._rules.items())
+
+
+class EdgeFilter:
+    """Decides for each hit whether to track it, from per-site rules.
+
+    ``source`` is a mapping of site id to ``SiteConfig`` or ``SiteRules`` (compiled once, here)
+    or any ``RulesSource``. ``geoip`` is a ``.mmdb`` path or a ``CountryResolver``; without one,
+    country rules are skipped (with one warning per site). ``bots`` is a ``BotDetector``; a
+    default one is made when not given.
+    """
+
+    __slots__ = ("_bots_is_bot", "_rules_for", "_unknown", "_warned", "geoip", "source")
+
+    def __init__(
+        self,
+        source: Mapping[str, SiteConfig | SiteRules] | RulesSource,
+        *,
+        geoip: str | CountryResolver | None = None,
+        bots: BotDetector | None = None,
+        track_unknown_sites: bool = False,
+    ) -> None:
+        self.source: RulesSource = (
+            source if isinstance(source, RulesSource) else StaticRules(source)
+        )
+        self.geoip = CountryResolver(geoip) if isinstance(geoip, str) else geoip
+        self._rules_for: Callable[[str], SiteRules | None] = self.source.rules_for
+        self._bots_is_bot = (bots or BotDetector()).is_bot
+        self._unknown = Decision(track_unknown_sites, Reason.unknown_site)
+        self._warned: set[int] = set()
+        if isinstance(self.source, StaticRules):
+            for _, rules in self.source:
+                self.check_rules(rules)
+
+    def check_rules(self, rules: SiteRules) -> None:
+        """Warn once per rules object about rules this filter cannot apply."""
+        if rules.excluded_countries and self.geoip is None and id(rules) not in self._warned:
+            self._warned.add(id(rules))
+            logger.warning(
+                "site %s excludes countries %s but no GeoIP database is loaded: "
+                "country rules are skipped",
+                rules.site_id or rules.id,
+                ",".join(sorted(rules.excluded_countries)),
+            )
+
+    def should_track(self, site: object, ip: object, ua: object) -> Decision:  # noqa: PLR0912
+        """Whether to track the hit of ``site`` from ``ip`` with user agent ``ua``, and why.
+
+        One flat function of early returns, cheapest check first (see the module docstring
+        for odd input); its branches are kept inline because every call costs on this path.
+        """
+        try:
+            rules = self._rules_for(site)  # type: ignore[arg-type]
+        except Exception:  # an odd site id (unhashable, ...) is an unknown site
+            rules = None
+        if rules is None:
+            rules = self._rules_for_odd_site(site)
+            if rules is None:
+                return self._unknown
+        if rules.needs_ip:
+            try:
+                if ":" in ip:  # type: ignore[operator]
+                    packed = _inet_pton(_AF_INET6, ip)  # type: ignore[arg-type]
+                    is_v4 = packed.startswith(MAPPED_PACKED_PREFIX)
+                    if is_v4:  # ::ffff:a.b.c.d is a.b.c.d
+                        packed = packed[12:]
+                else:
+                    packed = _inet_pton(_AF_INET, ip)  # type: ignore[arg-type]
+                    is_v4 = True
+            except (OSError, TypeError, ValueError):
+                address = parse_hit_address(ip)
+                if address is None:
+                    return INVALID_IP
+                is_v4, packed = address[0] == V4, pack_address(address)
+            ips = rules.excluded_ips
+            if _bisect_right(ips.packed4 if is_v4 else ips.packed6, packed) & 1:
+                return EXCLUDED_IP
+            countries = rules.excluded_countries
+            if countries and self.geoip is not None:
+                table = self.geoip.table_for(countries)
+                if table is None:  # tables still compiling: decode the record
+                    text = _inet_ntop(_AF_INET if is_v4 else _AF_INET6, packed)
+                    if self.geoip.country(text) in countries:
+                        return EXCLUDED_COUNTRY
+                elif _bisect_right(table.packed4 if is_v4 else table.packed6, packed) & 1:
+                    return EXCLUDED_COUNTRY
+        if rules.block_bots and self._bots_is_bot(ua):
+            return BOT
+        return TRACKED
+
+    def _rules_for_odd_site(self, site: object) -> SiteRules | None:
+        """Second chance for a site id that is an int (or bool-free integral) rather than text."""
+        if isinstance(site, int) and not isinstance(site, bool):
+            return self._rules_for(str(site))
+        return None

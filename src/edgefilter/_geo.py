@@ -1,0 +1,180 @@
+"""Country of an IP address from a MaxMind ``.mmdb`` database (City or Country).
+
+Two ways to answer: ``country(ip)`` decodes the address's record (microseconds), and
+``table_for(countries)`` gives an ``AddressTable`` of every address in those countries, so
+that the hot path answers with one ``bisect`` instead. The tables come from one walk over
+the whole database, run in a background thread when the resolver opens; until it ends,
+``table_for`` answers None and callers fall back to ``country``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any, Final
+
+import maxminddb
+
+from ._addresses import V4, V6, Interval, with_mapped_projection
+from ._errors import GeoIPError
+from ._intervals import AddressTable
+
+logger = logging.getLogger("edgefilter")
+
+# Where a MaxMind IPv6 database also answers for IPv4 addresses: (base, shift, host mask).
+# An IPv4 value v appears at base | v << shift, followed by shift free host bits.
+IPV4_ALIASES: Final = (
+    (0, 0, 0),  # ::a.b.c.d, IPv4-compatible
+    (0x2002 << 112, 80, (1 << 80) - 1),  # 6to4, 2002::/16
+    (0x2001_0000 << 96, 64, (1 << 64) - 1),  # Teredo, 2001::/32
+)
+MAX_MEMOIZED_TABLES: Final = 4096
+
+
+class CountryResolver:
+    """Looks up the ISO 3166-1 alpha-2 code of an address's ``country`` record.
+
+    Only ``country`` counts (not ``registered_country``), as in Rybbit. Opening a missing or
+    corrupt database raises ``GeoIPError``; a lookup never raises: an invalid address, an
+    address the database does not cover, a record without ``country`` and a record the
+    database cannot decode all answer None. ``compile_tables=False`` skips the walk.
+    """
+
+    __slots__ = ("_intervals", "_reader", "_ready", "_tables", "path")
+
+    def __init__(self, path: str | os.PathLike[str], *, compile_tables: bool = True) -> None:
+        self.path = os.fspath(path)
+        try:
+            self._reader: Any = maxminddb.open_database(self.path)
+        except (OSError, ValueError, maxminddb.InvalidDatabaseError) as error:
+            raise GeoIPError(f"cannot open GeoIP database {self.path!r}: {error}") from error
+        metadata = self._reader.metadata()
+        logger.info("GeoIP database %s opened: %s", self.path, metadata.database_type)
+        self._intervals: dict[str, list[Interval]] | None = None
+        self._tables: dict[frozenset[str], AddressTable] = {}
+        self._ready = threading.Event()
+        if compile_tables:
+            walker = threading.Thread(target=self._walk, name="edgefilter-geoip", daemon=True)
+            walker.start()
+
+    def country(self, ip: object) -> str | None:
+        """The country code of ``ip`` (text or ``ipaddress`` object), or None when unknown."""
+        try:
+            record = self._reader.get(ip)
+            return record["country"]["iso_code"]  # type: ignore[no-any-return]
+        except Exception:  # a lookup must never raise, whatever the database holds
+            return None
+
+    def table_for(self, countries: frozenset[str]) -> AddressTable | None:
+        """Every address of ``countries`` as one table; None until the walk has ended."""
+        try:
+            return self._tables[countries]
+        except KeyError:
+            return self._compile_table(countries)
+
+    def wait_compiled(self, timeout: float | None = None) -> bool:
+        """Block until the country tables are ready (or ``timeout``); whether they are."""
+        return self._ready.wait(timeout)
+
+    def _compile_table(self, countries: frozenset[str]) -> AddressTable | None:
+        intervals = self._intervals
+        if intervals is None:
+            return None
+        table = AddressTable.from_intervals(
+            interval for country in countries for interval in intervals.get(country, ())
+        )
+        if len(self._tables) >= MAX_MEMOIZED_TABLES:
+            self._tables.clear()
+        self._tables[countries] = table
+        return table
+
+    def _walk(self) -> None:
+        started = time.perf_counter()
+        try:
+            intervals = country_intervals(self._reader)
+            add_ipv4_aliases(self._reader, intervals)
+        except Exception:  # a corrupt record deep in the tree: stay on direct lookups
+            logger.exception("GeoIP database %s: walk failed, using direct lookups", self.path)
+            return
+        self._intervals = intervals
+        self._ready.set()
+        logger.info(
+            "GeoIP database %s: %d countries compiled in %.2f s",
+            self.path,
+            len(intervals),
+            time.perf_counter() - started,
+        )
+
+    def close(self) -> None:
+        """Release the database file (the compiled tables stay usable)."""
+        self._reader.close()
+
+    def __enter__(self) -> CountryResolver:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def country_intervals(networks: Iterable[tuple[Any, Any]]) -> dict[str, list[Interval]]:
+    """Per country code, the merged intervals of the networks whose record names it.
+
+    ``networks`` yields ``(ipaddress network, record)`` in address order, as iterating a
+    maxminddb reader does, so each country's intervals arrive sorted and merge as they come.
+    """
+    result: dict[str, list[Interval]] = {}
+    for network, record in networks:
+        try:
+            code = record["country"]["iso_code"]
+        except (KeyError, TypeError):
+            continue
+        version = V4 if network.version == 4 else V6
+        first, last = int(network.network_address), int(network.broadcast_address)
+        for interval in with_mapped_projection(version, first, last):
+            _append_merged(result.setdefault(code, []), interval)
+    return result
+
+
+def _append_merged(intervals: list[Interval], interval: Interval) -> None:
+    version, first, last = interval
+    if intervals and intervals[-1][0] == version and intervals[-1][2] + 1 == first:
+        intervals[-1] = (version, intervals[-1][1], last)
+    else:
+        intervals.append(interval)
+
+
+def add_ipv4_aliases(reader: Any, intervals: dict[str, list[Interval]]) -> None:
+    """Add the IPv6 images of IPv4 intervals where the database aliases them.
+
+    Iterating a reader skips aliased subtrees, but looking an address up follows them; each
+    alias is checked against one real lookup before it is added.
+    """
+    probe = next(
+        ((code, first) for code, spans in intervals.items() for v, first, _ in spans if v == V4),
+        None,
+    )
+    if probe is None:
+        return
+    code, value = probe
+    for base, shift, host_mask in IPV4_ALIASES:
+        address = _ipv6_text(base | value << shift)
+        try:
+            aliased = reader.get(address)["country"]["iso_code"] == code
+        except Exception:  # not aliased in this database (or an IPv4-only one)
+            aliased = False
+        if not aliased:
+            continue
+        for spans in intervals.values():
+            spans += [
+                (V6, base | first << shift, base | last << shift | host_mask)
+                for v, first, last in list(spans)
+                if v == V4
+            ]
+
+
+def _ipv6_text(value: int) -> str:
+    return str(ipaddress.IPv6Address(value))

@@ -1,0 +1,158 @@
+"""Site configs as the Sites API spells them, and the immutable rules they compile into."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final
+
+from ._countries import normalize_country
+from ._errors import ConfigError
+from ._intervals import AddressTable
+
+logger = logging.getLogger("edgefilter")
+
+# API field name -> (attribute name, accepted Python type). Order is the order to_api writes.
+_SCALAR_FIELDS: Final[dict[str, tuple[str, type | tuple[type, ...]]]] = {
+    "siteId": ("site_id", int),
+    "id": ("id", str),
+    "name": ("name", str),
+    "domain": ("domain", str),
+    "organizationId": ("organization_id", str),
+    "createdBy": ("created_by", str),
+    "createdAt": ("created_at", str),
+    "updatedAt": ("updated_at", str),
+    "public": ("public", bool),
+    "saltUserIds": ("salt_user_ids", bool),
+    "blockBots": ("block_bots", bool),
+    "sessionReplay": ("session_replay", bool),
+    "webVitals": ("web_vitals", bool),
+    "trackErrors": ("track_errors", bool),
+    "trackOutbound": ("track_outbound", bool),
+    "trackUrlParams": ("track_url_params", bool),
+}
+_LIST_FIELDS: Final = {"excludedIPs": "excluded_ips", "excludedCountries": "excluded_countries"}
+# Envelope keys of API answers; not part of a site's config.
+_ENVELOPE: Final = frozenset({"success", "message", "config"})
+
+
+@dataclass(frozen=True, slots=True)
+class SiteConfig:
+    """One site's configuration, field for field as the Sites API returns it.
+
+    Rule lists keep their entries exactly as given (bad ones included), so ``compile_rules``
+    can report each bad entry instead of losing it. Fields the API did not send are None,
+    except ``block_bots``, which defaults to True as it does for a new Rybbit site. Fields this
+    class does not know are kept in ``extra``.
+    """
+
+    site_id: int | None = None
+    id: str | None = None
+    name: str | None = None
+    domain: str | None = None
+    organization_id: str | None = None
+    created_by: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    public: bool | None = None
+    salt_user_ids: bool | None = None
+    block_bots: bool = True
+    session_replay: bool | None = None
+    web_vitals: bool | None = None
+    track_errors: bool | None = None
+    track_outbound: bool | None = None
+    track_url_params: bool | None = None
+    excluded_ips: tuple[object, ...] = ()
+    excluded_countries: tuple[object, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @classmethod
+    def from_api(cls, obj: Mapping[str, Any]) -> SiteConfig:
+        """Build from Sites API JSON: a site object, a config object, or an answer wrapping one.
+
+        The answers of ``GET /api/sites/:siteId``, ``PUT .../config`` (its ``config``),
+        ``GET .../excluded-ips`` and ``GET .../excluded-countries`` are all accepted, and so is
+        their union. A field of the wrong type raises ``ConfigError`` naming it.
+        """
+        if not isinstance(obj, Mapping):
+            raise ConfigError(f"a site config must be a JSON object, not {type(obj).__name__}")
+        inner = obj.get("config")
+        merged = {**obj, **inner} if isinstance(inner, Mapping) else dict(obj)
+        values: dict[str, Any] = {}
+        for api_name, (attribute, kind) in _SCALAR_FIELDS.items():
+            value = merged.get(api_name)
+            if value is None:
+                continue
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ConfigError(f"site config field {api_name!r} has invalid value {value!r}")
+            values[attribute] = value
+        for api_name, attribute in _LIST_FIELDS.items():
+            entries = merged.get(api_name)
+            if entries is None:
+                continue
+            if not isinstance(entries, list | tuple):
+                raise ConfigError(f"site config field {api_name!r} is not a list: {entries!r}")
+            values[attribute] = tuple(entries)
+        known = _SCALAR_FIELDS.keys() | _LIST_FIELDS.keys() | _ENVELOPE
+        extra = {key: value for key, value in merged.items() if key not in known}
+        return cls(**values, extra=MappingProxyType(extra))
+
+    def to_api(self) -> dict[str, Any]:
+        """The config as Sites API JSON, with the fields that are set."""
+        result: dict[str, Any] = {}
+        for api_name, (attribute, _) in _SCALAR_FIELDS.items():
+            value = getattr(self, attribute)
+            if value is not None:
+                result[api_name] = value
+        for api_name, attribute in _LIST_FIELDS.items():
+            result[api_name] = list(getattr(self, attribute))
+        result.update(self.extra)
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class SiteRules:
+    """A site's rules compiled for the hot path. Immutable; share it freely across threads.
+
+    ``rejected`` lists every entry that could not be compiled, as ``(entry, reason)``; all
+    other entries apply. ``needs_ip`` is true when any rule looks at the client address.
+    """
+
+    site_id: str | None = None
+    id: str | None = None
+    excluded_ips: AddressTable = AddressTable()
+    excluded_countries: frozenset[str] = frozenset()
+    block_bots: bool = False
+    needs_ip: bool = False
+    rejected: tuple[tuple[object, str], ...] = ()
+
+
+def compile_rules(config: SiteConfig) -> SiteRules:
+    """Compile a config into ``SiteRules``; bad entries are reported in ``rejected``, not raised."""
+    excluded_ips, rejected = AddressTable.from_entries(config.excluded_ips)
+    countries: set[str] = set()
+    rejected_countries: list[tuple[object, str]] = []
+    for code in config.excluded_countries:
+        try:
+            countries.add(normalize_country(code))
+        except ConfigError as error:
+            rejected_countries.append((code, str(error)))
+    rules = SiteRules(
+        site_id=None if config.site_id is None else str(config.site_id),
+        id=config.id,
+        excluded_ips=excluded_ips,
+        excluded_countries=frozenset(countries),
+        block_bots=config.block_bots,
+        needs_ip=bool(excluded_ips or countries),
+        rejected=rejected + tuple(rejected_countries),
+    )
+    if rules.rejected:
+        logger.warning(
+            "site %s: %d rule entries rejected: %s",
+            rules.site_id or rules.id,
+            len(rules.rejected),
+            "; ".join(reason for _, reason in rules.rejected[:5]),
+        )
+    return rules

@@ -1,0 +1,169 @@
+"""The hot path: decisions, their precedence, and odd input."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edgefilter import (
+    BotDetector,
+    CountryResolver,
+    Decision,
+    EdgeFilter,
+    Reason,
+    SiteConfig,
+    SiteRules,
+    compile_rules,
+)
+
+from .conftest import CHROME, GOOGLEBOT
+
+CN_ADDRESS = "175.16.199.10"  # CN in the test database
+US_ADDRESS = "216.160.83.56"  # US in the test database
+
+SITE = SiteConfig(
+    site_id=1,
+    id="a1b2c3d4e5f6",
+    block_bots=True,
+    excluded_ips=("175.16.199.0/25", "2001:db8::/32", "10.0.0.1"),
+    excluded_countries=("CN", "ru"),
+)
+OPEN_SITE = SiteConfig(site_id=2, block_bots=False)
+
+
+@pytest.fixture(params=["country tables", "direct lookups"])
+def edge_filter(request: pytest.FixtureRequest, city_db: Path) -> EdgeFilter:
+    """A filter over SITE and OPEN_SITE with the test GeoIP database, both country paths."""
+    compiled = request.param == "country tables"
+    resolver = CountryResolver(city_db, compile_tables=compiled)
+    assert not compiled or resolver.wait_compiled(timeout=30)
+    return EdgeFilter({"1": SITE, "2": OPEN_SITE}, geoip=resolver)
+
+
+@pytest.mark.parametrize(
+    ("site", "ip", "ua", "reason"),
+    [
+        # tracked
+        ("1", US_ADDRESS, CHROME, Reason.tracked),
+        ("1", "2001:218::1", CHROME, Reason.tracked),
+        # excluded IP, in every text form of the address
+        ("1", "10.0.0.1", CHROME, Reason.excluded_ip),
+        ("1", "::ffff:10.0.0.1", CHROME, Reason.excluded_ip),
+        ("1", "::FFFF:a00:1", CHROME, Reason.excluded_ip),
+        ("1", "2001:DB8::42", CHROME, Reason.excluded_ip),
+        ("1", " 10.0.0.1 ", CHROME, Reason.excluded_ip),
+        ("1", b"10.0.0.1", CHROME, Reason.excluded_ip),
+        ("1", "[2001:db8::1]", CHROME, Reason.excluded_ip),
+        # excluded country, IPv4, mapped and IPv6 (RU given in lower case)
+        ("1", "175.16.199.200", CHROME, Reason.excluded_country),
+        ("1", "::ffff:175.16.199.200", CHROME, Reason.excluded_country),
+        ("1", "2a02:d0c0::1", CHROME, Reason.excluded_country),
+        # bots; an empty or missing user agent is a bot
+        ("1", US_ADDRESS, GOOGLEBOT, Reason.bot),
+        ("1", US_ADDRESS, "", Reason.bot),
+        ("1", US_ADDRESS, None, Reason.bot),
+        # precedence: IP, then country, then bot
+        ("1", CN_ADDRESS, GOOGLEBOT, Reason.excluded_ip),
+        ("1", "175.16.199.200", GOOGLEBOT, Reason.excluded_country),
+        # the address cannot be read while a rule needs it
+        ("1", None, CHROME, Reason.invalid_ip),
+        ("1", "not an ip", CHROME, Reason.invalid_ip),
+        ("1", "1.2.3.4.5", GOOGLEBOT, Reason.invalid_ip),
+        # a site without rules does not read the address nor the user agent
+        ("2", None, None, Reason.tracked),
+        ("2", CN_ADDRESS, GOOGLEBOT, Reason.tracked),
+        # site ids: numeric, 12-hex, int
+        ("a1b2c3d4e5f6", "10.0.0.1", CHROME, Reason.excluded_ip),
+        (1, "10.0.0.1", CHROME, Reason.excluded_ip),
+        ("3", US_ADDRESS, CHROME, Reason.unknown_site),
+        (None, US_ADDRESS, CHROME, Reason.unknown_site),
+        (["1"], US_ADDRESS, CHROME, Reason.unknown_site),
+        (True, US_ADDRESS, CHROME, Reason.unknown_site),
+    ],
+)
+def test_decisions(
+    edge_filter: EdgeFilter, site: object, ip: object, ua: object, reason: Reason
+) -> None:
+    """Each hit gets the documented reason, tracked only when the reason is ``tracked``."""
+    decision = edge_filter.should_track(site, ip, ua)
+    assert decision.reason is reason
+    assert bool(decision) is decision.tracked is (reason is Reason.tracked)
+
+
+def test_unknown_sites_can_be_tracked() -> None:
+    """``track_unknown_sites=True`` flips the unknown-site decision."""
+    decision = EdgeFilter({}, track_unknown_sites=True).should_track("9", "1.2.3.4", CHROME)
+    assert decision == Decision(True, Reason.unknown_site)
+
+
+def test_precompiled_rules_are_accepted() -> None:
+    """A mapping may hold compiled SiteRules as well as SiteConfig."""
+    rules = compile_rules(SiteConfig(excluded_ips=("1.2.3.4",)))
+    assert (
+        EdgeFilter({"7": rules}).should_track("7", "1.2.3.4", CHROME).reason is Reason.excluded_ip
+    )
+
+
+def test_country_rules_without_geoip_warn_once_and_are_skipped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No database: one warning for the site, and its country rules do not apply."""
+    with caplog.at_level(logging.WARNING, logger="edgefilter"):
+        edge_filter = EdgeFilter({"1": SITE})
+        edge_filter.check_rules(edge_filter.source.rules_for("1"))  # type: ignore[arg-type]
+    assert caplog.text.count("no GeoIP database") == 1
+    assert edge_filter.should_track("1", "175.16.199.200", CHROME).reason is Reason.tracked
+
+
+def test_geoip_accepts_a_resolver(city_db: Path) -> None:
+    """``geoip`` may be an open CountryResolver instead of a path."""
+    with CountryResolver(city_db) as resolver:
+        edge_filter = EdgeFilter({"1": SITE}, geoip=resolver)
+        decision = edge_filter.should_track("1", "175.16.199.200", CHROME)
+        assert decision.reason is Reason.excluded_country
+
+
+def test_custom_bot_detector_is_used() -> None:
+    """``bots`` replaces the default detector."""
+
+    class EveryoneIsABot(BotDetector):
+        def detect(self, ua: str) -> bool:
+            return True
+
+    edge_filter = EdgeFilter({"1": SiteRules(block_bots=True)}, bots=EveryoneIsABot())
+    assert edge_filter.should_track("1", "1.2.3.4", CHROME).reason is Reason.bot
+
+
+odd_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=300),
+    st.binary(max_size=100),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.sampled_from(
+        ["1", "a1b2c3d4e5f6", "10.0.0.1", "::ffff:10.0.0.1", "2001:db8::1", "x" * 100_000]
+    ),
+)
+
+
+@given(odd_values, odd_values, odd_values)
+def test_should_track_never_raises(city_db: Path, site: object, ip: object, ua: object) -> None:
+    """Whatever it is given, should_track answers with a Decision."""
+    edge_filter = _shared_filter(city_db)
+    assert isinstance(edge_filter.should_track(site, ip, ua), Decision)
+
+
+_FILTERS: dict[Path, EdgeFilter] = {}
+
+
+def _shared_filter(city_db: Path) -> EdgeFilter:
+    if city_db not in _FILTERS:
+        _FILTERS[city_db] = EdgeFilter({"1": SITE, "2": OPEN_SITE}, geoip=str(city_db))
+    return _FILTERS[city_db]

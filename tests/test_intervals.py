@@ -1,0 +1,105 @@
+"""Compiled address tables against the naive ``ipaddress`` scan, their oracle."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edgefilter import AddressTable, IntervalTable
+
+from .oracle import fold, naive_excluded
+from .strategies import addresses, entry_lists
+
+
+@pytest.mark.parametrize(
+    ("intervals", "bounds"),
+    [
+        # empty
+        ([], ()),
+        # one interval
+        ([(5, 9)], (5, 10)),
+        # overlapping, nested and adjacent intervals merge; order does not matter
+        ([(5, 9), (7, 12)], (5, 13)),
+        ([(1, 100), (5, 9)], (1, 101)),
+        ([(10, 19), (0, 9)], (0, 20)),
+        # a gap of one value keeps them apart
+        ([(0, 9), (11, 19)], (0, 10, 11, 20)),
+    ],
+)
+def test_interval_table_merges(intervals: list[tuple[int, int]], bounds: tuple[int, ...]) -> None:
+    """Intervals are sorted and merged into flat bounds."""
+    assert IntervalTable.from_intervals(intervals).bounds == bounds
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 200), st.integers(0, 20)), max_size=20), st.integers(-5, 230)
+)
+def test_interval_table_agrees_with_naive_membership(
+    spans: list[tuple[int, int]], value: int
+) -> None:
+    """A value is in the table exactly when some input interval holds it."""
+    intervals = [(first, first + length) for first, length in spans]
+    table = IntervalTable.from_intervals(intervals)
+    assert (value in table) == any(first <= value <= last for first, last in intervals)
+    assert list(table) == sorted(table)
+    assert len(table) == len(list(table))
+
+
+def boundary_hits(entries: list[str]) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Addresses just inside and outside each entry's edges, where off-by-one bugs live."""
+    hits = []
+    table, _ = AddressTable.from_entries(entries)
+    for family, kind in ((table.ipv4, ipaddress.IPv4Address), (table.ipv6, ipaddress.IPv6Address)):
+        top = 2 ** (32 if kind is ipaddress.IPv4Address else 128) - 1
+        for first, last in family:
+            for value in (first - 1, first, last, last + 1):
+                if 0 <= value <= top:
+                    hits.append(kind(value))
+    return hits
+
+
+@given(entry_lists, st.lists(addresses, max_size=8))
+def test_address_table_agrees_with_ipaddress_scan(entries: list[str], extra: list[str]) -> None:
+    """Compiled tables decide every hit as a linear ``ipaddress`` scan does."""
+    table, rejected = AddressTable.from_entries(entries)
+    assert rejected == ()
+    hits = boundary_hits(entries) + [ipaddress.ip_address(text) for text in extra]
+    for hit in hits:
+        assert (str(hit) in table) == naive_excluded(entries, hit), (entries, hit)
+        mapped = fold(hit)
+        if mapped.version == 4:  # the ::ffff: form of an IPv4 hit decides the same
+            assert (f"::ffff:{mapped}" in table) == (str(hit) in table)
+
+
+@given(entry_lists, st.randoms(use_true_random=False))
+def test_entry_order_and_duplicates_do_not_matter(entries: list[str], rng: random.Random) -> None:
+    """Shuffling and repeating entries compiles the same tables."""
+    shuffled = entries + entries[: len(entries) // 2]
+    rng.shuffle(shuffled)
+    assert AddressTable.from_entries(shuffled)[0] == AddressTable.from_entries(entries)[0]
+
+
+def test_bad_entries_are_reported_and_the_rest_apply() -> None:
+    """A bad entry is rejected with its reason; good entries beside it still compile."""
+    table, rejected = AddressTable.from_entries(["10.0.0.0/8", "nonsense", "1.1.1.1/99"])
+    assert "10.9.9.9" in table
+    assert [entry for entry, _ in rejected] == ["nonsense", "1.1.1.1/99"]
+
+
+def test_large_table_compiles_and_answers() -> None:
+    """100,000 entries compile into one table that still answers exactly."""
+    rng = random.Random(7)
+    entries = [
+        str(ipaddress.IPv4Address(rng.getrandbits(32) & ~0xFF)) + "/24" for _ in range(100_000)
+    ]
+    table, _ = AddressTable.from_entries(entries)
+    sample = entries[::9973]
+    for entry in sample:
+        network = ipaddress.ip_network(entry)
+        assert str(network[0]) in table
+        assert str(network[-1]) in table
+    assert len(table.ipv4) <= 100_000
