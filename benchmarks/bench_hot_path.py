@@ -109,10 +109,11 @@ class Scenario:
     ours_ns: float = float("inf")
 
 
-def build(size: int, full: bool, rng: random.Random, resolver: CountryResolver) -> Scenario:
+def build(
+    size: int, full: bool, pairs: list[tuple[str, str]], resolver: CountryResolver
+) -> Scenario:
     """Compile the site, warm the bot verdicts, and check both sides agree on every hit."""
-    entries = random_entries(rng, size)
-    pairs = list(zip(random_hits(rng), browser_user_agents(rng), strict=True))
+    entries = random_entries(random.Random(SEED + size), size)
     countries = COUNTRIES if full else ()
     config = SiteConfig(excluded_ips=tuple(entries), excluded_countries=countries, block_bots=full)
     edge_filter = EdgeFilter({"1": config}, geoip=resolver)
@@ -128,7 +129,8 @@ def main() -> int:
     rng = random.Random(SEED)
     resolver = CountryResolver(CITY_DB)
     resolver.wait_compiled()
-    scenarios = [build(size, full, rng, resolver) for full in (False, True) for size in SIZES]
+    pairs = list(zip(random_hits(rng), browser_user_agents(rng), strict=True))
+    scenarios = [build(size, full, pairs, resolver) for full in (False, True) for size in SIZES]
     for _ in range(ROUNDS):  # interleaved rounds, best of each: noise only ever adds time
         for scenario in scenarios:
             ns = per_call_ns(scenario.should_track, scenario.calls, repeats=1)

@@ -90,6 +90,32 @@ def test_bad_entries_are_reported_and_the_rest_apply() -> None:
     assert [entry for entry, _ in rejected] == ["nonsense", "1.1.1.1/99"]
 
 
+@pytest.mark.parametrize("version", [4, 6])
+def test_bucketed_lookup_agrees_with_plain_bisect(version: int) -> None:
+    """A table large enough for the first-level index answers as a plain int bisect does."""
+    rng = random.Random(version)
+    bits = 32 if version == 4 else 128
+    kind = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+    # Spans concentrated in a few top-16-bit buckets, plus spans crossing bucket edges.
+    starts = [
+        rng.randrange(0, 1 << 16, 1024) << (bits - 16) | rng.getrandbits(bits - 16)
+        for _ in range(8_000)
+    ]
+    starts += [key << (bits - 16) for key in range(0, 1 << 16, 97)]
+    intervals = [(version, start, min(start + rng.getrandbits(8), 2**bits - 1)) for start in starts]
+    intervals.append((version, 2**bits - 50, 2**bits - 1))
+    table = AddressTable.from_intervals(intervals)
+    plain = table.ipv4 if version == 4 else table.ipv6
+    assert table.shift4 == 0 if version == 4 else table.shift6 == 0
+    probes = [rng.getrandbits(bits) for _ in range(5_000)]
+    probes += [
+        edge + delta for first, last in plain for edge in (first, last) for delta in (-1, 0, 1)
+    ]
+    for value in probes:
+        if 0 <= value < 2**bits:
+            assert (str(kind(value)) in table) == (value in plain), hex(value)
+
+
 def test_large_table_compiles_and_answers() -> None:
     """100,000 entries compile into one table that still answers exactly."""
     rng = random.Random(7)

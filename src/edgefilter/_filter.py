@@ -89,7 +89,7 @@ class StaticRules:
     ``id``) when its config names it and no other key takes it.
     """
 
-    __slots__ = ("_rules",)
+    __slots__ = ("_rules", "rules_for")
 
     def __init__(self, sites: Mapping[str, SiteConfig | SiteRules]) -> None:
         rules: dict[str, SiteRules] = {}
@@ -100,10 +100,8 @@ class StaticRules:
                 if alias is not None:
                     rules.setdefault(alias, compiled)
         self._rules = rules
-
-    def rules_for(self, site: str) -> SiteRules | None:
-        """The compiled rules of ``site``, or None."""
-        return self._rules.get(site)
+        # The dict's own C-level get: no Python frame between the hot path and the lookup.
+        self.rules_for: Callable[[str], SiteRules | None] = rules.get
 
     def __iter__(self) -> Iterator[tuple[str, SiteRules]]:
         return iter(self._rules.items())
@@ -181,7 +179,11 @@ class EdgeFilter:
                     return INVALID_IP
                 is_v4, packed = address[0] == V4, pack_address(address)
             ips = rules.excluded_ips
-            if _bisect_right(ips.packed4 if is_v4 else ips.packed6, packed) & 1:
+            if is_v4:
+                buckets, shift = ips.buckets4, ips.shift4
+            else:
+                buckets, shift = ips.buckets6, ips.shift6
+            if _bisect_right(buckets[(packed[0] << 8 | packed[1]) >> shift], packed) & 1:
                 return EXCLUDED_IP
             countries = rules.excluded_countries
             if countries and self.geoip is not None:
@@ -190,7 +192,7 @@ class EdgeFilter:
                     text = _inet_ntop(_AF_INET if is_v4 else _AF_INET6, packed)
                     if self.geoip.country(text) in countries:
                         return EXCLUDED_COUNTRY
-                elif _bisect_right(table.packed4 if is_v4 else table.packed6, packed) & 1:
+                elif table.contains_packed(packed):
                     return EXCLUDED_COUNTRY
         if rules.block_bots and self._bots_is_bot(ua):
             return BOT
