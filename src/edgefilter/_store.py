@@ -1,0 +1,342 @@
+"""Storage for the reference Sites API: SQLAlchemy Core on SQLite (default) or PostgreSQL.
+
+The schema is created by numbered migrations applied at start-up; each runs once, recorded
+in ``schema_version``. Every write runs in one transaction, so concurrent partial updates of
+a site never lose each other's fields: on SQLite each transaction takes the write lock at
+``BEGIN IMMEDIATE``, on PostgreSQL the site row is locked with ``SELECT ... FOR UPDATE``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    delete,
+    event,
+    insert,
+    select,
+    update,
+)
+
+ROLES: Final = ("owner", "admin", "member")
+WRITER_ROLES: Final = frozenset({"owner", "admin"})
+
+# Site flags: API name -> column name, with the default a new site gets (the values of the
+# seed's example answers for a site created with only domain, name and blockBots).
+FLAGS: Final = {
+    "public": ("public", False),
+    "saltUserIds": ("salt_user_ids", False),
+    "blockBots": ("block_bots", True),
+    "sessionReplay": ("session_replay", True),
+    "webVitals": ("web_vitals", True),
+    "trackErrors": ("track_errors", True),
+    "trackOutbound": ("track_outbound", True),
+    "trackUrlParams": ("track_url_params", False),
+}
+
+metadata = MetaData()
+organizations = Table(
+    "organizations",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_hash", String(64), primary_key=True),
+    Column("user_id", String(64), nullable=False),
+    Column(
+        "organization_id",
+        String(64),
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("role", String(16), nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+sites = Table(
+    "sites",
+    metadata,
+    Column("site_id", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(12), unique=True, nullable=False),
+    Column(
+        "organization_id",
+        String(64),
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("domain", String(253), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+    Column("private_link_key", String(12), nullable=True),
+    Column("version", Integer, nullable=False, default=1),
+    *(Column(column, Boolean, nullable=False) for column, _ in FLAGS.values()),
+)
+excluded_ips = Table(
+    "excluded_ips",
+    metadata,
+    Column("site_id", Integer, ForeignKey("sites.site_id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("entry", String(256), nullable=False),
+)
+excluded_countries = Table(
+    "excluded_countries",
+    metadata,
+    Column("site_id", Integer, ForeignKey("sites.site_id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("code", String(2), nullable=False),
+)
+schema_version = Table("schema_version", metadata, Column("version", Integer, primary_key=True))
+
+
+def _migration_1(connection: Connection) -> None:
+    for table in (organizations, api_keys, sites, excluded_ips, excluded_countries):
+        table.create(connection, checkfirst=True)
+
+
+MIGRATIONS: Final[Sequence[Callable[[Connection], None]]] = (_migration_1,)
+
+
+def now() -> str:
+    """The current time as the API writes it: ISO 8601, UTC, milliseconds, ``Z``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def hash_key(key: str) -> str:
+    """The stored form of an API key (keys are random and long: a plain SHA-256 suffices)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who an API key belongs to."""
+
+    user_id: str
+    organization_id: str
+    role: str
+
+
+def engine_for(url: str) -> Engine:
+    """An engine for ``sqlite:///path`` (WAL, foreign keys, immediate transactions) or
+    ``postgresql://...`` (psycopg 3)."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # let SQLAlchemy's BEGIN below decide
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        # Writers take the write lock up front, so two writers never deadlock on upgrade.
+        write = connection.info.get("write", True)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+class SiteStore:
+    """Organisations, API keys, sites and their rule lists."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = engine_for(url)
+        self._is_sqlite = self.engine.dialect.name == "sqlite"
+        self.migrate()
+
+    def migrate(self) -> None:
+        """Apply every migration not applied yet."""
+        with self.transaction() as connection:
+            schema_version.create(connection, checkfirst=True)
+            done = {row.version for row in connection.execute(select(schema_version.c.version))}
+            for number, migration in enumerate(MIGRATIONS, start=1):
+                if number not in done:
+                    migration(connection)
+                    connection.execute(insert(schema_version).values(version=number))
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[Connection]:
+        """One transaction; committed on success, rolled back on error.
+
+        On SQLite a writing transaction holds the write lock from its start; reading ones
+        run beside it (WAL).
+        """
+        with self.engine.connect() as connection:
+            connection.info["write"] = write
+            with connection.begin():
+                yield connection
+
+    # --- organisations and keys -------------------------------------------------------
+
+    def create_organization(self, name: str) -> str:
+        """A new organisation; its id."""
+        organization_id = f"org_{secrets.token_hex(6)}"
+        with self.transaction() as connection:
+            connection.execute(
+                insert(organizations).values(id=organization_id, name=name, created_at=now())
+            )
+        return organization_id
+
+    def organization_exists(self, organization_id: str) -> bool:
+        """Whether the organisation exists."""
+        with self.transaction(write=False) as connection:
+            query = select(organizations.c.id).where(organizations.c.id == organization_id)
+            return connection.execute(query).first() is not None
+
+    def create_key(self, organization_id: str, role: str, user_id: str | None = None) -> str:
+        """A new API key for a user (new unless named) with ``role`` in the organisation.
+
+        The key is returned once; only its hash is stored.
+        """
+        if role not in ROLES:
+            raise ValueError(f"role {role!r} is not one of {', '.join(ROLES)}")
+        if not self.organization_exists(organization_id):
+            raise LookupError(f"organisation {organization_id!r} does not exist")
+        key = f"ef_{secrets.token_urlsafe(32)}"
+        with self.transaction() as connection:
+            connection.execute(
+                insert(api_keys).values(
+                    key_hash=hash_key(key),
+                    user_id=user_id or f"user_{secrets.token_hex(6)}",
+                    organization_id=organization_id,
+                    role=role,
+                    created_at=now(),
+                )
+            )
+        return key
+
+    def principal(self, key: str, connection: Connection | None = None) -> Principal | None:
+        """Who holds ``key``, or None for an unknown key; in ``connection`` when given."""
+        if connection is None:
+            with self.transaction(write=False) as own:
+                return self.principal(key, own)
+        row = connection.execute(
+            select(api_keys).where(api_keys.c.key_hash == hash_key(key))
+        ).first()
+        return None if row is None else Principal(row.user_id, row.organization_id, row.role)
+
+    # --- sites ------------------------------------------------------------------------
+
+    def find_site(self, connection: Connection, ref: str, *, lock: bool = False) -> Any:
+        """The site row addressed by its numeric ``siteId`` or its 12-hex ``id``, or None."""
+        column = sites.c.site_id if ref.isdigit() else sites.c.id
+        key: int | str = int(ref) if ref.isdigit() else ref
+        if isinstance(key, int) and key > 2**62:
+            return None
+        query = select(sites).where(column == key)
+        if lock and not self._is_sqlite:
+            query = query.with_for_update()
+        return connection.execute(query).first()
+
+    def site_lists(self, connection: Connection, site_id: int) -> tuple[list[str], list[str]]:
+        """The excluded IPs and countries of a site, in the order they were given."""
+        ips = connection.execute(
+            select(excluded_ips.c.entry)
+            .where(excluded_ips.c.site_id == site_id)
+            .order_by(excluded_ips.c.position)
+        ).scalars()
+        countries = connection.execute(
+            select(excluded_countries.c.code)
+            .where(excluded_countries.c.site_id == site_id)
+            .order_by(excluded_countries.c.position)
+        ).scalars()
+        return list(ips), list(countries)
+
+    def create_site(self, organization_id: str, created_by: str, values: dict[str, Any]) -> Any:
+        """Insert a site (``values`` holds domain, name and flags by column); its row."""
+        stamp = now()
+        row = {column: default for column, default in FLAGS.values()}
+        row.update(values)
+        with self.transaction() as connection:
+            for _ in range(8):  # a 12-hex id collides with odds of 1 in 2**48; retry anyway
+                public_id = secrets.token_hex(6)
+                if self.find_site(connection, public_id) is None:
+                    break
+            result = connection.execute(
+                insert(sites).values(
+                    id=public_id,
+                    organization_id=organization_id,
+                    created_by=created_by,
+                    created_at=stamp,
+                    updated_at=stamp,
+                    version=1,
+                    **row,
+                )
+            )
+            assert result.inserted_primary_key is not None
+            site_id = result.inserted_primary_key[0]
+            return connection.execute(select(sites).where(sites.c.site_id == site_id)).first()
+
+    def delete_site(self, connection: Connection, site_id: int) -> None:
+        """Delete a site and, by cascade, all its rows."""
+        connection.execute(delete(excluded_ips).where(excluded_ips.c.site_id == site_id))
+        connection.execute(
+            delete(excluded_countries).where(excluded_countries.c.site_id == site_id)
+        )
+        connection.execute(delete(sites).where(sites.c.site_id == site_id))
+
+    def update_site(
+        self,
+        connection: Connection,
+        site_id: int,
+        columns: dict[str, Any],
+        ips: list[str] | None,
+        countries: list[str] | None,
+    ) -> None:
+        """Apply a partial update inside the caller's transaction; bumps the version."""
+        connection.execute(
+            update(sites)
+            .where(sites.c.site_id == site_id)
+            .values(**columns, updated_at=now(), version=sites.c.version + 1)
+        )
+        if ips is not None:
+            connection.execute(delete(excluded_ips).where(excluded_ips.c.site_id == site_id))
+            if ips:
+                connection.execute(
+                    insert(excluded_ips),
+                    [{"site_id": site_id, "position": i, "entry": e} for i, e in enumerate(ips)],
+                )
+        if countries is not None:
+            connection.execute(
+                delete(excluded_countries).where(excluded_countries.c.site_id == site_id)
+            )
+            if countries:
+                connection.execute(
+                    insert(excluded_countries),
+                    [
+                        {"site_id": site_id, "position": i, "code": code}
+                        for i, code in enumerate(countries)
+                    ],
+                )

@@ -1,0 +1,428 @@
+"""The reference Sites API server: every endpoint of Rybbit's Sites API, as a Starlette app.
+
+``create_app(db_url)`` builds the app; ``edgefilter serve-api`` serves it with uvicorn.
+
+Where it differs from Rybbit, and why:
+
+- A missing or unknown key answers **401**, a key without access to the site **403**, and an
+  unknown site (for a key that is valid) **404**. Rybbit answers all three with a blanket
+  403; separate codes let a rules client tell "fix your key" from "this site is gone", which
+  decides whether it keeps serving the last good rules or forgets the site.
+- A public site's ``GET /api/sites/:siteId`` needs no key; its exclusion lists and private
+  link still do (office addresses and link keys are not public data).
+- The private link's GET needs admin or owner, like its POST: the key grants access.
+- Excluded IPs are validated by the same compiler as the hot path, so IPv6 ranges and
+  mapped addresses are accepted and a reversed range is refused (Rybbit stores it and it
+  never matches). Unknown fields are refused with 400 naming them.
+- The three reads carry an ``ETag`` and answer ``If-None-Match`` with 304.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Final
+
+import idna
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ._countries import normalize_country
+from ._errors import ConfigError
+from ._intervals import AddressTable
+from ._openapi import OPENAPI
+from ._store import FLAGS, WRITER_ROLES, Principal, SiteStore
+
+DEFAULT_MAX_BODY: Final = 1 << 20
+DEFAULT_MAX_IPS: Final = 10_000
+DEFAULT_MAX_COUNTRIES: Final = 250
+MAX_ENTRY_LENGTH: Final = 256
+MAX_NAME_LENGTH: Final = 256
+CREATE_FIELDS: Final = frozenset({"domain", "name", "public", "saltUserIds", "blockBots"})
+CONFIG_FIELDS: Final = frozenset(FLAGS) | {"domain", "name", "excludedIPs", "excludedCountries"}
+PRIVATE_LINK_ACTIONS: Final = frozenset({"generate_private_link_key", "revoke_private_link_key"})
+
+
+class ApiError(Exception):
+    """An error answer: ``{"success": false, "error": ..., "details": [...]}``."""
+
+    def __init__(self, status: int, error: str, details: list[str] | None = None) -> None:
+        super().__init__(error)
+        self.status, self.error, self.details = status, error, details
+
+    def response(self) -> JSONResponse:
+        body: dict[str, Any] = {"success": False, "error": self.error}
+        if self.details is not None:
+            body["details"] = self.details
+        return JSONResponse(body, status_code=self.status)
+
+
+def normalize_domain(value: object) -> str:
+    """Strip scheme, path and trailing slash, lower-case, IDNA-encode; ApiError if invalid."""
+    if not isinstance(value, str) or not value.strip():
+        raise ApiError(400, "domain must be a non-empty string")
+    text = value.strip().lower()
+    for scheme in ("https://", "http://"):
+        text = text.removeprefix(scheme)
+    text = text.split("/", 1)[0].rstrip(".")
+    try:
+        domain = idna.encode(text, uts46=True).decode("ascii")
+    except idna.IDNAError as error:
+        raise ApiError(400, f"domain {value!r} is not a valid domain name: {error}") from None
+    if len(domain) > 253:
+        raise ApiError(400, f"domain {value!r} is longer than 253 characters")
+    return domain
+
+
+def _name(value: object) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME_LENGTH:
+        raise ApiError(400, f"name must be a non-empty string of at most {MAX_NAME_LENGTH}")
+    return value.strip()
+
+
+def _strings(field: str, value: object, limit: int) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ApiError(400, f"{field} must be a list of strings")
+    if len(value) > limit:
+        raise ApiError(400, f"{field} has {len(value)} entries; the limit is {limit}")
+    return value
+
+
+class SitesApi:
+    """The endpoints, over a ``SiteStore``; limits are per instance."""
+
+    def __init__(
+        self,
+        store: SiteStore,
+        *,
+        max_body_bytes: int = DEFAULT_MAX_BODY,
+        max_excluded_ips: int = DEFAULT_MAX_IPS,
+        max_excluded_countries: int = DEFAULT_MAX_COUNTRIES,
+    ) -> None:
+        self.store = store
+        self.max_body_bytes = max_body_bytes
+        self.max_excluded_ips = max_excluded_ips
+        self.max_excluded_countries = max_excluded_countries
+
+    # --- request plumbing -------------------------------------------------------------
+
+    async def json_body(self, request: Request) -> dict[str, Any]:
+        """The JSON object body, read up to the size limit (413 past it)."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise ApiError(413, f"request body over {self.max_body_bytes} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise ApiError(413, f"request body over {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+        try:
+            body = json.loads(b"".join(chunks) or b"null")
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "request body must be a JSON object")
+        return body
+
+    def principal(
+        self, request: Request, connection: Any = None, *, required: bool = True
+    ) -> Principal | None:
+        """The key's holder; 401 for a missing or unknown key when ``required``."""
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        found = None
+        if scheme.lower() == "bearer" and key.strip():
+            found = self.store.principal(key.strip(), connection)
+        if found is None and required:
+            raise ApiError(401, "Unauthorized")
+        return found
+
+    def site(
+        self,
+        connection: Any,
+        request: Request,
+        *,
+        write: bool,
+        public_ok: bool = False,
+        lock: bool = False,
+    ) -> tuple[Any, Principal | None]:
+        """The addressed site and the caller, with 401/403/404 as the module explains."""
+        ref = request.path_params["site_id"]
+        principal = self.principal(request, connection, required=False)
+        row = self.store.find_site(connection, ref, lock=lock)
+        if principal is None:
+            if row is not None and row.public and public_ok:
+                return row, None
+            raise ApiError(401, "Unauthorized")
+        if row is None:
+            raise ApiError(404, "Site not found")
+        if row.organization_id != principal.organization_id:
+            raise ApiError(403, "Forbidden")
+        if write and principal.role not in WRITER_ROLES:
+            raise ApiError(403, "Forbidden: admin or owner role required")
+        return row, principal
+
+    # --- endpoints ----------------------------------------------------------------------
+
+    async def create_site(self, request: Request) -> Response:
+        """POST /api/sites/:orgId"""
+        body = await self.json_body(request)
+        return await run_in_threadpool(self._create_site, request, body)
+
+    def _create_site(self, request: Request, body: dict[str, Any]) -> Response:
+        principal = self.principal(request)
+        assert principal is not None
+        organization_id = request.path_params["org_id"]
+        if principal.organization_id != organization_id:
+            if not self.store.organization_exists(organization_id):
+                raise ApiError(404, "Organization not found")
+            raise ApiError(403, "Forbidden")
+        if principal.role not in WRITER_ROLES:
+            raise ApiError(403, "Forbidden: admin or owner role required")
+        _refuse_unknown(body, CREATE_FIELDS)
+        values: dict[str, Any] = {
+            "domain": normalize_domain(body.get("domain")),
+            "name": _name(body.get("name")),
+        }
+        values.update(_flags(body))
+        row = self.store.create_site(organization_id, principal.user_id, values)
+        created = {
+            "siteId": row.site_id,
+            "id": row.id,
+            "domain": row.domain,
+            "name": row.name,
+            "organizationId": row.organization_id,
+            "createdBy": row.created_by,
+            "public": row.public,
+            "saltUserIds": row.salt_user_ids,
+            "blockBots": row.block_bots,
+        }
+        return JSONResponse(created, status_code=201)
+
+    async def get_site(self, request: Request) -> Response:
+        """GET /api/sites/:siteId"""
+        return await run_in_threadpool(self._read, request, self._site_body, True)
+
+    def _site_body(self, row: Any, principal: Principal | None, _lists: Any) -> dict[str, Any]:
+        return {
+            "id": row.id,
+            "siteId": row.site_id,
+            "name": row.name,
+            "domain": row.domain,
+            "createdAt": row.created_at,
+            "updatedAt": row.updated_at,
+            "createdBy": row.created_by,
+            "organizationId": row.organization_id,
+            **{flag: getattr(row, column) for flag, (column, _) in FLAGS.items()},
+            "isOwner": principal is not None and principal.role == "owner",
+        }
+
+    async def excluded_ips(self, request: Request) -> Response:
+        """GET /api/sites/:siteId/excluded-ips"""
+        return await run_in_threadpool(
+            self._read, request, lambda _r, _p, lists: {"success": True, "excludedIPs": lists[0]}
+        )
+
+    async def excluded_countries(self, request: Request) -> Response:
+        """GET /api/sites/:siteId/excluded-countries"""
+        return await run_in_threadpool(
+            self._read,
+            request,
+            lambda _r, _p, lists: {"success": True, "excludedCountries": lists[1]},
+        )
+
+    def _read(
+        self,
+        request: Request,
+        render: Callable[[Any, Principal | None, Any], dict[str, Any]],
+        public_ok: bool = False,
+    ) -> Response:
+        with self.store.transaction(write=False) as connection:
+            row, principal = self.site(connection, request, write=False, public_ok=public_ok)
+            lists = self.store.site_lists(connection, row.site_id)
+        return _with_etag(request, render(row, principal, lists))
+
+    async def delete_site(self, request: Request) -> Response:
+        """DELETE /api/sites/:siteId"""
+        return await run_in_threadpool(self._delete_site, request)
+
+    def _delete_site(self, request: Request) -> Response:
+        with self.store.transaction() as connection:
+            row, _ = self.site(connection, request, write=True, lock=True)
+            self.store.delete_site(connection, row.site_id)
+        return JSONResponse({"success": True})
+
+    async def update_config(self, request: Request) -> Response:
+        """PUT /api/sites/:siteId/config"""
+        body = await self.json_body(request)
+        return await run_in_threadpool(self._update_config, request, body)
+
+    def _update_config(self, request: Request, body: dict[str, Any]) -> Response:
+        _refuse_unknown(body, CONFIG_FIELDS)
+        columns: dict[str, Any] = dict(_flags(body))
+        if "domain" in body:
+            columns["domain"] = normalize_domain(body["domain"])
+        if "name" in body:
+            columns["name"] = _name(body["name"])
+        ips = self._valid_ips(body["excludedIPs"]) if "excludedIPs" in body else None
+        countries = (
+            self._valid_countries(body["excludedCountries"])
+            if "excludedCountries" in body
+            else None
+        )
+        with self.store.transaction() as connection:
+            row, _ = self.site(connection, request, write=True, lock=True)
+            self.store.update_site(connection, row.site_id, columns, ips, countries)
+            row = self.store.find_site(connection, str(row.site_id))
+            ip_list, country_list = self.store.site_lists(connection, row.site_id)
+        config = {
+            **{flag: getattr(row, column) for flag, (column, _) in FLAGS.items()},
+            "excludedIPs": ip_list,
+            "excludedCountries": country_list,
+        }
+        return JSONResponse(
+            {
+                "success": True,
+                "message": "Site configuration updated successfully",
+                "config": config,
+            }
+        )
+
+    def _valid_ips(self, value: object) -> list[str]:
+        entries = _strings("excludedIPs", value, self.max_excluded_ips)
+        _, rejected = AddressTable.from_entries(entries)
+        details = [f"{entry}: {reason}" for entry, reason in rejected]
+        details += [
+            f"{entry[:40]}...: longer than {MAX_ENTRY_LENGTH} characters"
+            for entry in entries
+            if len(entry.strip()) > MAX_ENTRY_LENGTH
+        ]
+        if details:
+            raise ApiError(400, "Invalid IP patterns", details)
+        return [entry.strip() for entry in entries]
+
+    def _valid_countries(self, value: object) -> list[str]:
+        codes = _strings("excludedCountries", value, self.max_excluded_countries)
+        valid, details = [], []
+        for code in codes:
+            try:
+                valid.append(normalize_country(code))
+            except ConfigError as error:
+                details.append(f"{code}: {error}")
+        if details:
+            raise ApiError(400, "Invalid country codes", details)
+        return list(dict.fromkeys(valid))
+
+    async def private_link(self, request: Request) -> Response:
+        """GET and POST /api/sites/:siteId/private-link-config"""
+        body = await self.json_body(request) if request.method == "POST" else None
+        return await run_in_threadpool(self._private_link, request, body)
+
+    def _private_link(self, request: Request, body: dict[str, Any] | None) -> Response:
+        if body is not None:
+            _refuse_unknown(body, frozenset({"action"}))
+            if body.get("action") not in PRIVATE_LINK_ACTIONS:
+                raise ApiError(400, f"action must be one of {sorted(PRIVATE_LINK_ACTIONS)}")
+        with self.store.transaction() as connection:
+            row, _ = self.site(connection, request, write=True, lock=True)
+            key = row.private_link_key
+            if body is not None:
+                generate = body["action"] == "generate_private_link_key"
+                key = secrets.token_hex(6) if generate else None
+                self.store.update_site(
+                    connection, row.site_id, {"private_link_key": key}, None, None
+                )
+        return JSONResponse({"success": True, "data": {"privateLinkKey": key}})
+
+
+def _refuse_unknown(body: dict[str, Any], allowed: frozenset[str]) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise ApiError(400, f"Unknown fields: {', '.join(unknown)}")
+
+
+def _flags(body: dict[str, Any]) -> dict[str, bool]:
+    columns = {}
+    for flag, (column, _) in FLAGS.items():
+        if flag in body:
+            if not isinstance(body[flag], bool):
+                raise ApiError(400, f"{flag} must be true or false")
+            columns[column] = body[flag]
+    return columns
+
+
+def _with_etag(request: Request, body: dict[str, Any]) -> Response:
+    content = json.dumps(body, separators=(",", ":")).encode("utf-8")
+    etag = '"' + hashlib.sha256(content).hexdigest()[:32] + '"'
+    wanted = {tag.strip() for tag in request.headers.get("if-none-match", "").split(",")}
+    if etag in wanted or f"W/{etag}" in wanted or "*" in wanted:
+        return Response(status_code=304, headers={"ETag": etag})
+    return Response(content, media_type="application/json", headers={"ETag": etag})
+
+
+def _guard(
+    handler: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    async def guarded(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ApiError as error:
+            return error.response()
+
+    return guarded
+
+
+async def _http_error(_request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    text = {404: "Not found", 405: "Method not allowed"}.get(error.status_code, error.detail)
+    return JSONResponse({"success": False, "error": text}, status_code=error.status_code)
+
+
+def create_app(
+    db_url: str = "sqlite:///edgefilter.db",
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    max_excluded_ips: int = DEFAULT_MAX_IPS,
+    max_excluded_countries: int = DEFAULT_MAX_COUNTRIES,
+) -> Starlette:
+    """The Sites API app over the database at ``db_url`` (migrated on start-up)."""
+    store = SiteStore(db_url)
+    api = SitesApi(
+        store,
+        max_body_bytes=max_body_bytes,
+        max_excluded_ips=max_excluded_ips,
+        max_excluded_countries=max_excluded_countries,
+    )
+
+    async def openapi(_request: Request) -> Response:
+        return JSONResponse(OPENAPI)
+
+    site = "/api/sites/{site_id}"
+    routes = [
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/api/sites/{org_id}", _guard(api.create_site), methods=["POST"]),
+        Route(site, _guard(api.get_site), methods=["GET"]),
+        Route(site, _guard(api.delete_site), methods=["DELETE"]),
+        Route(site + "/config", _guard(api.update_config), methods=["PUT"]),
+        Route(site + "/excluded-ips", _guard(api.excluded_ips), methods=["GET"]),
+        Route(site + "/excluded-countries", _guard(api.excluded_countries), methods=["GET"]),
+        Route(site + "/private-link-config", _guard(api.private_link), methods=["GET", "POST"]),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        store.close()
+
+    app = Starlette(
+        routes=routes, exception_handlers={HTTPException: _http_error}, lifespan=lifespan
+    )
+    app.state.store = store
+    return app
