@@ -1,7 +1,21 @@
 """edgefilter: decide at the edge of an analytics ingest pipeline whether a hit is tracked."""
 
 from ._bots import BotDetector
-from ._errors import ConfigError, EdgeFilterError, GeoIPError
+from ._cache import RulesCache
+from ._client import FetchedConfig, SitesApiClient
+from ._errors import (
+    ApiAuthError,
+    ApiRequestError,
+    ApiServerError,
+    ApiTimeoutError,
+    ApiUnreachableError,
+    ConfigError,
+    EdgeFilterError,
+    GeoIPError,
+    MalformedResponseError,
+    SiteNotFoundError,
+    SitesApiError,
+)
 from ._filter import Decision, EdgeFilter, Reason, RulesSource, StaticRules
 from ._geo import CountryResolver
 from ._intervals import AddressTable, IntervalTable
@@ -9,18 +23,29 @@ from ._rules import SiteConfig, SiteRules, compile_rules
 
 __all__ = [
     "AddressTable",
+    "ApiAuthError",
+    "ApiRequestError",
+    "ApiServerError",
+    "ApiTimeoutError",
+    "ApiUnreachableError",
     "BotDetector",
     "ConfigError",
     "CountryResolver",
     "Decision",
     "EdgeFilter",
     "EdgeFilterError",
+    "FetchedConfig",
     "GeoIPError",
     "IntervalTable",
+    "MalformedResponseError",
     "Reason",
+    "RulesCache",
     "RulesSource",
     "SiteConfig",
+    "SiteNotFoundError",
     "SiteRules",
+    "SitesApiClient",
+    "SitesApiError",
     "StaticRules",
     "compile_rules",
 ]

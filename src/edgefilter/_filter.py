@@ -9,6 +9,10 @@ Decisions for odd input (the hot path never raises):
   ``Reason.invalid_ip``, not tracked: an address that cannot be read could be an excluded
   one. For a site without such rules the address is never read.
 - ``ua`` empty, missing or not text, for a site that blocks bots: ``Reason.bot``.
+- no rules can be had for the site right now (a live source whose API is down, or whose
+  first fetch is still running): ``Reason.rules_unavailable``, tracked unless
+  ``track_when_unavailable=False`` (fail open by default: an outage of the config API must
+  not silently drop every hit).
 
 When several rules match, the reason is the first of: IP, country, bot.
 """
@@ -52,6 +56,7 @@ class Reason(StrEnum):
     bot = "bot"
     unknown_site = "unknown_site"
     invalid_ip = "invalid_ip"
+    rules_unavailable = "rules_unavailable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +79,18 @@ INVALID_IP: Final = Decision(False, Reason.invalid_ip)
 
 @runtime_checkable
 class RulesSource(Protocol):
-    """Where an ``EdgeFilter`` finds a site's rules: ``rules_for(site)`` or None if unknown.
+    """Where an ``EdgeFilter`` finds a site's rules.
 
-    ``rules_for`` is called on every hit: it must be a cheap, non-blocking read.
+    ``rules_for(site)`` is called on every hit: a cheap, non-blocking read (ideally a dict's
+    own ``get``) that answers None when it has nothing at hand. Only then is
+    ``resolve(site)`` called: it may do more work, and answers the rules, None for an
+    unknown site, or ``Reason.rules_unavailable`` when the rules cannot be had now.
     """
 
-    def rules_for(self, site: str) -> SiteRules | None: ...
+    @property
+    def rules_for(self) -> Callable[[str], SiteRules | None]: ...
+
+    def resolve(self, site: str) -> SiteRules | Reason | None: ...
 
 
 class StaticRules:
@@ -103,6 +114,10 @@ class StaticRules:
         # The dict's own C-level get: no Python frame between the hot path and the lookup.
         self.rules_for: Callable[[str], SiteRules | None] = rules.get
 
+    def resolve(self, site: str) -> SiteRules | Reason | None:
+        """A static source has nothing more than ``rules_for``: a miss is an unknown site."""
+        return None
+
     def __iter__(self) -> Iterator[tuple[str, SiteRules]]:
         return iter(self._rules.items())
 
@@ -116,7 +131,15 @@ class EdgeFilter:
     default one is made when not given.
     """
 
-    __slots__ = ("_bots_is_bot", "_rules_for", "_unknown", "_warned", "geoip", "source")
+    __slots__ = (
+        "_bots_is_bot",
+        "_rules_for",
+        "_unavailable",
+        "_unknown",
+        "_warned",
+        "geoip",
+        "source",
+    )
 
     def __init__(
         self,
@@ -125,6 +148,7 @@ class EdgeFilter:
         geoip: str | CountryResolver | None = None,
         bots: BotDetector | None = None,
         track_unknown_sites: bool = False,
+        track_when_unavailable: bool = True,
     ) -> None:
         self.source: RulesSource = (
             source if isinstance(source, RulesSource) else StaticRules(source)
@@ -133,15 +157,17 @@ class EdgeFilter:
         self._rules_for: Callable[[str], SiteRules | None] = self.source.rules_for
         self._bots_is_bot = (bots or BotDetector()).is_bot
         self._unknown = Decision(track_unknown_sites, Reason.unknown_site)
+        self._unavailable = Decision(track_when_unavailable, Reason.rules_unavailable)
         self._warned: set[int] = set()
         if isinstance(self.source, StaticRules):
             for _, rules in self.source:
                 self.check_rules(rules)
 
     def check_rules(self, rules: SiteRules) -> None:
-        """Warn once per rules object about rules this filter cannot apply."""
-        if rules.excluded_countries and self.geoip is None and id(rules) not in self._warned:
-            self._warned.add(id(rules))
+        """Warn once per site about rules this filter cannot apply."""
+        site = hash(rules.site_id or rules.id)
+        if rules.excluded_countries and self.geoip is None and site not in self._warned:
+            self._warned.add(site)
             logger.warning(
                 "site %s excludes countries %s but no GeoIP database is loaded: "
                 "country rules are skipped",
@@ -160,9 +186,10 @@ class EdgeFilter:
         except Exception:  # an odd site id (unhashable, ...) is an unknown site
             rules = None
         if rules is None:
-            rules = self._rules_for_odd_site(site)
-            if rules is None:
-                return self._unknown
+            found = self._resolve(site)
+            if not isinstance(found, SiteRules):
+                return self._unknown if found is None else self._unavailable
+            rules = found
         if rules.needs_ip:
             try:
                 if ":" in ip:  # type: ignore[operator]
@@ -198,8 +225,26 @@ class EdgeFilter:
             return BOT
         return TRACKED
 
-    def _rules_for_odd_site(self, site: object) -> SiteRules | None:
-        """Second chance for a site id that is an int (or bool-free integral) rather than text."""
+    def _resolve(self, site: object) -> SiteRules | Reason | None:
+        """The slow path after a miss: int ids as text, then the source's ``resolve``."""
         if isinstance(site, int) and not isinstance(site, bool):
-            return self._rules_for(str(site))
-        return None
+            site = str(site)
+            rules = self._rules_for(site)
+            if rules is not None:
+                return rules
+        if not isinstance(site, str):
+            return None
+        try:
+            found = self.source.resolve(site)
+        except Exception:  # a source must not break the hot path; count it as unavailable
+            logger.exception("rules source failed to resolve site %r", site)
+            return Reason.rules_unavailable
+        if isinstance(found, SiteRules):
+            self.check_rules(found)
+        return found
+
+    async def ensure(self, site: str) -> None:
+        """Wait until the source has fetched ``site``'s rules, when it fetches (async path)."""
+        aensure = getattr(self.source, "aensure", None)
+        if aensure is not None:
+            await aensure(site)

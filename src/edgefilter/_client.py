@@ -1,0 +1,322 @@
+"""``SitesApiClient``: the Sites API over HTTP (httpx), sync and async.
+
+Every call raises a ``SitesApiError`` subclass on failure (see ``_errors``), so callers can
+tell a bad key (``ApiAuthError``) from a missing site (``SiteNotFoundError``) from an outage
+(``ApiServerError``, ``ApiTimeoutError``, ``ApiUnreachableError``, ``MalformedResponseError``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from ._errors import (
+    ApiAuthError,
+    ApiRequestError,
+    ApiServerError,
+    ApiTimeoutError,
+    ApiUnreachableError,
+    ConfigError,
+    MalformedResponseError,
+    SiteNotFoundError,
+    SitesApiError,
+)
+from ._rules import SiteConfig
+
+T = TypeVar("T")
+Json = dict[str, Any]
+# The three reads that make one site's rules, and the list field each one must carry.
+READS: Final = (
+    ("", None),
+    ("/excluded-ips", "excludedIPs"),
+    ("/excluded-countries", "excludedCountries"),
+)
+DEFAULT_TIMEOUT: Final = 5.0
+PRIVATE_LINK: Final = "/private-link-config"
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedConfig:
+    """One site's config as its three reads answered, with their ETags.
+
+    Pass it back as ``previous`` to fetch again conditionally: reads whose ETag still
+    matches answer 304 and reuse the body kept here. ``not_modified`` is true when all three
+    did, so the compiled rules need not change.
+    """
+
+    config: SiteConfig
+    bodies: tuple[Json, Json, Json]
+    etags: tuple[str | None, str | None, str | None]
+    not_modified: bool = False
+
+
+class SitesApiClient:
+    """A client of the Sites API at ``base_url``, authenticated with a Bearer ``api_key``.
+
+    Sync methods use one ``httpx.Client``; the ``a``-prefixed ones an ``httpx.AsyncClient``
+    made on first use. ``transport``/``async_transport`` are for tests and custom stacks.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+        async_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        headers = {"Accept": "application/json", "User-Agent": "edgefilter-sites-client"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._options: dict[str, Any] = {
+            "base_url": self.base_url,
+            "headers": headers,
+            "timeout": timeout,
+        }
+        self._client = httpx.Client(transport=transport, **self._options)
+        self._async_transport = async_transport
+        self._async: httpx.AsyncClient | None = None
+
+    # --- plumbing -----------------------------------------------------------------------
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._client.request(method, path, **kwargs)
+        except httpx.TimeoutException as error:
+            raise ApiTimeoutError(f"{method} {self.base_url}{path} timed out: {error}") from error
+        except httpx.TransportError as error:
+            raise ApiUnreachableError(f"{method} {self.base_url}{path} failed: {error}") from error
+
+    async def _asend(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if self._async is None:
+            self._async = httpx.AsyncClient(transport=self._async_transport, **self._options)
+        try:
+            return await self._async.request(method, path, **kwargs)
+        except httpx.TimeoutException as error:
+            raise ApiTimeoutError(f"{method} {self.base_url}{path} timed out: {error}") from error
+        except httpx.TransportError as error:
+            raise ApiUnreachableError(f"{method} {self.base_url}{path} failed: {error}") from error
+
+    def _call(self, method: str, path: str, parse: Callable[[Json], T], **kwargs: Any) -> T:
+        return parse(_json_body(self._send(method, path, **kwargs)))
+
+    async def _acall(self, method: str, path: str, parse: Callable[[Json], T], **kwargs: Any) -> T:
+        return parse(_json_body(await self._asend(method, path, **kwargs)))
+
+    def close(self) -> None:
+        """Close the sync connection pool (``aclose`` closes the async one)."""
+        self._client.close()
+
+    async def aclose(self) -> None:
+        """Close both connection pools."""
+        self._client.close()
+        if self._async is not None:
+            await self._async.aclose()
+
+    def __enter__(self) -> SitesApiClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- the three reads, as one config ------------------------------------------------
+
+    def fetch_config(self, site: str, previous: FetchedConfig | None = None) -> FetchedConfig:
+        """The site's config from its three reads, conditional on ``previous``'s ETags."""
+        answers = [
+            self._send("GET", _site_path(site) + suffix, headers=_conditional(previous, index))
+            for index, (suffix, _) in enumerate(READS)
+        ]
+        return _assemble(answers, previous)
+
+    async def afetch_config(
+        self, site: str, previous: FetchedConfig | None = None
+    ) -> FetchedConfig:
+        """``fetch_config``, with the three reads sent concurrently."""
+        answers = await asyncio.gather(
+            *(
+                self._asend("GET", _site_path(site) + suffix, headers=_conditional(previous, i))
+                for i, (suffix, _) in enumerate(READS)
+            )
+        )
+        return _assemble(list(answers), previous)
+
+    # --- single endpoints, sync ----------------------------------------------------------
+
+    def site(self, site: str) -> Json:
+        """GET /api/sites/:siteId"""
+        return self._call("GET", _site_path(site), _identity)
+
+    def excluded_ips(self, site: str) -> list[str]:
+        """GET /api/sites/:siteId/excluded-ips"""
+        return self._call("GET", _site_path(site) + "/excluded-ips", _list("excludedIPs"))
+
+    def excluded_countries(self, site: str) -> list[str]:
+        """GET /api/sites/:siteId/excluded-countries"""
+        path = _site_path(site) + "/excluded-countries"
+        return self._call("GET", path, _list("excludedCountries"))
+
+    def create_site(self, organization_id: str, domain: str, name: str, **flags: bool) -> Json:
+        """POST /api/sites/:orgId; the created site object."""
+        body = {"domain": domain, "name": name, **flags}
+        return self._call(
+            "POST", f"/api/sites/{quote(organization_id, safe='')}", _identity, json=body
+        )
+
+    def delete_site(self, site: str) -> None:
+        """DELETE /api/sites/:siteId"""
+        self._call("DELETE", _site_path(site), _identity)
+
+    def update_config(self, site: str, **fields: Any) -> Json:
+        """PUT /api/sites/:siteId/config with the given API fields; the full config."""
+        return self._call("PUT", _site_path(site) + "/config", _config, json=fields)
+
+    def private_link(self, site: str) -> str | None:
+        """GET .../private-link-config: the private link key, or None."""
+        return self._call("GET", _site_path(site) + PRIVATE_LINK, _private_key)
+
+    def generate_private_link(self, site: str) -> str:
+        """POST .../private-link-config ``generate_private_link_key``: the new key."""
+        key = self._call("POST", _site_path(site) + PRIVATE_LINK, _private_key, json=_GENERATE)
+        if key is None:
+            raise MalformedResponseError("generate_private_link_key answered no key")
+        return key
+
+    def revoke_private_link(self, site: str) -> None:
+        """POST .../private-link-config ``revoke_private_link_key``."""
+        self._call("POST", _site_path(site) + PRIVATE_LINK, _private_key, json=_REVOKE)
+
+    # --- single endpoints, async ---------------------------------------------------------
+
+    async def asite(self, site: str) -> Json:
+        """GET /api/sites/:siteId"""
+        return await self._acall("GET", _site_path(site), _identity)
+
+    async def acreate_site(
+        self, organization_id: str, domain: str, name: str, **flags: bool
+    ) -> Json:
+        """POST /api/sites/:orgId; the created site object."""
+        body = {"domain": domain, "name": name, **flags}
+        path = f"/api/sites/{quote(organization_id, safe='')}"
+        return await self._acall("POST", path, _identity, json=body)
+
+    async def adelete_site(self, site: str) -> None:
+        """DELETE /api/sites/:siteId"""
+        await self._acall("DELETE", _site_path(site), _identity)
+
+    async def aupdate_config(self, site: str, **fields: Any) -> Json:
+        """PUT /api/sites/:siteId/config with the given API fields; the full config."""
+        return await self._acall("PUT", _site_path(site) + "/config", _config, json=fields)
+
+
+_GENERATE: Final = {"action": "generate_private_link_key"}
+_REVOKE: Final = {"action": "revoke_private_link_key"}
+
+
+def _site_path(site: str) -> str:
+    return f"/api/sites/{quote(str(site), safe='')}"
+
+
+def _conditional(previous: FetchedConfig | None, index: int) -> dict[str, str]:
+    etag = None if previous is None else previous.etags[index]
+    return {"If-None-Match": etag} if etag else {}
+
+
+def _raise_for_status(response: httpx.Response) -> None:
+    status = response.status_code
+    if 200 <= status < 300 or status == 304:
+        return
+    try:
+        body: object = response.json()
+    except ValueError:
+        body = response.text[:500]
+    error = body.get("error") if isinstance(body, dict) else None
+    where = f"{response.request.method} {response.request.url}"
+    message = f"{where} answered {status}: {error or body!r}"
+    kind: type[SitesApiError] = ApiServerError
+    if status in (401, 403):
+        kind = ApiAuthError
+    elif status == 404:
+        kind = SiteNotFoundError
+    elif status in (400, 413, 422):
+        kind = ApiRequestError
+    raise kind(message, status=status, body=body)
+
+
+def _json_body(response: httpx.Response) -> Json:
+    _raise_for_status(response)
+    try:
+        body = response.json()
+    except ValueError:
+        raise MalformedResponseError(
+            f"{response.request.url} answered with a body that is not JSON",
+            status=response.status_code,
+        ) from None
+    if not isinstance(body, dict):
+        raise MalformedResponseError(
+            f"{response.request.url} answered JSON that is not an object: {body!r:.200}",
+            status=response.status_code,
+        )
+    return body
+
+
+def _assemble(answers: list[httpx.Response], previous: FetchedConfig | None) -> FetchedConfig:
+    bodies: list[Json] = []
+    for index, (answer, (_, field)) in enumerate(zip(answers, READS, strict=True)):
+        if answer.status_code == 304 and previous is not None:
+            bodies.append(previous.bodies[index])
+            continue
+        body = _json_body(answer)
+        if field is not None:
+            _list(field)(body)
+        bodies.append(body)
+    site, ips, countries = bodies
+    try:
+        config = SiteConfig.from_api(
+            {
+                **site,
+                "excludedIPs": ips["excludedIPs"],
+                "excludedCountries": countries["excludedCountries"],
+            }
+        )
+    except ConfigError as error:
+        raise MalformedResponseError(f"site config is malformed: {error}") from error
+    etags = tuple(answer.headers.get("etag") for answer in answers)
+    not_modified = all(answer.status_code == 304 for answer in answers)
+    return FetchedConfig(config, (site, ips, countries), etags, not_modified)
+
+
+def _identity(body: Json) -> Json:
+    return body
+
+
+def _list(field: str) -> Callable[[Json], list[str]]:
+    def parse(body: Json) -> list[str]:
+        value = body.get(field)
+        if not isinstance(value, list):
+            raise MalformedResponseError(f"answer has no list {field!r}: {body!r:.200}")
+        return value
+
+    return parse
+
+
+def _config(body: Json) -> Json:
+    config = body.get("config")
+    if not isinstance(config, dict):
+        raise MalformedResponseError(f"config update answered no config: {body!r:.200}")
+    return config
+
+
+def _private_key(body: Json) -> str | None:
+    data = body.get("data")
+    key = data.get("privateLinkKey") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not (key is None or isinstance(key, str)):
+        raise MalformedResponseError(f"private link answer is malformed: {body!r:.200}")
+    return key
