@@ -3,6 +3,7 @@
 from ._bots import BotDetector
 from ._cache import RulesCache
 from ._client import FetchedConfig, SitesApiClient
+from ._counters import DecisionCounters
 from ._errors import (
     ApiAuthError,
     ApiRequestError,
@@ -32,6 +33,7 @@ __all__ = [
     "ConfigError",
     "CountryResolver",
     "Decision",
+    "DecisionCounters",
     "EdgeFilter",
     "EdgeFilterError",
     "FetchedConfig",

@@ -69,6 +69,14 @@ class _Entry:
     outage_logged: bool = False
 
 
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 class RulesCache:
     """Compiled ``SiteRules`` per site from a ``SitesApiClient``; a ``RulesSource``."""
 
@@ -108,33 +116,44 @@ class RulesCache:
 
     def resolve(self, site: str) -> SiteRules | Reason | None:
         """Rules for a site the hot dict missed: None for an unknown site, or
-        ``Reason.rules_unavailable`` when none are known (see the module docstring)."""
+        ``Reason.rules_unavailable`` when none are known (see the module docstring).
+
+        Called from a thread with no running event loop, a cold site waits up to
+        ``cold_wait``; called from an event loop it never blocks (``aensure`` first).
+        """
         if not isinstance(site, str) or not site:
             return None
         now = self.clock()
         entry = self._entry(site)
+        wait = 0.0 if _in_event_loop() else self.cold_wait
         if entry is not None and entry.rules is not None:
             future = self._refresh(entry.key)
             if now >= entry.fetched_at + self.ttl:  # expired, not just due: worth a short wait
-                wait_futures([future], timeout=self.cold_wait)
+                wait_futures([future], timeout=wait)
             return self._answer(site)
         if entry is not None and now < entry.missing_until:
             return None
-        wait_futures([self._refresh(site)], timeout=self.cold_wait)
+        wait_futures([self._refresh(site)], timeout=wait)
         return self._answer(site)
 
-    async def aensure(self, site: str) -> None:
-        """Make sure the site's rules are fetched (or failed to be), waiting for the fetch."""
+    async def aensure(self, site: str, timeout: float | None = None) -> None:
+        """Wait (up to ``timeout``) until the site's rules are fetched or failed to be."""
         entry = self._entry(site)
-        if entry is not None and self.clock() < entry.refresh_at:
+        if entry is not None and self._settled(entry):
             return
-        await asyncio.wrap_future(self._refresh(entry.key if entry else site))
+        future = asyncio.wrap_future(self._refresh(entry.key if entry else site))
+        await asyncio.wait([future], timeout=timeout)
 
     def ensure(self, site: str, timeout: float | None = None) -> None:
         """``aensure`` for threads: block until the fetch is done (or ``timeout``)."""
         entry = self._entry(site)
-        if entry is None or self.clock() >= entry.refresh_at:
+        if entry is None or not self._settled(entry):
             wait_futures([self._refresh(entry.key if entry else site)], timeout=timeout)
+
+    def _settled(self, entry: _Entry) -> bool:
+        """Fresh rules, a remembered 404, or a failure still backing off: nothing to fetch."""
+        now = self.clock()
+        return now < entry.refresh_at or now < entry.missing_until
 
     def _answer(self, site: str) -> SiteRules | Reason | None:
         entry = self._entry(site)

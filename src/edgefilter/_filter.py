@@ -243,8 +243,9 @@ class EdgeFilter:
             self.check_rules(found)
         return found
 
-    async def ensure(self, site: str) -> None:
-        """Wait until the source has fetched ``site``'s rules, when it fetches (async path)."""
+    async def ensure(self, site: str, timeout: float | None = None) -> None:
+        """Wait (up to ``timeout``) until a fetching source has ``site``'s rules; the async
+        path's way to warm a cold site without blocking the event loop."""
         aensure = getattr(self.source, "aensure", None)
         if aensure is not None:
-            await aensure(site)
+            await aensure(site, timeout)

@@ -10,8 +10,14 @@ from pathlib import Path
 
 import uvicorn
 
+from ._cache import RulesCache
+from ._client import SitesApiClient
 from ._demo import run_offline_demo
+from ._filter import EdgeFilter
+from ._livedemo import run_live_demo
+from ._proxy import create_proxy_app
 from ._store import ROLES, SiteStore
+from .middleware import EdgeFilterMiddleware
 from .server import create_app
 
 DEFAULT_DB = "sqlite:///edgefilter.db"
@@ -22,14 +28,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgefilter", description=__doc__)
     parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="decide sample traffic against sample site configs")
-    demo.add_argument(
-        "--data", type=Path, default=Path("data/demo"), help="sites.json, traffic.tsv"
+    demo = commands.add_parser(
+        "demo", help="end to end on loopback: Sites API, live rules, middleware, sample traffic"
     )
+    demo.add_argument("--data", type=Path, default=Path("data/demo"), help="sites and traffic")
     demo.add_argument(
         "--geoip", type=Path, default=Path("data/geo/GeoLite2-City-Test.mmdb"), help=".mmdb file"
     )
-    demo.add_argument("--repeat", type=int, default=2000, help="replays for the rate measurement")
+    demo.add_argument("--offline", action="store_true", help="decide in-process, no servers")
+    demo.add_argument("--repeat", type=int, default=2000, help="offline replays (rate)")
+    demo.add_argument("--rounds", type=int, default=40, help="live replays of the traffic")
+
+    proxy = commands.add_parser("proxy", help="edge proxy: filter hits, forward the rest")
+    proxy.add_argument("--upstream", required=True, help="the Rybbit server to forward to")
+    proxy.add_argument("--api", required=True, help="Sites API base URL (Rybbit or serve-api)")
+    proxy.add_argument("--key", required=True, help="Sites API key")
+    proxy.add_argument("--geoip", type=Path, default=None, help=".mmdb file for country rules")
+    proxy.add_argument("--trusted-proxy", action="append", default=[], help="address or CIDR")
+    proxy.add_argument("--ttl", type=float, default=60.0, help="rules cache TTL in seconds")
+    proxy.add_argument("--host", default="127.0.0.1")
+    proxy.add_argument("--port", type=int, default=8080)
 
     serve = commands.add_parser("serve-api", help="serve the reference Sites API with uvicorn")
     serve.add_argument("--db", default=DEFAULT_DB, help=f"database URL (default {DEFAULT_DB})")
@@ -48,12 +66,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_proxy(args: argparse.Namespace) -> EdgeFilterMiddleware:
+    """The edge proxy app from the ``proxy`` command's options."""
+    client = SitesApiClient(args.api, args.key)
+    geoip = str(args.geoip) if args.geoip else None
+    edge_filter = EdgeFilter(RulesCache(client, ttl=args.ttl), geoip=geoip)
+    return create_proxy_app(args.upstream, edge_filter, trusted_proxies=args.trusted_proxy)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command named on the command line; the exit status is the return value."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    if args.command == "demo":
+    if args.command == "demo" and args.offline:
         return run_offline_demo(args.data, args.geoip, repeat=args.repeat)
+    if args.command == "demo":
+        return run_live_demo(args.data, args.geoip, rounds=args.rounds)
+    if args.command == "proxy":
+        uvicorn.run(build_proxy(args), host=args.host, port=args.port)
+        return 0
     if args.command == "serve-api":
         uvicorn.run(create_app(args.db), host=args.host, port=args.port)
         return 0

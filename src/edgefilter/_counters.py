@@ -1,0 +1,63 @@
+"""Decision counters by site and reason, readable from Python and exportable to Prometheus."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+from ._filter import Reason
+
+UNKNOWN_SITE_LABEL = ""  # unknown sites share one label: their ids are attacker-chosen
+
+
+class DecisionCounters:
+    """How many hits got each reason, per site. Thread-safe; cheap to bump."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[tuple[str, Reason]] = Counter()
+        self._lock = threading.Lock()
+
+    def add(self, site: str, reason: Reason) -> None:
+        """Count one decision."""
+        if reason is Reason.unknown_site:
+            site = UNKNOWN_SITE_LABEL
+        with self._lock:
+            self._counts[site, reason] += 1
+
+    def snapshot(self) -> dict[tuple[str, Reason], int]:
+        """A copy of the counts, keyed by ``(site, reason)``."""
+        with self._lock:
+            return dict(self._counts)
+
+    def by_reason(self) -> Counter[Reason]:
+        """Counts summed over sites."""
+        totals: Counter[Reason] = Counter()
+        for (_, reason), count in self.snapshot().items():
+            totals[reason] += count
+        return totals
+
+    def register_prometheus(self, registry: Any = None) -> Any:
+        """Export as ``edgefilter_decisions_total{site, reason}`` (needs ``prometheus-client``).
+
+        Returns the registered collector. The default registry is prometheus-client's.
+        """
+        from prometheus_client.core import REGISTRY, CounterMetricFamily  # noqa: PLC0415
+
+        counters = self
+
+        class Collector:
+            def collect(self) -> Iterator[Any]:
+                family = CounterMetricFamily(
+                    "edgefilter_decisions",
+                    "Hits decided, by site and reason",
+                    labels=["site", "reason"],
+                )
+                for (site, reason), count in sorted(counters.snapshot().items()):
+                    family.add_metric([site, reason.value], count)
+                yield family
+
+        collector = Collector()
+        (registry or REGISTRY).register(collector)
+        return collector
