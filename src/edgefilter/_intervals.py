@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
-from ._addresses import V4, Interval, pack_address, parse_entry, parse_hit_address
+from ._addresses import V4, Interval, pack_hit, parse_entry
 from ._errors import ConfigError
 
 
@@ -153,8 +153,8 @@ class AddressTable:
 
     def __contains__(self, ip: object) -> bool:
         """Whether a hit address (any text form, bytes, mapped) is in the set; False if invalid."""
-        address = parse_hit_address(ip)
-        return address is not None and self.contains_packed(pack_address(address))
+        packed = pack_hit(ip)
+        return packed is not None and self.contains_packed(packed)
 
     def __bool__(self) -> bool:
         return bool(self.ipv4.bounds or self.ipv6.bounds)
