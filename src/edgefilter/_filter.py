@@ -132,11 +132,13 @@ class EdgeFilter:
     """
 
     __slots__ = (
-        "_bots_is_bot",
+        "_bot_verdict",
+        "_bot_verdicts",
         "_rules_for",
         "_unavailable",
         "_unknown",
         "_warned",
+        "bots",
         "geoip",
         "source",
     )
@@ -155,7 +157,9 @@ class EdgeFilter:
         )
         self.geoip = CountryResolver(geoip) if isinstance(geoip, str) else geoip
         self._rules_for: Callable[[str], SiteRules | None] = self.source.rules_for
-        self._bots_is_bot = (bots or BotDetector()).is_bot
+        self.bots = bots or BotDetector()
+        self._bot_verdicts = self.bots.verdicts
+        self._bot_verdict = self.bots.verdict
         self._unknown = Decision(track_unknown_sites, Reason.unknown_site)
         self._unavailable = Decision(track_when_unavailable, Reason.rules_unavailable)
         self._warned: set[int] = set()
@@ -221,8 +225,13 @@ class EdgeFilter:
                         return EXCLUDED_COUNTRY
                 elif table.contains_packed(packed):
                     return EXCLUDED_COUNTRY
-        if rules.block_bots and self._bots_is_bot(ua):
-            return BOT
+        if rules.block_bots:
+            try:
+                verdict = self._bot_verdicts[ua]  # the detector's cache, read directly
+            except (KeyError, TypeError):
+                verdict = self._bot_verdict(ua)
+            if verdict:  # a bot family; "" is a person
+                return BOT
         return TRACKED
 
     def _resolve(self, site: object) -> SiteRules | Reason | None:
