@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -17,11 +18,17 @@ def per_call_ns(
 ) -> float:
     """Median over ``repeats`` runs of the time per call of ``call(*args)``, in nanoseconds."""
     runs = []
-    for _ in range(repeats):
-        start = time.perf_counter_ns()
-        for args in arguments:
-            call(*args)
-        runs.append((time.perf_counter_ns() - start) / len(arguments))
+    collecting = gc.isenabled()
+    gc.disable()  # as timeit does: a collection mid-run is noise, not the code's cost
+    try:
+        for _ in range(repeats):
+            start = time.perf_counter_ns()
+            for args in arguments:
+                call(*args)
+            runs.append((time.perf_counter_ns() - start) / len(arguments))
+    finally:
+        if collecting:
+            gc.enable()
     return statistics.median(runs)
 
 

@@ -134,6 +134,7 @@ class EdgeFilter:
     __slots__ = (
         "_bot_verdict",
         "_bot_verdicts",
+        "_country_tables",
         "_rules_for",
         "_unavailable",
         "_unknown",
@@ -156,6 +157,8 @@ class EdgeFilter:
             source if isinstance(source, RulesSource) else StaticRules(source)
         )
         self.geoip = CountryResolver(geoip) if isinstance(geoip, str) else geoip
+        # The resolver's memo of compiled country tables, read directly on the hot path.
+        self._country_tables = {} if self.geoip is None else self.geoip.tables
         self._rules_for: Callable[[str], SiteRules | None] = self.source.rules_for
         self.bots = bots or BotDetector()
         self._bot_verdicts = self.bots.verdicts
@@ -218,13 +221,18 @@ class EdgeFilter:
                 return EXCLUDED_IP
             countries = rules.excluded_countries
             if countries and self.geoip is not None:
-                table = self.geoip.table_for(countries)
+                table = self._country_tables.get(countries) or self.geoip.table_for(countries)
                 if table is None:  # tables still compiling: decode the record
                     text = _inet_ntop(_AF_INET if is_v4 else _AF_INET6, packed)
                     if self.geoip.country(text) in countries:
                         return EXCLUDED_COUNTRY
-                elif table.contains_packed(packed):
-                    return EXCLUDED_COUNTRY
+                else:
+                    if is_v4:
+                        buckets, shift = table.buckets4, table.shift4
+                    else:
+                        buckets, shift = table.buckets6, table.shift6
+                    if _bisect_right(buckets[(packed[0] << 8 | packed[1]) >> shift], packed) & 1:
+                        return EXCLUDED_COUNTRY
         if rules.block_bots:
             try:
                 verdict = self._bot_verdicts[ua]  # the detector's cache, read directly

@@ -44,7 +44,7 @@ class CountryResolver:
     database cannot decode all answer None. ``compile_tables=False`` skips the walk.
     """
 
-    __slots__ = ("_intervals", "_reader", "_ready", "_tables", "path")
+    __slots__ = ("_intervals", "_reader", "_ready", "path", "tables")
 
     def __init__(self, path: str | os.PathLike[str], *, compile_tables: bool = True) -> None:
         self.path = os.fspath(path)
@@ -55,7 +55,8 @@ class CountryResolver:
         metadata = self._reader.metadata()
         logger.info("GeoIP database %s opened: %s", self.path, metadata.database_type)
         self._intervals: dict[str, list[Interval]] | None = None
-        self._tables: dict[frozenset[str], AddressTable] = {}
+        # Compiled tables by country set; read-only for callers (EdgeFilter reads it directly).
+        self.tables: dict[frozenset[str], AddressTable] = {}
         self._ready = threading.Event()
         if compile_tables:
             walker = threading.Thread(target=self._walk, name="edgefilter-geoip", daemon=True)
@@ -72,7 +73,7 @@ class CountryResolver:
     def table_for(self, countries: frozenset[str]) -> AddressTable | None:
         """Every address of ``countries`` as one table; None until the walk has ended."""
         try:
-            return self._tables[countries]
+            return self.tables[countries]
         except KeyError:
             return self._compile_table(countries)
 
@@ -87,9 +88,9 @@ class CountryResolver:
         table = AddressTable.from_intervals(
             interval for country in countries for interval in intervals.get(country, ())
         )
-        if len(self._tables) >= MAX_MEMOIZED_TABLES:
-            self._tables.clear()
-        self._tables[countries] = table
+        if len(self.tables) >= MAX_MEMOIZED_TABLES:
+            self.tables.clear()
+        self.tables[countries] = table
         return table
 
     def _walk(self) -> None:
