@@ -212,27 +212,26 @@ class EdgeFilter:
                 if address is None:
                     return INVALID_IP
                 is_v4, packed = address[0] == V4, pack_address(address)
+            key = packed[0] << 8 | packed[1]  # the bucket key, shared by both tables
             ips = rules.excluded_ips
             if is_v4:
                 buckets, shift = ips.buckets4, ips.shift4
             else:
                 buckets, shift = ips.buckets6, ips.shift6
-            if _bisect_right(buckets[(packed[0] << 8 | packed[1]) >> shift], packed) & 1:
+            if _bisect_right(buckets[key >> shift], packed) & 1:
                 return EXCLUDED_IP
             countries = rules.excluded_countries
-            if countries and self.geoip is not None:
-                table = self._country_tables.get(countries) or self.geoip.table_for(countries)
-                if table is None:  # tables still compiling: decode the record
-                    text = _inet_ntop(_AF_INET if is_v4 else _AF_INET6, packed)
-                    if self.geoip.country(text) in countries:
-                        return EXCLUDED_COUNTRY
-                else:
+            if countries:
+                table = self._country_tables.get(countries)
+                if table is not None:
                     if is_v4:
                         buckets, shift = table.buckets4, table.shift4
                     else:
                         buckets, shift = table.buckets6, table.shift6
-                    if _bisect_right(buckets[(packed[0] << 8 | packed[1]) >> shift], packed) & 1:
+                    if _bisect_right(buckets[key >> shift], packed) & 1:
                         return EXCLUDED_COUNTRY
+                elif self._excluded_by_country_slowly(countries, is_v4, packed):
+                    return EXCLUDED_COUNTRY
         if rules.block_bots:
             try:
                 verdict = self._bot_verdicts[ua]  # the detector's cache, read directly
@@ -241,6 +240,19 @@ class EdgeFilter:
             if verdict:  # a bot family; "" is a person
                 return BOT
         return TRACKED
+
+    def _excluded_by_country_slowly(
+        self, countries: frozenset[str], is_v4: bool, packed: bytes
+    ) -> bool:
+        """Country check when no compiled table is at hand: compile it if the database walk
+        is done, else decode the address's record."""
+        if self.geoip is None:
+            return False
+        table = self.geoip.table_for(countries)
+        if table is not None:
+            return table.contains_packed(packed)
+        text = _inet_ntop(_AF_INET if is_v4 else _AF_INET6, packed)
+        return self.geoip.country(text) in countries
 
     def _resolve(self, site: object) -> SiteRules | Reason | None:
         """The slow path after a miss: int ids as text, then the source's ``resolve``."""
