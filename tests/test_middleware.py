@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -17,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from edgefilter import ConfigError, EdgeFilter, Reason, SiteConfig
+from edgefilter import ConfigError, DecisionCounters, EdgeFilter, Reason, SiteConfig
 from edgefilter._serving import serve_in_thread
 from edgefilter.middleware import EdgeDecision, EdgeFilterMiddleware
 
@@ -393,3 +394,17 @@ def test_in_real_apps_over_http(served: str) -> None:
         spoofed = spoofer.post("/api/track", content=body, headers=xff(US))
         assert spoofed.json()["message"] == "Event not tracked - IP excluded"
         assert via_proxy.get("/api/track").status_code == 405
+
+
+def test_counters_lose_nothing_under_threads() -> None:
+    """Eight threads bumping the same keys: every decision is counted."""
+    counters = DecisionCounters()
+
+    def bump(_: int) -> None:
+        for index in range(5_000):
+            counters.add(str(index % 3), Reason.tracked)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(bump, range(8)))
+    assert sum(counters.snapshot().values()) == 40_000
+    assert counters.by_reason()[Reason.tracked] == 40_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -12,24 +13,35 @@ from ._filter import Reason
 UNKNOWN_SITE_LABEL = ""  # unknown sites share one label: their ids are attacker-chosen
 
 
+def _value(counter: itertools.count[int]) -> int:
+    """How many times ``next`` was called on a count that started at 0 (without bumping it)."""
+    return int(repr(counter)[6:-1])
+
+
 class DecisionCounters:
     """How many hits got each reason, per site. Thread-safe; cheap to bump."""
 
     def __init__(self) -> None:
-        self._counts: Counter[tuple[str, Reason]] = Counter()
+        # One itertools.count per key: next() on it is atomic in CPython, so bumping takes
+        # no lock; only a new key does.
+        self._counts: dict[tuple[str, Reason], itertools.count[int]] = {}
         self._lock = threading.Lock()
 
     def add(self, site: str, reason: Reason) -> None:
         """Count one decision."""
         if reason is Reason.unknown_site:
             site = UNKNOWN_SITE_LABEL
-        with self._lock:
-            self._counts[site, reason] += 1
+        counter = self._counts.get((site, reason))
+        if counter is None:
+            with self._lock:
+                counter = self._counts.setdefault((site, reason), itertools.count())
+        next(counter)
 
     def snapshot(self) -> dict[tuple[str, Reason], int]:
         """A copy of the counts, keyed by ``(site, reason)``."""
         with self._lock:
-            return dict(self._counts)
+            counters = list(self._counts.items())
+        return {key: _value(counter) for key, counter in counters}
 
     def by_reason(self) -> Counter[Reason]:
         """Counts summed over sites."""
