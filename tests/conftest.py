@@ -8,12 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from edgefilter import SitesApiClient
 from edgefilter._store import SiteStore
 from edgefilter.server import create_app
 
 from .live import FaultInjector, serve
+
+# Shared CI machines are noisy: a slow example is not a failure (speed is for benchmarks).
+settings.register_profile("edgefilter", deadline=None)
+settings.load_profile("edgefilter")
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CITY_DB = DATA / "geo" / "GeoLite2-City-Test.mmdb"
