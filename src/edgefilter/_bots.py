@@ -243,11 +243,6 @@ EXCEPTIONS: Final = (
     r"cubot",  # CUBOT phones
     r"user-agent",  # UAs that quote their own header name
     r"safari(?: |%20)technology(?: |%20)preview",
-    r"slackware",
-    r"splashtop",
-    r"ecosia ios@",  # Ecosia's iOS browser names its version with an @
-    r"\bfbdv/[^;\]]*",  # Facebook in-app browser device fields
-    r"\bfblc/[^;\]]*",
     r"^(?:opera|apple-i\w+)/[\d.]+$",  # old Opera and iPod media players name only themselves
 )
 # What people's user agents look like: browsers, web views, feature phones, iOS apps.
