@@ -11,10 +11,11 @@ import pytest
 from hypothesis import settings
 
 from edgefilter import SitesApiClient
+from edgefilter._serving import serve_in_thread
 from edgefilter._store import SiteStore
 from edgefilter.server import create_app
 
-from .live import FaultInjector, serve
+from .live import FaultInjector
 
 # Shared CI machines are noisy: a slow example is not a failure (speed is for benchmarks).
 settings.register_profile("edgefilter", deadline=None)
@@ -81,7 +82,7 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
     store: SiteStore = app.state.store
     org_id = store.create_organization("Tests")
     key = store.create_key(org_id, "owner")
-    with serve(faults) as url:
+    with serve_in_thread(faults) as url:
         yield LiveApi(url, faults, store, org_id, key)
 
 

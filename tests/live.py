@@ -7,10 +7,6 @@ import socket
 from collections import Counter
 from typing import Any
 
-from edgefilter._serving import serve_in_thread
-
-serve = serve_in_thread
-
 
 def unused_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 
 from edgefilter import EdgeFilter, Reason, RulesCache, SitesApiClient
+from edgefilter._serving import serve_in_thread
 from edgefilter.server import create_app
 
 from .conftest import CHROME, FakeClock, LiveApi
-from .live import serve, unused_port
+from .live import unused_port
 
 TTL = 60.0
 
@@ -151,7 +152,7 @@ def test_api_down_mid_run(clock: FakeClock, tmp_path: Any) -> None:
     cache = make_cache(client, clock)
     edge_filter = EdgeFilter(cache)
     try:
-        with serve(app, port=port):
+        with serve_in_thread(app, port=port):
             site = str(client.create_site(org, "a.example", "A")["siteId"])
             client.update_config(site, excludedIPs=["203.0.113.0/24"])
             cache.ensure(site)
@@ -160,7 +161,7 @@ def test_api_down_mid_run(clock: FakeClock, tmp_path: Any) -> None:
         assert edge_filter.should_track(site, "203.0.113.9", CHROME).reason is Reason.excluded_ip
         cache.ensure(site)
         assert edge_filter.should_track(site, "203.0.113.9", CHROME).reason is Reason.excluded_ip
-        with serve(app, port=port):
+        with serve_in_thread(app, port=port):
             client.update_config(site, excludedIPs=[])
             clock.advance(TTL)
             cache.maintain()

@@ -14,11 +14,11 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, select, text
 
+from edgefilter._serving import serve_in_thread
 from edgefilter._store import SiteStore, excluded_ips, sites
 from edgefilter.server import create_app
 
 from .conftest import DATA
-from .live import serve
 
 SEED = json.loads((DATA / "seed" / "sites-api-examples.json").read_text(encoding="utf-8"))
 HEX12 = re.compile(r"^[0-9a-f]{12}$")
@@ -84,7 +84,7 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     else:
         url = postgres_url()
     app = create_app(url, max_body_bytes=64 * 1024, max_excluded_ips=500)
-    with serve(app) as base_url:
+    with serve_in_thread(app) as base_url:
         yield Api(base_url, app.state.store)
 
 

@@ -165,14 +165,14 @@ class EdgeFilter:
         self._bot_verdict = self.bots.verdict
         self._unknown = Decision(track_unknown_sites, Reason.unknown_site)
         self._unavailable = Decision(track_when_unavailable, Reason.rules_unavailable)
-        self._warned: set[int] = set()
+        self._warned: set[str | None] = set()
         if isinstance(self.source, StaticRules):
             for _, rules in self.source:
                 self.check_rules(rules)
 
     def check_rules(self, rules: SiteRules) -> None:
         """Warn once per site about rules this filter cannot apply."""
-        site = hash(rules.site_id or rules.id)
+        site = rules.site_id or rules.id
         if rules.excluded_countries and self.geoip is None and site not in self._warned:
             self._warned.add(site)
             logger.warning(

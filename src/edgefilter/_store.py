@@ -50,6 +50,17 @@ FLAGS: Final = {
     "trackUrlParams": ("track_url_params", False),
 }
 
+
+def _organization_column() -> Column[str]:
+    """The owning organisation of a row; its rows go when it goes."""
+    return Column(
+        "organization_id",
+        String(64),
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=False,
+    )
+
+
 metadata = MetaData()
 organizations = Table(
     "organizations",
@@ -63,12 +74,7 @@ api_keys = Table(
     metadata,
     Column("key_hash", String(64), primary_key=True),
     Column("user_id", String(64), nullable=False),
-    Column(
-        "organization_id",
-        String(64),
-        ForeignKey("organizations.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _organization_column(),
     Column("role", String(16), nullable=False),
     Column("created_at", String(32), nullable=False),
 )
@@ -77,12 +83,7 @@ sites = Table(
     metadata,
     Column("site_id", Integer, primary_key=True, autoincrement=True),
     Column("id", String(12), unique=True, nullable=False),
-    Column(
-        "organization_id",
-        String(64),
-        ForeignKey("organizations.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _organization_column(),
     Column("domain", String(253), nullable=False),
     Column("name", String(256), nullable=False),
     Column("created_by", String(64), nullable=False),

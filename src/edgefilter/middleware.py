@@ -54,7 +54,7 @@ DROP_ANSWERS: Final[dict[Reason, tuple[int, dict[str, Any]]]] = {
         {"success": True, "message": "Event not tracked - rules unavailable"},
     ),
 }
-_TOO_LARGE: Final[tuple[int, dict[str, Any]]] = (
+_TOO_LARGE_ANSWER: Final[tuple[int, dict[str, Any]]] = (
     413,
     {"success": False, "error": "Payload too large"},
 )
@@ -112,13 +112,13 @@ class EdgeFilterMiddleware:
             return
         body, complete = await self._read_body(scope, receive)
         if not complete:
-            await _answer(send, *_TOO_LARGE)
+            await _answer(send, _TOO_LARGE)
             return
         outcome = await self._decide(scope, body)
         if outcome is not None:
             self.counters.add(outcome.site, outcome.decision.reason)
             if not outcome.decision.tracked and not self.annotate:
-                await _answer(send, *DROP_ANSWERS[outcome.decision.reason])
+                await _answer(send, _ENCODED_DROPS[outcome.decision.reason])
                 return
             scope.setdefault("state", {})["edgefilter"] = outcome
         await self.app(scope, _replay(body, receive), send)
@@ -156,7 +156,8 @@ class EdgeFilterMiddleware:
         headers = _headers(scope)
         client_ip = self.client_ip(scope, headers)
         user_agent = headers.get("user-agent", "")
-        if self.ingest_key_verifier is not None and self._verified(headers, site):
+        verifier = self.ingest_key_verifier
+        if verifier is not None and _key_accepted(verifier, headers, site):
             override_ip = payload.get("ip_address")
             override_ua = payload.get("user_agent")
             client_ip = override_ip if isinstance(override_ip, str) else client_ip
@@ -165,15 +166,6 @@ class EdgeFilterMiddleware:
             await self.edge_filter.ensure(site, self.cold_wait)
         decision = self.edge_filter.should_track(site, client_ip, user_agent)
         return EdgeDecision(decision, site, client_ip, user_agent)
-
-    def _verified(self, headers: dict[str, str], site: str) -> bool:
-        scheme, _, key = headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            return False
-        try:
-            return bool(self.ingest_key_verifier and self.ingest_key_verifier(key.strip(), site))
-        except Exception:  # a failing verifier accepts nothing
-            return False
 
     def client_ip(self, scope: Scope, headers: dict[str, str]) -> str | None:
         """The client's address: the peer, or what trusted proxies say it was."""
@@ -203,14 +195,25 @@ _WANTED_HEADERS: Final = {
 }
 
 
+def _key_accepted(verifier: IngestKeyVerifier, headers: dict[str, str], site: str) -> bool:
+    """Whether the request's Bearer key is one the verifier accepts for ``site``."""
+    scheme, _, key = headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        return False
+    try:
+        return bool(verifier(key.strip(), site))
+    except Exception:  # a failing verifier accepts nothing
+        return False
+
+
 def _headers(scope: Scope) -> dict[str, str]:
     """The headers the middleware reads, by lower-case name; repeats joined with commas.
 
-    ASGI servers give names in lower case; one pass, and only these four are decoded.
+    ASGI requires lower-case names; one pass, and only these four are decoded.
     """
     headers: dict[str, str] = {}
     for raw_name, raw_value in scope["headers"]:
-        name = _WANTED_HEADERS.get(raw_name) or _WANTED_HEADERS.get(raw_name.lower())
+        name = _WANTED_HEADERS.get(raw_name)
         if name is not None:
             value = raw_value.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
@@ -251,8 +254,18 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _answer(send: Send, status: int, body: dict[str, Any]) -> None:
+def _encode(status: int, body: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """A JSON answer as ASGI wants it: status, headers, body bytes (made once, at import)."""
     content = json.dumps(body, separators=(",", ":")).encode("utf-8")
     headers = [*_JSON_HEADERS, (b"content-length", str(len(content)).encode("ascii"))]
+    return status, headers, content
+
+
+_ENCODED_DROPS: Final = {reason: _encode(*answer) for reason, answer in DROP_ANSWERS.items()}
+_TOO_LARGE: Final = _encode(*_TOO_LARGE_ANSWER)
+
+
+async def _answer(send: Send, answer: tuple[int, list[tuple[bytes, bytes]], bytes]) -> None:
+    status, headers, content = answer
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": content})
