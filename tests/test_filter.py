@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,13 +37,21 @@ SITE = SiteConfig(
 OPEN_SITE = SiteConfig(site_id=2, block_bots=False)
 
 
-@pytest.fixture(params=["country tables", "direct lookups"])
-def edge_filter(request: pytest.FixtureRequest, city_db: Path) -> EdgeFilter:
-    """A filter over SITE and OPEN_SITE with the test GeoIP database, both country paths."""
-    compiled = request.param == "country tables"
+@pytest.fixture(params=["layered", "country tables", "direct lookups"])
+def edge_filter(
+    request: pytest.FixtureRequest, city_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> EdgeFilter:
+    """A filter over SITE and OPEN_SITE with the test GeoIP database, every country path:
+    IPs and countries in one layered table, the two tables apart, records decoded."""
+    compiled = request.param != "direct lookups"
+    if request.param != "layered":  # no table is small enough to layer
+        monkeypatch.setattr("edgefilter._layers.MAX_LAYERED_COUNTRY_BOUNDS", -1)
     resolver = CountryResolver(city_db, compile_tables=compiled)
     assert not compiled or resolver.wait_compiled(timeout=30)
-    return EdgeFilter({"1": SITE, "2": OPEN_SITE}, geoip=resolver)
+    rules = {"1": compile_rules(SITE), "2": compile_rules(OPEN_SITE)}
+    edge_filter = EdgeFilter(rules, geoip=resolver)
+    assert edge_filter.prepare(rules["1"]) is (request.param == "layered")
+    return edge_filter
 
 
 @pytest.mark.parametrize(
@@ -88,10 +98,78 @@ def edge_filter(request: pytest.FixtureRequest, city_db: Path) -> EdgeFilter:
 def test_decisions(
     edge_filter: EdgeFilter, site: object, ip: object, ua: object, reason: Reason
 ) -> None:
-    """Each hit gets the documented reason, tracked only when the reason is ``tracked``."""
-    decision = edge_filter.should_track(site, ip, ua)
-    assert decision.reason is reason
-    assert bool(decision) is decision.tracked is (reason is Reason.tracked)
+    """Each hit gets the documented reason, tracked only when the reason is ``tracked``.
+
+    Asked twice: the first hit of a site with country rules layers its table, the second
+    finds it layered.
+    """
+    for _ in range(2):
+        decision = edge_filter.should_track(site, ip, ua)
+        assert decision.reason is reason
+        assert bool(decision) is decision.tracked is (reason is Reason.tracked)
+
+
+LAYER_HITS = [
+    (CN_ADDRESS, Reason.excluded_ip),
+    ("175.16.199.200", Reason.excluded_country),
+    (US_ADDRESS, Reason.tracked),
+    ("2a02:d0c0::1", Reason.excluded_country),
+]
+
+
+class ResolvingSource:
+    """A live-like source: nothing at hand, every site resolved on its first hit."""
+
+    def __init__(self, rules: SiteRules) -> None:
+        self.rules = rules
+        self.rules_for: Callable[[str], SiteRules | None] = {}.get
+
+    def resolve(self, site: str) -> SiteRules | Reason | None:
+        return self.rules if site == "1" else None
+
+
+@pytest.mark.parametrize("limit", [0, 16_384])
+def test_country_rules_are_layered_into_the_ip_table_within_the_limit(
+    city_db: Path, monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    """Once the walk is done a site's IPs and countries become one table, unless the
+    countries' table is over the limit; the decisions are the same either way."""
+    monkeypatch.setattr("edgefilter._layers.MAX_LAYERED_COUNTRY_BOUNDS", limit)
+    resolver = CountryResolver(city_db)
+    assert resolver.wait_compiled(timeout=30)
+    rules = compile_rules(SITE)
+    edge_filter = EdgeFilter(ResolvingSource(rules), geoip=resolver)
+    for ip, reason in LAYER_HITS:
+        assert edge_filter.should_track("1", ip, CHROME).reason is reason
+    assert edge_filter.prepare(rules) is (limit > 0)
+    assert (resolver in rules.country_layers) is (limit > 0)
+    for ip, reason in LAYER_HITS:
+        assert edge_filter.should_track("1", ip, CHROME).reason is reason
+
+
+@pytest.mark.parametrize("static", [True, False])
+def test_sites_are_layered_in_the_background(city_db: Path, static: bool) -> None:
+    """A fixed source's sites are layered once the walk ends; a live source's site after
+    its first hit. No hit waits for it."""
+    resolver = CountryResolver(city_db)
+    rules = compile_rules(SITE)
+    source = {"1": rules} if static else ResolvingSource(rules)
+    edge_filter = EdgeFilter(source, geoip=resolver)
+    assert resolver.wait_compiled(timeout=30)
+    assert edge_filter.should_track("1", CN_ADDRESS, CHROME).reason is Reason.excluded_ip
+    deadline = time.monotonic() + 30
+    while resolver not in rules.country_layers and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert resolver in rules.country_layers
+
+
+def test_a_site_without_a_geoip_database_is_never_layered() -> None:
+    """No database: nothing to layer, and ``prepare`` says so."""
+    rules = compile_rules(SITE)
+    edge_filter = EdgeFilter({"1": rules})
+    assert edge_filter.prepare(rules) is False
+    assert edge_filter.prepare(compile_rules(OPEN_SITE)) is True
+    assert rules.country_layers == {}
 
 
 def test_unknown_sites_can_be_tracked() -> None:

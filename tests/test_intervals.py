@@ -129,3 +129,53 @@ def test_large_table_compiles_and_answers() -> None:
         assert str(network[0]) in table
         assert str(network[-1]) in table
     assert len(table.ipv4) <= 100_000
+
+
+@given(entry_lists, entry_lists, st.lists(addresses, max_size=8))
+def test_layered_table_names_the_first_table_holding_each_address(
+    first: list[str], second: list[str], extra: list[str]
+) -> None:
+    """In a layered table an address's layer is the first source table that holds it."""
+    tables = [AddressTable.from_entries(first)[0], AddressTable.from_entries(second)[0]]
+    layered = AddressTable.layered(*tables)
+    hits = boundary_hits(first) + boundary_hits(second)
+    hits += [ipaddress.ip_address(text) for text in extra]
+    for hit in hits:
+        packed = fold(hit).packed
+        holders = [i for i, entries in enumerate((first, second)) if naive_excluded(entries, hit)]
+        expected = holders[0] if holders else None
+        assert layered.layer_of_packed(packed) == expected, (first, second, hit)
+        assert layered.contains_packed(packed) == (expected is not None)
+    assert layered.ipv4 == IntervalTable.from_intervals([*tables[0].ipv4, *tables[1].ipv4])
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_bucketed_layered_table_names_layers_across_bucket_edges(version: int) -> None:
+    """Layers survive the first-level index: spans that cross buckets, and fully covered ones."""
+    rng = random.Random(version + 10)
+    bits = 32 if version == 4 else 128
+    shift = bits - 16
+
+    def spans(count: int) -> list[tuple[int, int, int]]:
+        result = []
+        for _ in range(count):
+            start = rng.getrandbits(16) << shift | rng.getrandbits(shift)
+            length = rng.choice([rng.getrandbits(8), rng.getrandbits(shift + 3)])
+            result.append((version, start, min(start + length, 2**bits - 1)))
+        return result
+
+    sources = [spans(600), spans(600)]
+    layered = AddressTable.layered(*(AddressTable.from_intervals(each) for each in sources))
+    assert layered.shift4 == 0 if version == 4 else layered.shift6 == 0
+    probes = [rng.getrandbits(bits) for _ in range(5_000)]
+    for first, last, _ in layered.layered_intervals(version):
+        probes += [first - 1, first, last, last + 1, (first + last) // 2]
+    width = bits // 8
+    for value in probes:
+        if 0 <= value < 2**bits:
+            holders = [
+                i for i, each in enumerate(sources) if any(a <= value <= b for _, a, b in each)
+            ]
+            expected = holders[0] if holders else None
+            packed = value.to_bytes(width, "big")
+            assert layered.layer_of_packed(packed) == expected, hex(value)

@@ -35,6 +35,7 @@ from ._addresses import (
 )
 from ._bots import BotDetector
 from ._geo import CountryResolver
+from ._layers import CountryLayering
 from ._rules import SiteConfig, SiteRules, compile_rules
 
 logger = logging.getLogger("edgefilter")
@@ -75,6 +76,8 @@ EXCLUDED_IP: Final = Decision(False, Reason.excluded_ip)
 EXCLUDED_COUNTRY: Final = Decision(False, Reason.excluded_country)
 BOT: Final = Decision(False, Reason.bot)
 INVALID_IP: Final = Decision(False, Reason.invalid_ip)
+# The decision for each layer of a site's table: 0 its excluded IPs, 1 its excluded countries.
+_EXCLUSIONS: Final = (EXCLUDED_IP, EXCLUDED_COUNTRY)
 
 
 @runtime_checkable
@@ -134,7 +137,7 @@ class EdgeFilter:
     __slots__ = (
         "_bot_verdict",
         "_bot_verdicts",
-        "_country_tables",
+        "_layering",
         "_rules_for",
         "_unavailable",
         "_unknown",
@@ -157,8 +160,7 @@ class EdgeFilter:
             source if isinstance(source, RulesSource) else StaticRules(source)
         )
         self.geoip = CountryResolver(geoip) if isinstance(geoip, str) else geoip
-        # The resolver's memo of compiled country tables, read directly on the hot path.
-        self._country_tables = {} if self.geoip is None else self.geoip.tables
+        self._layering = None if self.geoip is None else CountryLayering(self.geoip)
         self._rules_for: Callable[[str], SiteRules | None] = self.source.rules_for
         self.bots = bots or BotDetector()
         self._bot_verdicts = self.bots.verdicts
@@ -169,6 +171,8 @@ class EdgeFilter:
         if isinstance(self.source, StaticRules):
             for _, rules in self.source:
                 self.check_rules(rules)
+            if self._layering is not None:
+                self._layering.schedule_all({id(rules): rules for _, rules in self.source}.values())
 
     def check_rules(self, rules: SiteRules) -> None:
         """Warn once per site about rules this filter cannot apply."""
@@ -212,26 +216,20 @@ class EdgeFilter:
                 if address is None:
                     return INVALID_IP
                 is_v4, packed = address[0] == V4, pack_address(address)
-            key = packed[0] << 8 | packed[1]  # the bucket key, shared by both tables
-            ips = rules.excluded_ips
+            table = rules.excluded_ips
+            if rules.excluded_countries:  # IPs and countries layered in one table, once ready
+                layered = rules.country_layers.get(self.geoip)
+                if layered is None:
+                    return self._decide_unlayered(rules, is_v4, packed, ua)
+                table = layered
             if is_v4:
-                buckets, shift = ips.buckets4, ips.shift4
+                buckets, shift = table.buckets4, table.shift4
             else:
-                buckets, shift = ips.buckets6, ips.shift6
-            if _bisect_right(buckets[key >> shift], packed) & 1:
-                return EXCLUDED_IP
-            countries = rules.excluded_countries
-            if countries:
-                table = self._country_tables.get(countries)
-                if table is not None:
-                    if is_v4:
-                        buckets, shift = table.buckets4, table.shift4
-                    else:
-                        buckets, shift = table.buckets6, table.shift6
-                    if _bisect_right(buckets[key >> shift], packed) & 1:
-                        return EXCLUDED_COUNTRY
-                elif self._excluded_by_country_slowly(countries, is_v4, packed):
-                    return EXCLUDED_COUNTRY
+                buckets, shift = table.buckets6, table.shift6
+            bucket = buckets[(packed[0] << 8 | packed[1]) >> shift]
+            index = _bisect_right(bucket, packed)
+            if index & 1:  # inside an interval: its end's last byte names the layer
+                return _EXCLUSIONS[bucket[index][-1]]
         if rules.block_bots:
             try:
                 verdict = self._bot_verdicts[ua]  # the detector's cache, read directly
@@ -241,11 +239,30 @@ class EdgeFilter:
                 return BOT
         return TRACKED
 
-    def _excluded_by_country_slowly(
-        self, countries: frozenset[str], is_v4: bool, packed: bytes
-    ) -> bool:
-        """Country check when no compiled table is at hand: compile it if the database walk
-        is done, else decode the address's record."""
+    def _decide_unlayered(
+        self, rules: SiteRules, is_v4: bool, packed: bytes, ua: object
+    ) -> Decision:
+        """``should_track`` after the address is read, for a site with country rules whose
+        layered table is not built yet: have it built in the background, and meanwhile check
+        the IP table, then the countries' table (or the address's record)."""
+        if self._layering is not None:
+            self._layering.schedule(rules)
+        if rules.excluded_ips.contains_packed(packed):
+            return EXCLUDED_IP
+        if self._in_countries(rules.excluded_countries, is_v4, packed):
+            return EXCLUDED_COUNTRY
+        return BOT if rules.block_bots and self.bots.is_bot(ua) else TRACKED
+
+    def prepare(self, rules: SiteRules) -> bool:
+        """Layer a site's country rules into its IP table now, rather than in the background
+        after its first hit; whether its hits are now answered by one search."""
+        if not rules.excluded_countries:
+            return True
+        return self._layering is not None and self._layering.layer(rules) is not None
+
+    def _in_countries(self, countries: frozenset[str], is_v4: bool, packed: bytes) -> bool:
+        """Whether the address lies in ``countries``: their table if the walk has ended, else
+        the address's record."""
         if self.geoip is None:
             return False
         table = self.geoip.table_for(countries)

@@ -44,7 +44,7 @@ class CountryResolver:
     database cannot decode all answer None. ``compile_tables=False`` skips the walk.
     """
 
-    __slots__ = ("_intervals", "_reader", "_ready", "path", "tables")
+    __slots__ = ("_ended", "_intervals", "_reader", "path", "tables")
 
     def __init__(self, path: str | os.PathLike[str], *, compile_tables: bool = True) -> None:
         self.path = os.fspath(path)
@@ -57,10 +57,12 @@ class CountryResolver:
         self._intervals: dict[str, list[Interval]] | None = None
         # Compiled tables by country set; read-only for callers (EdgeFilter reads it directly).
         self.tables: dict[frozenset[str], AddressTable] = {}
-        self._ready = threading.Event()
+        self._ended = threading.Event()  # the walk has ended, or will not run
         if compile_tables:
             walker = threading.Thread(target=self._walk, name="edgefilter-geoip", daemon=True)
             walker.start()
+        else:
+            self._ended.set()
 
     def country(self, ip: object) -> str | None:
         """The country code of ``ip`` (text or ``ipaddress`` object), or None when unknown."""
@@ -77,9 +79,16 @@ class CountryResolver:
         except KeyError:
             return self._compile_table(countries)
 
+    @property
+    def compiled(self) -> bool:
+        """Whether the walk has ended and ``table_for`` answers."""
+        return self._intervals is not None
+
     def wait_compiled(self, timeout: float | None = None) -> bool:
-        """Block until the country tables are ready (or ``timeout``); whether they are."""
-        return self._ready.wait(timeout)
+        """Block until the walk has ended (or ``timeout``); whether the country tables are
+        ready. False at once when the walk failed or was not asked for."""
+        self._ended.wait(timeout)
+        return self.compiled
 
     def _compile_table(self, countries: frozenset[str]) -> AddressTable | None:
         intervals = self._intervals
@@ -100,9 +109,10 @@ class CountryResolver:
             add_ipv4_aliases(self._reader, intervals)
         except Exception:  # a corrupt record deep in the tree: stay on direct lookups
             logger.exception("GeoIP database %s: walk failed, using direct lookups", self.path)
+            self._ended.set()
             return
         self._intervals = intervals
-        self._ready.set()
+        self._ended.set()
         logger.info(
             "GeoIP database %s: %d countries compiled in %.2f s",
             self.path,

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from ._addresses import MAPPED_PACKED_PREFIX, V4, Interval, pack_hit, parse_entry
+from ._addresses import MAPPED_PACKED_PREFIX, V4, V6, Interval, pack_hit, parse_entry
 from ._errors import ConfigError
 
 
@@ -47,28 +47,68 @@ class IntervalTable:
             yield bounds[index], bounds[index + 1] - 1
 
 
-def unpack_bounds(buckets: tuple[tuple[bytes, ...], ...], width: int) -> tuple[int, ...]:
-    """The integer bounds behind packed buckets (``bucket_bounds`` and ``pack_bounds`` undone)."""
-    top = 1 << (8 * width)
-    return tuple(
-        top if len(bound) > width else int.from_bytes(bound, "big")
-        for bucket in buckets
-        for bound in bucket
-        if bound
-    )
+LayeredInterval = tuple[int, int, int]  # (first, last, layer), inclusive
 
 
-def pack_bounds(bounds: tuple[int, ...], width: int) -> tuple[bytes, ...]:
-    """Bounds as fixed-width big-endian bytes, whose order is the order of the integers.
+def subtract(intervals: Iterable[tuple[int, int]], taken: IntervalTable) -> list[tuple[int, int]]:
+    """The parts of inclusive ``intervals`` that lie outside ``taken``."""
+    bounds, count = taken.bounds, len(taken.bounds)
+    parts: list[tuple[int, int]] = []
+    for first, last in intervals:
+        cursor, index = first, bisect_right(bounds, first)
+        if index & 1:  # first lies inside a taken interval: start after it
+            cursor, index = bounds[index], index + 1
+        while cursor <= last:
+            if index < count and bounds[index] <= last:
+                if bounds[index] > cursor:
+                    parts.append((cursor, bounds[index] - 1))
+                cursor, index = bounds[index + 1], index + 2
+            else:
+                parts.append((cursor, last))
+                break
+    return parts
 
-    The one bound that does not fit, ``2**(8 * width)`` (the end of an interval that reaches
-    the top address), becomes ``b"\\xff" * width + b"\\x00"``: greater than every address.
+
+def layer_intervals(layers: Iterable[IntervalTable]) -> list[LayeredInterval]:
+    """Disjoint ``(first, last, layer)`` intervals, sorted; an earlier layer wins an overlap."""
+    taken = IntervalTable()
+    result: list[LayeredInterval] = []
+    for layer, table in enumerate(layers):
+        result += ((first, last, layer) for first, last in subtract(table, taken))
+        taken = IntervalTable.from_intervals([*taken, *table])
+    result.sort()
+    return result
+
+
+def pack_intervals(intervals: Iterable[LayeredInterval], width: int) -> tuple[bytes, ...]:
+    """Intervals as sorted bounds of big-endian bytes, whose order is the order of addresses.
+
+    An interval ``(first, last, layer)`` packs as its start, ``first`` in ``width`` bytes, and
+    its end, ``last`` in ``width`` bytes followed by the byte ``layer``. An address (``width``
+    bytes) is below that end exactly when it is at most ``last``, so an address lies inside
+    an interval exactly when ``bisect_right(bounds, address)`` is odd, and the bound at that
+    index is the interval's end, whose last byte names its layer.
     """
-    top = 1 << (8 * width)
-    return tuple(
-        value.to_bytes(width, "big") if value < top else b"\xff" * width + b"\x00"
-        for value in bounds
-    )
+    packed: list[bytes] = []
+    for first, last, layer in intervals:
+        packed += (first.to_bytes(width, "big"), last.to_bytes(width, "big") + bytes((layer,)))
+    return tuple(packed)
+
+
+def unpack_intervals(
+    buckets: tuple[tuple[bytes, ...], ...], width: int
+) -> Iterator[LayeredInterval]:
+    """The intervals behind packed buckets (``bucket_bounds`` and ``pack_intervals`` undone)."""
+    previous, first = b"", 0
+    for bucket in buckets:
+        for bound in bucket:
+            if bound <= previous:  # the b"" marker, or an end repeated to close a bucket
+                continue
+            previous = bound
+            if len(bound) == width:
+                first = int.from_bytes(bound, "big")
+            else:
+                yield first, int.from_bytes(bound[:width], "big"), bound[width]
 
 
 _inet_pton = socket.inet_pton
@@ -78,30 +118,41 @@ _AF_INET6: Final = socket.AF_INET6
 BUCKET_THRESHOLD: Final = 512
 KEY_BITS: Final = 16
 _OUTSIDE: Final[tuple[bytes, ...]] = ()
-_INSIDE: Final[tuple[bytes, ...]] = (b"",)  # b"" sorts before every address: one bound passed
+
+
+def _bucket_key(bound: bytes) -> int:
+    return bound[0] << 8 | bound[1]
 
 
 def bucket_bounds(packed: tuple[bytes, ...]) -> tuple[tuple[tuple[bytes, ...], ...], int]:
     """Split packed bounds into buckets by the address's first two bytes, and the key shift.
 
     The hot path finds an address's bucket as ``buckets[(b[0] << 8 | b[1]) >> shift]`` and
-    bisects only that bucket: far fewer cache misses than one search over a huge table. Each
-    bucket starts with ``b""`` when its first address lies inside an interval, so the parity
-    of the bucket-local position is the parity of the global one. Small tables are one
-    bucket (``shift`` 16 maps every key to 0), so one code path serves every size.
+    bisects only that bucket: far fewer cache misses than one search over a huge table. A
+    bucket that starts inside an interval begins with ``b""`` (it sorts before every address:
+    one bound passed), so the parity of the bucket-local position is the parity of the global
+    one; a bucket that ends inside an interval is closed with that interval's end, so the
+    bound at an odd position always names the layer. Small tables are one bucket (``shift``
+    16 maps every key to 0), so one code path serves every size.
     """
     if len(packed) <= BUCKET_THRESHOLD:
         return (packed,), KEY_BITS
     buckets: list[tuple[bytes, ...]] = []
     index, count = 0, len(packed)
     while index < count:  # one step per non-empty bucket; empty runs are filled in bulk
-        key = packed[index][0] << 8 | packed[index][1]
+        key = _bucket_key(packed[index])
         end = index
-        while end < count and packed[end][0] << 8 | packed[end][1] == key:
+        while end < count and _bucket_key(packed[end]) == key:
             end += 1
-        inside = index & 1 == 1  # an odd number of bounds before: inside an interval
-        buckets += [_INSIDE if inside else _OUTSIDE] * (key - len(buckets))
-        buckets.append(_INSIDE + packed[index:end] if inside else packed[index:end])
+        bucket = packed[index:end]
+        if index & 1:  # an odd number of bounds before: inside the interval ending here
+            buckets += [(b"", packed[index])] * (key - len(buckets))
+            bucket = (b"", *bucket)
+        else:
+            buckets += [_OUTSIDE] * (key - len(buckets))
+        if end & 1:  # the bucket ends inside an interval: close it with that end
+            bucket += (packed[end],)
+        buckets.append(bucket)
         index = end
     buckets += [_OUTSIDE] * ((1 << KEY_BITS) - len(buckets))  # an even count: outside
     return tuple(buckets), 0
@@ -109,12 +160,14 @@ def bucket_bounds(packed: tuple[bytes, ...]) -> tuple[tuple[tuple[bytes, ...], .
 
 @dataclass(frozen=True, slots=True, init=False, repr=False)
 class AddressTable:
-    """A set of IPv4 and IPv6 addresses: one interval table per family.
+    """A set of IPv4 and IPv6 addresses: one interval table per family, in layers.
 
     Only the packed form is kept: ``buckets4``/``shift4`` and ``buckets6``/``shift6`` hold
-    the bounds as big-endian bytes (see ``bucket_bounds``), so the hot path can ``bisect``
-    the output of ``socket.inet_pton`` directly, and a site's rules cost one bytes object
-    per bound. ``ipv4`` and ``ipv6`` rebuild the integer ``IntervalTable`` on demand.
+    the bounds as big-endian bytes (see ``pack_intervals`` and ``bucket_bounds``), so the hot
+    path can ``bisect`` the output of ``socket.inet_pton`` directly, and a site's rules cost
+    one bytes object per bound. ``ipv4`` and ``ipv6`` rebuild the integer ``IntervalTable``
+    on demand. A table made by ``layered`` also tells, for an address inside, which of its
+    source tables holds it first (``layer_of_packed``): one search answers several rules.
     """
 
     buckets4: tuple[tuple[bytes, ...], ...]
@@ -126,26 +179,55 @@ class AddressTable:
     def __init__(
         self, ipv4: IntervalTable = IntervalTable(), ipv6: IntervalTable = IntervalTable()
     ) -> None:
-        buckets4, shift4 = bucket_bounds(pack_bounds(ipv4.bounds, 4))
-        buckets6, shift6 = bucket_bounds(pack_bounds(ipv6.bounds, 16))
+        self._fill(layer_intervals([ipv4]), layer_intervals([ipv6]))
+
+    def _fill(self, ipv4: list[LayeredInterval], ipv6: list[LayeredInterval]) -> None:
+        buckets4, shift4 = bucket_bounds(pack_intervals(ipv4, 4))
+        buckets6, shift6 = bucket_bounds(pack_intervals(ipv6, 16))
         object.__setattr__(self, "buckets4", buckets4)
         object.__setattr__(self, "shift4", shift4)
         object.__setattr__(self, "buckets6", buckets6)
         object.__setattr__(self, "shift6", shift6)
-        object.__setattr__(self, "bound_count", len(ipv4.bounds) + len(ipv6.bounds))
+        object.__setattr__(self, "bound_count", 2 * (len(ipv4) + len(ipv6)))
+
+    @classmethod
+    def layered(cls, *tables: AddressTable) -> AddressTable:
+        """The union of ``tables``; an address's layer is the index of the first holding it."""
+        table = cls.__new__(cls)
+        table._fill(
+            layer_intervals([each.ipv4 for each in tables]),
+            layer_intervals([each.ipv6 for each in tables]),
+        )
+        return table
+
+    def layered_intervals(self, version: int) -> list[LayeredInterval]:
+        """The ``(first, last, layer)`` intervals of one family (4 or 6), in order."""
+        if version == V4:
+            return list(unpack_intervals(self.buckets4, 4))
+        return list(unpack_intervals(self.buckets6, 16))
 
     @property
     def ipv4(self) -> IntervalTable:
-        """The IPv4 intervals as integers."""
-        return IntervalTable(unpack_bounds(self.buckets4, 4))
+        """The IPv4 intervals as integers, layers merged."""
+        return IntervalTable.from_intervals(span[:2] for span in self.layered_intervals(V4))
 
     @property
     def ipv6(self) -> IntervalTable:
-        """The IPv6 intervals as integers."""
-        return IntervalTable(unpack_bounds(self.buckets6, 16))
+        """The IPv6 intervals as integers, layers merged."""
+        return IntervalTable.from_intervals(span[:2] for span in self.layered_intervals(V6))
 
     def __repr__(self) -> str:
         return f"AddressTable(ipv4={self.ipv4!r}, ipv6={self.ipv6!r})"
+
+    def layer_of_packed(self, packed: bytes) -> int | None:
+        """The layer holding a packed address (4 or 16 bytes, as ``inet_pton`` gives), or None."""
+        if len(packed) == 4:
+            buckets, shift = self.buckets4, self.shift4
+        else:
+            buckets, shift = self.buckets6, self.shift6
+        bucket = buckets[(packed[0] << 8 | packed[1]) >> shift]
+        index = bisect_right(bucket, packed)
+        return bucket[index][-1] if index & 1 else None
 
     def contains_packed(self, packed: bytes) -> bool:
         """Whether a packed address (4 or 16 bytes, as ``inet_pton`` gives) is in the set."""

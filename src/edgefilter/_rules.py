@@ -118,6 +118,10 @@ class SiteRules:
 
     ``rejected`` lists every entry that could not be compiled, as ``(entry, reason)``; all
     other entries apply. ``needs_ip`` is true when any rule looks at the client address.
+    ``country_layers`` is filled by ``EdgeFilter`` once a GeoIP database's country tables
+    are ready: per resolver, the excluded IPs (layer 0) and the excluded countries' addresses
+    (layer 1) in one ``AddressTable``, so that both rules cost one search. It is a memo, not
+    part of the rules' value: equality and ``repr`` ignore it.
     """
 
     site_id: str | None = None
@@ -127,6 +131,17 @@ class SiteRules:
     block_bots: bool = False
     needs_ip: bool = False
     rejected: tuple[tuple[object, str], ...] = ()
+    country_layers: dict[object, AddressTable] = field(
+        default_factory=lambda: _NO_LAYERS, init=False, compare=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        if self.excluded_countries:  # only a site with country rules needs its own memo
+            object.__setattr__(self, "country_layers", {})
+
+
+# Shared by every site without country rules; nothing is ever stored in it.
+_NO_LAYERS: Final[dict[object, AddressTable]] = {}
 
 
 def compile_rules(config: SiteConfig) -> SiteRules:
