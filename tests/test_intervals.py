@@ -96,7 +96,7 @@ def test_bucketed_lookup_agrees_with_plain_bisect(version: int) -> None:
     rng = random.Random(version)
     bits = 32 if version == 4 else 128
     kind = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
-    # Spans concentrated in a few top-16-bit buckets, plus spans crossing bucket edges.
+    # Spans concentrated in a few first-byte buckets, plus spans crossing bucket edges.
     starts = [
         rng.randrange(0, 1 << 16, 1024) << (bits - 16) | rng.getrandbits(bits - 16)
         for _ in range(8_000)
