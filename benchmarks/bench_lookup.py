@@ -4,7 +4,7 @@ Every peer runs in this process on the same seeded data: random IPv4 CIDRs (/8-/
 lookups of seeded IPv4 strings (mostly misses). Peers: pytricia and py-radix (C Patricia
 tries), netaddr.IPSet, and the naive scan over ``ipaddress`` networks (what Rybbit does).
 Neither trie folds ``::ffff:a.b.c.d`` onto IPv4; ours does, and the timing includes that.
-Also: memory of 10,000 sites of 100 entries each (tracemalloc and RSS).
+Also: memory of 10,000 sites of 100 entries and 1,000 of 1,000 (tracemalloc and RSS).
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ import ipaddress
 import random
 import resource
 import socket
+import subprocess
 import sys
 import time
 import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 
 import netaddr
 import pytricia
@@ -30,6 +32,7 @@ SIZES = (10, 1_000, 100_000)
 LOOKUPS = 20_000
 ROUNDS = 5
 SEED = 11
+MEMORY_SHAPES = ((10_000, 100), (1_000, 1_000))
 _inet_pton = socket.inet_pton
 _AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
@@ -127,31 +130,68 @@ def lookups(rng: random.Random) -> None:
     print_table(["entries", *builders(), "edgefilter / pytricia"], build_rows)
 
 
-def memory(rng: random.Random) -> None:
-    """Resident cost of 10,000 compiled sites of 100 entries each."""
+def resident_bytes() -> int:
+    """This process's resident set now (Linux ``/proc``; peak RSS elsewhere)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return pages * resource.getpagesize()
+
+
+def compile_sites(
+    sites: int, entries: int, seed: int
+) -> tuple[list[SiteConfig], Callable[[], list[object]]]:
+    """Seeded configs, and a function that compiles them all."""
+    rng = random.Random(seed)
     configs = [
-        SiteConfig(site_id=i, excluded_ips=tuple(entries_for(100, rng))) for i in range(10_000)
+        SiteConfig(site_id=i, excluded_ips=tuple(entries_for(entries, rng))) for i in range(sites)
     ]
+    return configs, lambda: [compile_rules(config) for config in configs]
+
+
+def memory() -> None:
+    """Resident cost of compiled sites: tracemalloc here, RSS in a fresh process."""
+    for sites, entries in MEMORY_SHAPES:
+        _, compile_all = compile_sites(sites, entries, SEED)
+        gc.collect()
+        tracemalloc.start()
+        rules = compile_all()
+        gc.collect()
+        traced, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        del rules
+        child = subprocess.run(
+            [sys.executable, __file__, "--rss", str(sites), str(entries)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        rss = int(child.stdout)
+        print(f"\n{sites:,} sites x {entries:,} entries compiled:")
+        print(f"  tracemalloc: {traced / 2**20:.1f} MiB ({traced / sites:,.0f} bytes per site)")
+        print(f"  RSS growth (fresh process, no tracemalloc): {rss / 2**20:.1f} MiB")
+
+
+def rss_growth(sites: int, entries: int) -> int:
+    """Bytes of RSS that compiling the sites adds, configs made beforehand."""
+    _, compile_all = compile_sites(sites, entries, SEED)
     gc.collect()
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    tracemalloc.start()
-    rules = [compile_rules(config) for config in configs]
+    before = resident_bytes()
+    rules = compile_all()
     gc.collect()
-    traced, _ = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"\n10,000 sites x 100 entries compiled ({len(rules):,} SiteRules):")
-    print(f"  tracemalloc: {traced / 2**20:.1f} MiB ({traced / len(rules):,.0f} bytes per site)")
-    print(
-        f"  peak RSS growth: {(rss_after - rss_before) / 1024:.1f} MiB (includes tracemalloc's own)"
-    )
+    grown = resident_bytes() - before
+    del rules
+    return grown
 
 
 def main() -> int:
     """Print the tables; exit 0."""
-    rng = random.Random(SEED)
-    lookups(rng)
-    memory(rng)
+    if sys.argv[1:2] == ["--rss"]:  # the child process of memory()
+        print(rss_growth(int(sys.argv[2]), int(sys.argv[3])))
+        return 0
+    lookups(random.Random(SEED))
+    memory()
     return 0
 
 

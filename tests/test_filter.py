@@ -128,7 +128,7 @@ class ResolvingSource:
         return self.rules if site == "1" else None
 
 
-@pytest.mark.parametrize("limit", [0, 16_384])
+@pytest.mark.parametrize("limit", [0, 4_096])
 def test_country_rules_are_layered_into_the_ip_table_within_the_limit(
     city_db: Path, monkeypatch: pytest.MonkeyPatch, limit: int
 ) -> None:

@@ -25,7 +25,7 @@ logger = logging.getLogger("edgefilter")
 
 # A country table with more bounds than this is searched on its own rather than copied into
 # the table of every site that excludes it (the large countries of a full database).
-MAX_LAYERED_COUNTRY_BOUNDS: Final = 16_384
+MAX_LAYERED_COUNTRY_BOUNDS: Final = 4_096
 
 
 class CountryLayering:
