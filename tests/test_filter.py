@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -245,3 +247,20 @@ def _shared_filter(city_db: Path) -> EdgeFilter:
     if city_db not in _FILTERS:
         _FILTERS[city_db] = EdgeFilter({"1": SITE, "2": OPEN_SITE}, geoip=str(city_db))
     return _FILTERS[city_db]
+
+
+@pytest.mark.parametrize("count", [100, 3_000, 30_000])
+def test_large_sites_decide_as_a_set_of_networks(count: int) -> None:
+    """Sites big enough for each kind of first-level index (none, one byte, two bytes)
+    decide as a plain set of their /24 networks does."""
+    rng = random.Random(count)
+    networks = {rng.getrandbits(24) for _ in range(count)}
+    entries = tuple(f"{ipaddress.IPv4Address(network << 8)}/24" for network in networks)
+    edge_filter = EdgeFilter({"1": SiteConfig(excluded_ips=entries)})
+    probes = [rng.getrandbits(32) for _ in range(2_000)]
+    probes += [network << 8 | edge for network in list(networks)[:500] for edge in (0, 255)]
+    probes += [(network << 8) - 1 for network in list(networks)[:500] if network]
+    for value in probes:
+        excluded = value >> 8 in networks
+        decision = edge_filter.should_track("1", str(ipaddress.IPv4Address(value)), CHROME)
+        assert decision.reason is (Reason.excluded_ip if excluded else Reason.tracked), value

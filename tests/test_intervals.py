@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgefilter import AddressTable, IntervalTable
+from edgefilter._intervals import BY_BYTE, WIDE
 
 from .oracle import fold, naive_excluded
 from .strategies import addresses, entry_lists
@@ -91,22 +92,24 @@ def test_bad_entries_are_reported_and_the_rest_apply() -> None:
 
 
 @pytest.mark.parametrize("version", [4, 6])
-def test_bucketed_lookup_agrees_with_plain_bisect(version: int) -> None:
-    """A table large enough for the first-level index answers as a plain int bisect does."""
+@pytest.mark.parametrize(("spans", "shift"), [(2_000, BY_BYTE), (12_000, WIDE)])
+def test_bucketed_lookup_agrees_with_plain_bisect(version: int, spans: int, shift: int) -> None:
+    """A table large enough for a first-level index (by one byte, or two for the largest)
+    answers as a plain int bisect does."""
     rng = random.Random(version)
     bits = 32 if version == 4 else 128
     kind = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
-    # Spans concentrated in a few first-byte buckets, plus spans crossing bucket edges.
+    # Spans concentrated in a few two-byte buckets, plus spans crossing bucket edges.
     starts = [
         rng.randrange(0, 1 << 16, 1024) << (bits - 16) | rng.getrandbits(bits - 16)
-        for _ in range(8_000)
+        for _ in range(spans)
     ]
     starts += [key << (bits - 16) for key in range(0, 1 << 16, 97)]
     intervals = [(version, start, min(start + rng.getrandbits(8), 2**bits - 1)) for start in starts]
     intervals.append((version, 2**bits - 50, 2**bits - 1))
     table = AddressTable.from_intervals(intervals)
     plain = table.ipv4 if version == 4 else table.ipv6
-    assert table.shift4 == 0 if version == 4 else table.shift6 == 0
+    assert (table.shift4 if version == 4 else table.shift6) == shift
     probes = [rng.getrandbits(bits) for _ in range(5_000)]
     probes += [
         edge + delta for first, last in plain for edge in (first, last) for delta in (-1, 0, 1)
@@ -150,7 +153,10 @@ def test_layered_table_names_the_first_table_holding_each_address(
 
 
 @pytest.mark.parametrize("version", [4, 6])
-def test_bucketed_layered_table_names_layers_across_bucket_edges(version: int) -> None:
+@pytest.mark.parametrize(("count", "index"), [(600, BY_BYTE), (6_000, WIDE)])
+def test_bucketed_layered_table_names_layers_across_bucket_edges(
+    version: int, count: int, index: int
+) -> None:
     """Layers survive the first-level index: spans that cross buckets, and fully covered ones."""
     rng = random.Random(version + 10)
     bits = 32 if version == 4 else 128
@@ -164,18 +170,18 @@ def test_bucketed_layered_table_names_layers_across_bucket_edges(version: int) -
             result.append((version, start, min(start + length, 2**bits - 1)))
         return result
 
-    sources = [spans(600), spans(600)]
+    sources = [spans(count), spans(count)]
+    # The oracle: each source's int intervals, checked against a naive scan in another test.
+    plains = [IntervalTable.from_intervals(span[1:] for span in each) for each in sources]
     layered = AddressTable.layered(*(AddressTable.from_intervals(each) for each in sources))
-    assert layered.shift4 == 0 if version == 4 else layered.shift6 == 0
+    assert (layered.shift4 if version == 4 else layered.shift6) == index
     probes = [rng.getrandbits(bits) for _ in range(5_000)]
     for first, last, _ in layered.layered_intervals(version):
         probes += [first - 1, first, last, last + 1, (first + last) // 2]
     width = bits // 8
     for value in probes:
         if 0 <= value < 2**bits:
-            holders = [
-                i for i, each in enumerate(sources) if any(a <= value <= b for _, a, b in each)
-            ]
+            holders = [i for i, plain in enumerate(plains) if value in plain]
             expected = holders[0] if holders else None
             packed = value.to_bytes(width, "big")
             assert layered.layer_of_packed(packed) == expected, hex(value)

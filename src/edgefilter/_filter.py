@@ -226,7 +226,10 @@ class EdgeFilter:
                 buckets, shift = table.buckets4, table.shift4
             else:
                 buckets, shift = table.buckets6, table.shift6
-            bucket = buckets[packed[0] >> shift]
+            if shift < 0:  # WIDE: the largest tables are indexed by two bytes
+                bucket = buckets[packed[0] << 8 | packed[1]]
+            else:
+                bucket = buckets[packed[0] >> shift]
             index = _bisect_right(bucket, packed)
             if index & 1:  # inside an interval: its end's last byte names the layer
                 return _EXCLUSIONS[bucket[index][-1]]

@@ -114,32 +114,47 @@ def unpack_intervals(
 _inet_pton = socket.inet_pton
 _AF_INET: Final = socket.AF_INET
 _AF_INET6: Final = socket.AF_INET6
-# Tables with more bounds than this get a first-level index on the address's first byte.
+# Tables with more bounds than this get a first-level index on the address's first byte,
+# and over WIDE_THRESHOLD on its first two bytes.
 BUCKET_THRESHOLD: Final = 512
-KEY_BITS: Final = 8
+WIDE_THRESHOLD: Final = 16_384
+FLAT: Final = 8  # the shift of a table without an index: every first byte maps to 0
+BY_BYTE: Final = 0  # the shift of a first-byte index
+WIDE: Final = -1  # marks a first-two-bytes index
 _OUTSIDE: Final[tuple[bytes, ...]] = ()
 
 
-def bucket_bounds(packed: tuple[bytes, ...]) -> tuple[tuple[tuple[bytes, ...], ...], int]:
-    """Split packed bounds into buckets by the address's first byte, and the key shift.
+def _first_byte(bound: bytes) -> int:
+    return bound[0]
 
-    The hot path finds an address's bucket as ``buckets[packed[0] >> shift]`` and bisects
-    only that bucket: fewer steps and cache misses than one search over a large table. A
-    bucket that starts inside an interval begins with ``b""`` (it sorts before every address:
-    one bound passed), so the parity of the bucket-local position is the parity of the global
-    one; a bucket that ends inside an interval is closed with that interval's end, so the
-    bound at an odd position always names the layer. Small tables are one bucket (``shift``
-    8 maps every key to 0), so one code path serves every size. One byte, not two: reading
-    a byte of ``bytes`` costs about as much in CPython as the search of a small bucket.
+
+def _first_two_bytes(bound: bytes) -> int:
+    return bound[0] << 8 | bound[1]
+
+
+def bucket_bounds(packed: tuple[bytes, ...]) -> tuple[tuple[tuple[bytes, ...], ...], int]:
+    """Split packed bounds into buckets by the address's first byte(s), and the key shift.
+
+    The hot path finds an address's bucket as ``buckets[packed[0] >> shift]`` (or by its
+    first two bytes when ``shift`` is ``WIDE``) and bisects only that bucket: fewer steps
+    and cache misses than one search over a large table. A bucket that starts inside an
+    interval begins with ``b""`` (it sorts before every address: one bound passed), so the
+    parity of the bucket-local position is the parity of the global one; a bucket that ends
+    inside an interval is closed with that interval's end, so the bound at an odd position
+    always names the layer. Small tables are one bucket (``FLAT`` maps every key to 0).
+    Two bytes only for the largest tables: reading a byte of ``bytes`` costs about as much
+    in CPython as searching a small bucket, and a two-byte index holds 65,536 entries.
     """
     if len(packed) <= BUCKET_THRESHOLD:
-        return (packed,), KEY_BITS
+        return (packed,), FLAT
+    wide = len(packed) > WIDE_THRESHOLD
+    key_of = _first_two_bytes if wide else _first_byte
     buckets: list[tuple[bytes, ...]] = []
     index, count = 0, len(packed)
     while index < count:  # one step per non-empty bucket; empty runs are filled in bulk
-        key = packed[index][0]
+        key = key_of(packed[index])
         end = index
-        while end < count and packed[end][0] == key:
+        while end < count and key_of(packed[end]) == key:
             end += 1
         bucket = packed[index:end]
         if index & 1:  # an odd number of bounds before: inside the interval ending here
@@ -151,8 +166,17 @@ def bucket_bounds(packed: tuple[bytes, ...]) -> tuple[tuple[tuple[bytes, ...], .
             bucket += (packed[end],)
         buckets.append(bucket)
         index = end
-    buckets += [_OUTSIDE] * ((1 << KEY_BITS) - len(buckets))  # an even count: outside
-    return tuple(buckets), 0
+    buckets += [_OUTSIDE] * ((1 << (16 if wide else 8)) - len(buckets))  # outside: even count
+    return tuple(buckets), WIDE if wide else BY_BYTE
+
+
+def bucket_of(
+    buckets: tuple[tuple[bytes, ...], ...], shift: int, packed: bytes
+) -> tuple[bytes, ...]:
+    """The bucket to search for a packed address (the hot path inlines this)."""
+    if shift == WIDE:
+        return buckets[packed[0] << 8 | packed[1]]
+    return buckets[packed[0] >> shift]
 
 
 @dataclass(frozen=True, slots=True, init=False, repr=False)
@@ -222,7 +246,7 @@ class AddressTable:
             buckets, shift = self.buckets4, self.shift4
         else:
             buckets, shift = self.buckets6, self.shift6
-        bucket = buckets[packed[0] >> shift]
+        bucket = bucket_of(buckets, shift, packed)
         index = bisect_right(bucket, packed)
         return bucket[index][-1] if index & 1 else None
 
@@ -232,7 +256,7 @@ class AddressTable:
             buckets, shift = self.buckets4, self.shift4
         else:
             buckets, shift = self.buckets6, self.shift6
-        return bisect_right(buckets[packed[0] >> shift], packed) & 1 == 1
+        return bisect_right(bucket_of(buckets, shift, packed), packed) & 1 == 1
 
     @classmethod
     def from_intervals(cls, intervals: Iterable[Interval]) -> AddressTable:
@@ -276,6 +300,8 @@ class AddressTable:
         except (OSError, TypeError, ValueError):
             slow = pack_hit(ip)
             return slow is not None and self.contains_packed(slow)
+        if shift == WIDE:
+            return bisect_right(buckets[packed[0] << 8 | packed[1]], packed) & 1 == 1
         return bisect_right(buckets[packed[0] >> shift], packed) & 1 == 1
 
     def __bool__(self) -> bool:
