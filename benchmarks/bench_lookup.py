@@ -53,6 +53,9 @@ def builders() -> dict[str, Callable[[list[str]], Callable[[str], object]]]:
     def ours(entries: list[str]) -> Callable[[str], object]:
         return AddressTable.from_entries(entries)[0].__contains__
 
+    def ours_compact(entries: list[str]) -> Callable[[str], object]:
+        return AddressTable.from_entries(entries, compact=True)[0].__contains__
+
     def tricia(entries: list[str]) -> Callable[[str], object]:
         tree = pytricia.PyTricia(32)
         for entry in entries:
@@ -68,7 +71,13 @@ def builders() -> dict[str, Callable[[list[str]], Callable[[str], object]]]:
     def ipset(entries: list[str]) -> Callable[[str], object]:
         return netaddr.IPSet(entries).__contains__
 
-    return {"edgefilter": ours, "pytricia": tricia, "py-radix": py_radix, "netaddr.IPSet": ipset}
+    return {
+        "edgefilter": ours,
+        "edgefilter compact": ours_compact,
+        "pytricia": tricia,
+        "py-radix": py_radix,
+        "netaddr.IPSet": ipset,
+    }
 
 
 def parse_only(ip: str) -> bool:
@@ -143,43 +152,47 @@ def resident_bytes() -> int:
     return pages * resource.getpagesize()
 
 
-def compile_sites(
-    sites: int, entries: int, seed: int
-) -> tuple[list[SiteConfig], Callable[[], list[object]]]:
-    """Seeded configs, and a function that compiles them all."""
-    rng = random.Random(seed)
+def compile_sites(sites: int, entries: int, compact: bool) -> Callable[[], list[object]]:
+    """A function that compiles seeded configs (made beforehand) of every site."""
+    rng = random.Random(SEED)
     configs = [
         SiteConfig(site_id=i, excluded_ips=tuple(entries_for(entries, rng))) for i in range(sites)
     ]
-    return configs, lambda: [compile_rules(config) for config in configs]
+    return lambda: [compile_rules(config, compact=compact) for config in configs]
 
 
 def memory() -> None:
     """Resident cost of compiled sites: tracemalloc here, RSS in a fresh process."""
+    rows = []
     for sites, entries in MEMORY_SHAPES:
-        _, compile_all = compile_sites(sites, entries, SEED)
-        gc.collect()
-        tracemalloc.start()
-        rules = compile_all()
-        gc.collect()
-        traced, _ = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        del rules
-        child = subprocess.run(
-            [sys.executable, __file__, "--rss", str(sites), str(entries)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        rss = int(child.stdout)
-        print(f"\n{sites:,} sites x {entries:,} entries compiled:")
-        print(f"  tracemalloc: {traced / 2**20:.1f} MiB ({traced / sites:,.0f} bytes per site)")
-        print(f"  RSS growth (fresh process, no tracemalloc): {rss / 2**20:.1f} MiB")
+        for compact in (False, True):
+            compile_all = compile_sites(sites, entries, compact)
+            gc.collect()
+            tracemalloc.start()
+            rules = compile_all()
+            gc.collect()
+            traced, _ = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            del rules
+            argv = [sys.executable, __file__, "--rss", str(sites), str(entries), str(compact)]
+            child = subprocess.run(argv, capture_output=True, text=True, check=True)
+            rows.append(
+                [
+                    f"{sites:,} x {entries:,}",
+                    "compact" if compact else "packed (default)",
+                    f"{traced / 2**20:.1f} MiB",
+                    f"{traced / sites:,.0f} B",
+                    f"{int(child.stdout) / 2**20:.1f} MiB",
+                ]
+            )
+    print("\nCompiled sites in memory (RSS: growth in a fresh process, without tracemalloc):\n")
+    headers = ["sites x entries", "tables", "tracemalloc", "per site", "RSS growth"]
+    print_table(headers, rows)
 
 
-def rss_growth(sites: int, entries: int) -> int:
+def rss_growth(sites: int, entries: int, compact: bool) -> int:
     """Bytes of RSS that compiling the sites adds, configs made beforehand."""
-    _, compile_all = compile_sites(sites, entries, SEED)
+    compile_all = compile_sites(sites, entries, compact)
     gc.collect()
     before = resident_bytes()
     rules = compile_all()
@@ -192,7 +205,7 @@ def rss_growth(sites: int, entries: int) -> int:
 def main() -> int:
     """Print the tables; exit 0."""
     if sys.argv[1:2] == ["--rss"]:  # the child process of memory()
-        print(rss_growth(int(sys.argv[2]), int(sys.argv[3])))
+        print(rss_growth(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "True"))
         return 0
     lookups(random.Random(SEED))
     memory()

@@ -67,6 +67,23 @@ def test_cold_site_is_fetched_and_decided(sites_api: LiveApi, cache: RulesCache)
     assert cache.fetches == 1
 
 
+def test_compact_tables_are_compiled_compact(sites_api: LiveApi, clock: FakeClock) -> None:
+    """``compact_tables=True`` compiles fetched rules compact; they decide the same."""
+    site = sites_api.new_site(excludedIPs=["203.0.113.0/24", "2001:db8::/32"])
+    with sites_api.client(timeout=2.0) as client:
+        rules_cache = make_cache(client, clock, compact_tables=True)
+        edge_filter = EdgeFilter(rules_cache)
+        for ip, reason in [
+            ("203.0.113.9", Reason.excluded_ip),
+            ("2001:db8::1", Reason.excluded_ip),
+        ]:
+            assert edge_filter.should_track(str(site["siteId"]), ip, CHROME).reason is reason
+        assert edge_filter.should_track(str(site["siteId"]), "198.51.100.1", CHROME).tracked
+        rules = rules_cache.rules_for(str(site["siteId"]))
+        assert rules is not None and rules.excluded_ips.compact
+        rules_cache.close()
+
+
 def test_both_id_forms_share_one_entry(sites_api: LiveApi, cache: RulesCache) -> None:
     """After one fetch by siteId, the 12-hex id answers from the same entry."""
     site = sites_api.new_site(excludedIPs=["203.0.113.0/24"])

@@ -39,20 +39,21 @@ SITE = SiteConfig(
 OPEN_SITE = SiteConfig(site_id=2, block_bots=False)
 
 
-@pytest.fixture(params=["layered", "country tables", "direct lookups"])
+@pytest.fixture(params=["layered", "layered compact", "country tables", "direct lookups"])
 def edge_filter(
     request: pytest.FixtureRequest, city_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> EdgeFilter:
     """A filter over SITE and OPEN_SITE with the test GeoIP database, every country path:
     IPs and countries in one layered table, the two tables apart, records decoded."""
     compiled = request.param != "direct lookups"
-    if request.param != "layered":  # no table is small enough to layer
+    if not request.param.startswith("layered"):  # no table is small enough to layer
         monkeypatch.setattr("edgefilter._layers.MAX_LAYERED_COUNTRY_BOUNDS", -1)
     resolver = CountryResolver(city_db, compile_tables=compiled)
     assert not compiled or resolver.wait_compiled(timeout=30)
-    rules = {"1": compile_rules(SITE), "2": compile_rules(OPEN_SITE)}
+    compact = request.param == "layered compact"
+    rules = {"1": compile_rules(SITE, compact=compact), "2": compile_rules(OPEN_SITE)}
     edge_filter = EdgeFilter(rules, geoip=resolver)
-    assert edge_filter.prepare(rules["1"]) is (request.param == "layered")
+    assert edge_filter.prepare(rules["1"]) is request.param.startswith("layered")
     return edge_filter
 
 
@@ -249,14 +250,15 @@ def _shared_filter(city_db: Path) -> EdgeFilter:
     return _FILTERS[city_db]
 
 
+@pytest.mark.parametrize("compact", [False, True])
 @pytest.mark.parametrize("count", [100, 3_000, 30_000])
-def test_large_sites_decide_as_a_set_of_networks(count: int) -> None:
-    """Sites big enough for each kind of first-level index (none, one byte, two bytes)
-    decide as a plain set of their /24 networks does."""
+def test_large_sites_decide_as_a_set_of_networks(count: int, compact: bool) -> None:
+    """Sites big enough for each kind of first-level index (none, one byte, two bytes), and
+    compact ones, decide as a plain set of their /24 networks does."""
     rng = random.Random(count)
     networks = {rng.getrandbits(24) for _ in range(count)}
     entries = tuple(f"{ipaddress.IPv4Address(network << 8)}/24" for network in networks)
-    edge_filter = EdgeFilter({"1": SiteConfig(excluded_ips=entries)})
+    edge_filter = EdgeFilter({"1": SiteConfig(excluded_ips=entries)}, compact_tables=compact)
     probes = [rng.getrandbits(32) for _ in range(2_000)]
     probes += [network << 8 | edge for network in list(networks)[:500] for edge in (0, 255)]
     probes += [(network << 8) - 1 for network in list(networks)[:500] if network]

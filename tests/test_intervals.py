@@ -63,10 +63,13 @@ def boundary_hits(entries: list[str]) -> list[ipaddress.IPv4Address | ipaddress.
     return hits
 
 
-@given(entry_lists, st.lists(addresses, max_size=8))
-def test_address_table_agrees_with_ipaddress_scan(entries: list[str], extra: list[str]) -> None:
-    """Compiled tables decide every hit as a linear ``ipaddress`` scan does."""
-    table, rejected = AddressTable.from_entries(entries)
+@given(entry_lists, st.lists(addresses, max_size=8), st.booleans())
+def test_address_table_agrees_with_ipaddress_scan(
+    entries: list[str], extra: list[str], compact: bool
+) -> None:
+    """Compiled tables, packed or compact, decide every hit as a linear ``ipaddress`` scan."""
+    table, rejected = AddressTable.from_entries(entries, compact=compact)
+    assert table.compact is compact
     assert rejected == ()
     hits = boundary_hits(entries) + [ipaddress.ip_address(text) for text in extra]
     for hit in hits:
@@ -134,13 +137,18 @@ def test_large_table_compiles_and_answers() -> None:
     assert len(table.ipv4) <= 100_000
 
 
-@given(entry_lists, entry_lists, st.lists(addresses, max_size=8))
+@given(entry_lists, entry_lists, st.lists(addresses, max_size=8), st.booleans())
 def test_layered_table_names_the_first_table_holding_each_address(
-    first: list[str], second: list[str], extra: list[str]
+    first: list[str], second: list[str], extra: list[str], compact: bool
 ) -> None:
-    """In a layered table an address's layer is the first source table that holds it."""
-    tables = [AddressTable.from_entries(first)[0], AddressTable.from_entries(second)[0]]
+    """In a layered table, packed or compact, an address's layer is the first source table
+    that holds it."""
+    tables = [
+        AddressTable.from_entries(first, compact=compact)[0],
+        AddressTable.from_entries(second)[0],
+    ]
     layered = AddressTable.layered(*tables)
+    assert layered.compact is compact
     hits = boundary_hits(first) + boundary_hits(second)
     hits += [ipaddress.ip_address(text) for text in extra]
     for hit in hits:
@@ -185,3 +193,14 @@ def test_bucketed_layered_table_names_layers_across_bucket_edges(
             expected = holders[0] if holders else None
             packed = value.to_bytes(width, "big")
             assert layered.layer_of_packed(packed) == expected, hex(value)
+
+
+@given(entry_lists)
+def test_compact_and_packed_tables_hold_the_same_intervals(entries: list[str]) -> None:
+    """The compact form keeps exactly the packed form's intervals and layers."""
+    packed = AddressTable.from_entries(entries)[0]
+    compact = AddressTable.from_entries(entries, compact=True)[0]
+    assert compact.layered_intervals(4) == packed.layered_intervals(4)
+    assert compact.ipv4 == packed.ipv4
+    assert compact.ipv6 == packed.ipv6
+    assert compact.bound_count == packed.bound_count

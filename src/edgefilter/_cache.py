@@ -20,7 +20,8 @@ costs exactly what a static mapping costs. Everything else happens off that path
 - **One entry per site**. The numeric ``siteId`` and the 12-hex ``id`` share an entry once
   the first fetch has named both.
 - **Bounded**. Entries live in a cachetools ``TTLCache`` (``maxsize`` sites, expiring
-  ``max_stale + ttl`` after their last good fetch).
+  ``max_stale + ttl`` after their last good fetch). ``compact_tables=True`` compiles each
+  site with ``compile_rules(config, compact=True)``: more sites per megabyte.
 
 A cold site (never fetched, or last fetched more than ``ttl`` ago) waits up to ``cold_wait``
 seconds for its fetch, then gets the stale rules if any, else ``Reason.rules_unavailable``
@@ -93,8 +94,10 @@ class RulesCache:
         clock: Callable[[], float] = time.monotonic,
         tick: float | None = 1.0,
         max_workers: int = 4,
+        compact_tables: bool = False,
     ) -> None:
         self.client = client
+        self.compact_tables = compact_tables
         self.ttl, self.max_stale, self.negative_ttl = ttl, max_stale, negative_ttl
         self.cold_wait, self.refresh_ahead, self.clock = cold_wait, refresh_ahead, clock
         self._hot: dict[str, SiteRules] = {}
@@ -203,7 +206,7 @@ class RulesCache:
     def _store(self, entry: _Entry, fetched: FetchedConfig) -> None:
         now = self.clock()
         if not (fetched.not_modified and entry.rules is not None):
-            entry.rules = compile_rules(fetched.config)
+            entry.rules = compile_rules(fetched.config, compact=self.compact_tables)
         config = fetched.config
         names = {entry.key, str(config.site_id) if config.site_id is not None else None, config.id}
         entry.aliases = frozenset(name for name in names if name)

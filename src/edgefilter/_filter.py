@@ -35,6 +35,7 @@ from ._addresses import (
 )
 from ._bots import BotDetector
 from ._geo import CountryResolver
+from ._intervals import WIDE, AddressTable
 from ._layers import CountryLayering
 from ._rules import SiteConfig, SiteRules, compile_rules
 
@@ -100,15 +101,22 @@ class StaticRules:
     """A fixed ``RulesSource`` compiled once from a mapping of site id to config or rules.
 
     Each site is also reachable by the other form of its id (``siteId`` and the 12-hex
-    ``id``) when its config names it and no other key takes it.
+    ``id``) when its config names it and no other key takes it. ``compact_tables`` is passed
+    to ``compile_rules`` as ``compact``.
     """
 
     __slots__ = ("_rules", "rules_for")
 
-    def __init__(self, sites: Mapping[str, SiteConfig | SiteRules]) -> None:
+    def __init__(
+        self, sites: Mapping[str, SiteConfig | SiteRules], *, compact_tables: bool = False
+    ) -> None:
         rules: dict[str, SiteRules] = {}
         for key, value in sites.items():
-            rules[str(key)] = compile_rules(value) if isinstance(value, SiteConfig) else value
+            rules[str(key)] = (
+                compile_rules(value, compact=compact_tables)
+                if isinstance(value, SiteConfig)
+                else value
+            )
         for compiled in list(rules.values()):
             for alias in (compiled.site_id, compiled.id):
                 if alias is not None:
@@ -131,7 +139,8 @@ class EdgeFilter:
     ``source`` is a mapping of site id to ``SiteConfig`` or ``SiteRules`` (compiled once, here)
     or any ``RulesSource``. ``geoip`` is a ``.mmdb`` path or a ``CountryResolver``; without one,
     country rules are skipped (with one warning per site). ``bots`` is a ``BotDetector``; a
-    default one is made when not given.
+    default one is made when not given. ``compact_tables=True`` compiles the configs of a
+    mapping with ``compile_rules(config, compact=True)``: many sites in little memory.
     """
 
     __slots__ = (
@@ -155,9 +164,12 @@ class EdgeFilter:
         bots: BotDetector | None = None,
         track_unknown_sites: bool = False,
         track_when_unavailable: bool = True,
+        compact_tables: bool = False,
     ) -> None:
         self.source: RulesSource = (
-            source if isinstance(source, RulesSource) else StaticRules(source)
+            source
+            if isinstance(source, RulesSource)
+            else StaticRules(source, compact_tables=compact_tables)
         )
         self.geoip = CountryResolver(geoip) if isinstance(geoip, str) else geoip
         self._layering = None if self.geoip is None else CountryLayering(self.geoip)
@@ -226,7 +238,9 @@ class EdgeFilter:
                 buckets, shift = table.buckets4, table.shift4
             else:
                 buckets, shift = table.buckets6, table.shift6
-            if shift < 0:  # WIDE: the largest tables are indexed by two bytes
+            if shift < 0:  # the largest tables are indexed by two bytes; compact ones by value
+                if shift != WIDE:
+                    return self._decide_compact(rules, table, packed, ua)
                 bucket = buckets[packed[0] << 8 | packed[1]]
             else:
                 bucket = buckets[packed[0] >> shift]
@@ -254,6 +268,15 @@ class EdgeFilter:
             return EXCLUDED_IP
         if self._in_countries(rules.excluded_countries, is_v4, packed):
             return EXCLUDED_COUNTRY
+        return BOT if rules.block_bots and self.bots.is_bot(ua) else TRACKED
+
+    def _decide_compact(
+        self, rules: SiteRules, table: AddressTable, packed: bytes, ua: object
+    ) -> Decision:
+        """``should_track`` after the address is read, for a compact IPv4 table."""
+        layer = table.layer_of_packed(packed)
+        if layer is not None:
+            return _EXCLUSIONS[layer]
         return BOT if rules.block_bots and self.bots.is_bot(ua) else TRACKED
 
     def prepare(self, rules: SiteRules) -> bool:
