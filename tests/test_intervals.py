@@ -204,3 +204,11 @@ def test_compact_and_packed_tables_hold_the_same_intervals(entries: list[str]) -
     assert compact.ipv4 == packed.ipv4
     assert compact.ipv6 == packed.ipv6
     assert compact.bound_count == packed.bound_count
+
+
+def test_a_layered_table_holds_at_most_64_tables() -> None:
+    """Each layer must fit the bits an end keeps for it; more tables are refused."""
+    tables = [AddressTable.from_entries([f"10.0.0.{i}"])[0] for i in range(65)]
+    assert AddressTable.layered(*tables[:64]).layered_intervals(4)[-1][2] == 63
+    with pytest.raises(ValueError, match="at most 64"):
+        AddressTable.layered(*tables)

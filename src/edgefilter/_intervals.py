@@ -124,6 +124,7 @@ FLAT: Final = 8  # the shift of a table without an index: every first byte maps 
 BY_BYTE: Final = 0  # the shift of a first-byte index
 WIDE: Final = -1  # marks a first-two-bytes index
 COMPACT: Final = -2  # marks IPv4 bounds kept as one array of ints (see ``compact_bounds``)
+MAX_LAYERS: Final = 64  # a layer is the low 6 bits of a compact end
 _OUTSIDE: Final[tuple[bytes, ...]] = ()
 
 
@@ -263,7 +264,11 @@ class AddressTable:
     @classmethod
     def layered(cls, *tables: AddressTable) -> AddressTable:
         """The union of ``tables``; an address's layer is the index of the first holding it.
-        Compact when the first table is."""
+        Compact when the first table is. At most ``MAX_LAYERS`` tables."""
+        if len(tables) > MAX_LAYERS:
+            raise ValueError(
+                f"a layered table holds at most {MAX_LAYERS} tables, not {len(tables)}"
+            )
         table = cls.__new__(cls)
         table._fill(
             layer_intervals([each.ipv4 for each in tables]),
