@@ -303,7 +303,7 @@ class AddressTable:
         if len(packed) == 4:
             values = self.compact4
             if values is not None:
-                index = bisect_right(values, _from_bytes(packed, "big") << 8 | 0x40)
+                index = bisect_right(values, compact_key(packed))
                 return values[index] & 0x3F if index & 1 else None
             buckets, shift = self.buckets4, self.shift4
         else:
@@ -314,13 +314,7 @@ class AddressTable:
 
     def contains_packed(self, packed: bytes) -> bool:
         """Whether a packed address (4 or 16 bytes, as ``inet_pton`` gives) is in the set."""
-        if len(packed) == 4:
-            if self.compact4 is not None:
-                return bisect_right(self.compact4, compact_key(packed)) & 1 == 1
-            buckets, shift = self.buckets4, self.shift4
-        else:
-            buckets, shift = self.buckets6, self.shift6
-        return bisect_right(bucket_of(buckets, shift, packed), packed) & 1 == 1
+        return self.layer_of_packed(packed) is not None
 
     @classmethod
     def from_intervals(
