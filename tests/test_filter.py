@@ -8,9 +8,11 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
+import maxminddb
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgefilter import (
@@ -25,6 +27,8 @@ from edgefilter import (
 )
 
 from .conftest import CHROME, GOOGLEBOT
+from .oracle import Address, fold, naive_excluded
+from .strategies import addresses, entries
 
 CN_ADDRESS = "175.16.199.10"  # CN in the test database
 US_ADDRESS = "216.160.83.56"  # US in the test database
@@ -266,3 +270,76 @@ def test_large_sites_decide_as_a_set_of_networks(count: int, compact: bool) -> N
         excluded = value >> 8 in networks
         decision = edge_filter.should_track("1", str(ipaddress.IPv4Address(value)), CHROME)
         assert decision.reason is (Reason.excluded_ip if excluded else Reason.tracked), value
+
+
+def _geo_hits(city_db: Path) -> list[str]:
+    """The first and last address of every network in the test database."""
+    with maxminddb.open_database(str(city_db)) as reader:
+        return [str(address) for network, _ in reader for address in (network[0], network[-1])]
+
+
+GEO_CITY_DB = Path(__file__).resolve().parents[1] / "data" / "geo" / "GeoLite2-City-Test.mmdb"
+GEO_COUNTRIES = ("CN", "RU", "GB", "US", "SE", "JP", "BT", "PH")
+
+
+def _geo_networks(city_db: Path) -> list[str]:
+    """Every network of the test database, as an excluded-IP entry."""
+    with maxminddb.open_database(str(city_db)) as reader:
+        return [str(network) for network, _ in reader]
+
+
+@settings(max_examples=40)  # four filters per example
+@given(
+    st.lists(st.one_of(entries, st.sampled_from(_geo_networks(GEO_CITY_DB))), max_size=12),
+    st.lists(st.sampled_from(GEO_COUNTRIES), max_size=3),
+    st.lists(st.one_of(addresses, st.sampled_from(_geo_hits(GEO_CITY_DB))), max_size=12),
+)
+def test_every_country_path_decides_as_ipaddress_and_maxminddb(
+    excluded: list[str], countries: list[str], hits: list[str]
+) -> None:
+    """Layered, layered compact, apart, and record lookups all decide each hit as a scan of
+    the entries with ``ipaddress`` and a ``maxminddb`` record lookup do."""
+    config = SiteConfig(excluded_ips=tuple(excluded), excluded_countries=tuple(countries))
+    filters = _country_path_filters(config)
+    never_layer = mock.patch("edgefilter._layers.MAX_LAYERED_COUNTRY_BOUNDS", -1)
+    with never_layer, maxminddb.open_database(str(GEO_CITY_DB)) as reader:
+        for hit in hits:
+            address = ipaddress.ip_address(hit)
+            if naive_excluded(excluded, address):
+                expected = Reason.excluded_ip
+            elif _country_of(reader, fold(address)) in countries:
+                expected = Reason.excluded_country
+            else:
+                expected = Reason.tracked
+            for name, edge_filter in filters.items():
+                assert edge_filter.should_track("1", hit, CHROME).reason is expected, (name, hit)
+    apart = filters["apart"].source
+    assert isinstance(apart, ResolvingSource) and not apart.rules.country_layers
+
+
+def _country_of(reader: maxminddb.Reader, address: Address) -> str | None:
+    record = reader.get(str(address))
+    try:
+        return record["country"]["iso_code"]  # type: ignore[index,call-overload,no-any-return]
+    except (KeyError, TypeError):
+        return None
+
+
+_RESOLVERS: dict[bool, CountryResolver] = {}
+
+
+def _country_path_filters(config: SiteConfig) -> dict[str, EdgeFilter]:
+    """One filter per way of answering country rules, over the same config."""
+    for compiled in (True, False):
+        if compiled not in _RESOLVERS:
+            _RESOLVERS[compiled] = CountryResolver(GEO_CITY_DB, compile_tables=compiled)
+            assert _RESOLVERS[compiled].wait_compiled(timeout=30) is compiled
+    filters = {}
+    for name, compact in (("layered", False), ("layered compact", True)):
+        rules = compile_rules(config, compact=compact)
+        filters[name] = EdgeFilter({"1": rules}, geoip=_RESOLVERS[True])
+        assert filters[name].prepare(rules)
+    # A live-like source is never layered ahead; the caller keeps hits from layering it.
+    filters["apart"] = EdgeFilter(ResolvingSource(compile_rules(config)), geoip=_RESOLVERS[True])
+    filters["records"] = EdgeFilter({"1": compile_rules(config)}, geoip=_RESOLVERS[False])
+    return filters
