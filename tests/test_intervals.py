@@ -212,3 +212,25 @@ def test_a_layered_table_holds_at_most_64_tables() -> None:
     assert AddressTable.layered(*tables[:64]).layered_intervals(4)[-1][2] == 63
     with pytest.raises(ValueError, match="at most 64"):
         AddressTable.layered(*tables)
+
+
+def test_large_compact_table_searches_by_first_byte_and_agrees() -> None:
+    """A compact table over 512 bounds searches one first byte's slice, spans that cross a
+    first byte included, and answers as the packed table does."""
+    rng = random.Random(5)
+    intervals = [
+        (4, start, start + rng.getrandbits(16)) for start in range(0, 2**32 - 2**16, 2**21)
+    ]
+    intervals += [(4, (byte << 24) - 999, (byte << 24) + 999) for byte in range(1, 256, 3)]
+    intervals += [(4, 7 << 24, (9 << 24) + 5)]  # one span over a whole first byte
+    packed = AddressTable.from_intervals(intervals)
+    compact = AddressTable.from_intervals(intervals, compact=True)
+    assert compact.compact_index4 is not None
+    probes = [rng.getrandbits(32) for _ in range(5_000)]
+    probes += [byte << 24 | edge for byte in range(256) for edge in (0, 0xFFFFFF)]
+    for first, last, _ in packed.layered_intervals(4):
+        probes += [first - 1, first, last, last + 1]
+    for value in probes:
+        if 0 <= value < 2**32:
+            address = value.to_bytes(4, "big")
+            assert compact.layer_of_packed(address) == packed.layer_of_packed(address), value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
@@ -197,6 +197,14 @@ def compact_bounds(intervals: Iterable[LayeredInterval]) -> array[int]:
     return values
 
 
+def compact_index(values: array[int]) -> array[int] | None:
+    """For a compact table over ``BUCKET_THRESHOLD`` bounds, where each first byte's keys
+    start: ``index[b]`` to ``index[b + 1]`` is the slice to search for a first byte ``b``."""
+    if len(values) <= BUCKET_THRESHOLD:
+        return None
+    return array("I", (bisect_left(values, byte << 32) for byte in range(257)))
+
+
 def compact_key(packed: bytes) -> int:
     """The search key of a packed IPv4 address in ``compact_bounds``."""
     return int.from_bytes(packed, "big") << 8 | 0x40
@@ -229,6 +237,7 @@ class AddressTable:
     shift6: int
     bound_count: int
     compact4: array[int] | None = field(default=None, hash=False)
+    compact_index4: array[int] | None = field(default=None, hash=False)
 
     def __init__(
         self,
@@ -245,10 +254,13 @@ class AddressTable:
         buckets4: tuple[tuple[bytes, ...], ...]
         if compact:
             buckets4, shift4 = (_OUTSIDE,), COMPACT
-            object.__setattr__(self, "compact4", compact_bounds(ipv4))
+            values = compact_bounds(ipv4)
+            object.__setattr__(self, "compact4", values)
+            object.__setattr__(self, "compact_index4", compact_index(values))
         else:
             buckets4, shift4 = bucket_bounds(pack_intervals(ipv4, 4))
             object.__setattr__(self, "compact4", None)
+            object.__setattr__(self, "compact_index4", None)
         buckets6, shift6 = bucket_bounds(pack_intervals(ipv6, 16))
         object.__setattr__(self, "buckets4", buckets4)
         object.__setattr__(self, "shift4", shift4)
@@ -303,7 +315,12 @@ class AddressTable:
         if len(packed) == 4:
             values = self.compact4
             if values is not None:
-                index = bisect_right(values, compact_key(packed))
+                offsets = self.compact_index4
+                if offsets is None:
+                    index = bisect_right(values, compact_key(packed))
+                else:  # search only the slice of the address's first byte
+                    low, high = offsets[packed[0]], offsets[packed[0] + 1]
+                    index = bisect_right(values, compact_key(packed), low, high)
                 return values[index] & 0x3F if index & 1 else None
             buckets, shift = self.buckets4, self.shift4
         else:
@@ -365,8 +382,12 @@ class AddressTable:
         if shift < 0:
             if shift == WIDE:
                 return bisect_right(buckets[packed[0] << 8 | packed[1]], packed) & 1 == 1
-            key = _from_bytes(packed, "big") << 8 | 0x40  # compact_key, inline
-            return bisect_right(self.compact4, key) & 1 == 1  # type: ignore[arg-type]
+            values, offsets = self.compact4, self.compact_index4  # layer_of_packed, inline
+            key = _from_bytes(packed, "big") << 8 | 0x40
+            if offsets is None:
+                return bisect_right(values, key) & 1 == 1  # type: ignore[arg-type]
+            low, high = offsets[packed[0]], offsets[packed[0] + 1]
+            return bisect_right(values, key, low, high) & 1 == 1  # type: ignore[arg-type]
         return bisect_right(buckets[packed[0] >> shift], packed) & 1 == 1
 
     def __bool__(self) -> bool:
