@@ -93,20 +93,23 @@ sites = Table(
     Column("version", Integer, nullable=False, default=1),
     *(Column(column, Boolean, nullable=False) for column, _ in FLAGS.values()),
 )
-excluded_ips = Table(
-    "excluded_ips",
-    metadata,
-    Column("site_id", Integer, ForeignKey("sites.site_id", ondelete="CASCADE"), primary_key=True),
-    Column("position", Integer, primary_key=True),
-    Column("entry", String(256), nullable=False),
-)
-excluded_countries = Table(
-    "excluded_countries",
-    metadata,
-    Column("site_id", Integer, ForeignKey("sites.site_id", ondelete="CASCADE"), primary_key=True),
-    Column("position", Integer, primary_key=True),
-    Column("code", String(2), nullable=False),
-)
+
+
+def _rule_list_table(name: str, column: str, width: int) -> Table:
+    """One of a site's ordered rule lists: ``(site_id, position) -> column``."""
+    return Table(
+        name,
+        metadata,
+        Column(
+            "site_id", Integer, ForeignKey("sites.site_id", ondelete="CASCADE"), primary_key=True
+        ),
+        Column("position", Integer, primary_key=True),
+        Column(column, String(width), nullable=False),
+    )
+
+
+excluded_ips = _rule_list_table("excluded_ips", "entry", 256)
+excluded_countries = _rule_list_table("excluded_countries", "code", 2)
 schema_version = Table("schema_version", metadata, Column("version", Integer, primary_key=True))
 
 
