@@ -220,12 +220,13 @@ def uncompact_bounds(values: array[int]) -> Iterator[LayeredInterval]:
 class AddressTable:
     """A set of IPv4 and IPv6 addresses: one interval table per family, in layers.
 
-    Only the packed form is kept: ``buckets4``/``shift4`` and ``buckets6``/``shift6`` hold
-    the bounds as big-endian bytes (see ``pack_intervals`` and ``bucket_bounds``), so the hot
-    path can ``bisect`` the output of ``socket.inet_pton`` directly, and a site's rules cost
-    one bytes object per bound. ``ipv4`` and ``ipv6`` rebuild the integer ``IntervalTable``
-    on demand. A table made by ``layered`` also tells, for an address inside, which of its
-    source tables holds it first (``layer_of_packed``): one search answers several rules.
+    By default only the packed form is kept: ``buckets4``/``shift4`` and ``buckets6``/
+    ``shift6`` hold the bounds as big-endian bytes (see ``pack_intervals`` and
+    ``bucket_bounds``), so the hot path can ``bisect`` the output of ``socket.inet_pton``
+    directly, and a site's rules cost one bytes object per bound. ``ipv4`` and ``ipv6``
+    rebuild the integer ``IntervalTable`` on demand. A table made by ``layered`` also tells,
+    for an address inside, which of its source tables holds it first (``layer_of_packed``):
+    one search answers several rules.
 
     ``compact=True`` keeps the IPv4 bounds as one array of ints instead (``compact4``, with
     ``shift4`` set to ``COMPACT``): for many sites in little memory, at some cost per lookup.
