@@ -4,6 +4,7 @@ from ._bots import BotDetector
 from ._cache import RulesCache
 from ._client import FetchedConfig, SitesApiClient
 from ._counters import DecisionCounters
+from ._decisions import Decision, Reason
 from ._errors import (
     ApiAuthError,
     ApiRequestError,
@@ -17,7 +18,7 @@ from ._errors import (
     SiteNotFoundError,
     SitesApiError,
 )
-from ._filter import Decision, EdgeFilter, Reason, RulesSource, StaticRules
+from ._filter import EdgeFilter, RulesSource, StaticRules
 from ._geo import CountryResolver
 from ._intervals import AddressTable, IntervalTable
 from ._rules import SiteConfig, SiteRules, compile_rules

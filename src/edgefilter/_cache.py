@@ -45,8 +45,8 @@ from typing import Final
 from cachetools import TTLCache
 
 from ._client import FetchedConfig, SitesApiClient
+from ._decisions import Reason
 from ._errors import SiteNotFoundError, SitesApiError
-from ._filter import Reason
 from ._rules import SiteRules, compile_rules
 
 logger = logging.getLogger("edgefilter")

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from ._filter import Reason
+from ._decisions import Reason
 
 UNKNOWN_SITE_LABEL = ""  # unknown sites share one label: their ids are attacker-chosen
 

@@ -9,7 +9,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._filter import EdgeFilter, Reason
+from ._decisions import Reason
+from ._filter import EdgeFilter
 from ._rules import SiteConfig
 
 NO_VALUE = "-"  # how the traffic file writes a missing address

@@ -23,8 +23,6 @@ import logging
 import socket
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Final, Protocol, runtime_checkable
 
 from ._addresses import (
@@ -34,6 +32,15 @@ from ._addresses import (
     parse_hit_address,
 )
 from ._bots import BotDetector
+from ._decisions import (
+    BOT,
+    EXCLUDED_COUNTRY,
+    EXCLUDED_IP,
+    INVALID_IP,
+    TRACKED,
+    Decision,
+    Reason,
+)
 from ._geo import CountryResolver
 from ._intervals import WIDE, AddressTable
 from ._layers import CountryLayering
@@ -49,34 +56,6 @@ _AF_INET6: Final = socket.AF_INET6
 _bisect_right = bisect_right
 
 
-class Reason(StrEnum):
-    """Why a hit is tracked or dropped."""
-
-    tracked = "tracked"
-    excluded_ip = "excluded_ip"
-    excluded_country = "excluded_country"
-    bot = "bot"
-    unknown_site = "unknown_site"
-    invalid_ip = "invalid_ip"
-    rules_unavailable = "rules_unavailable"
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The answer for one hit: whether to track it and why. ``bool(decision)`` is ``tracked``."""
-
-    tracked: bool
-    reason: Reason
-
-    def __bool__(self) -> bool:
-        return self.tracked
-
-
-TRACKED: Final = Decision(True, Reason.tracked)
-EXCLUDED_IP: Final = Decision(False, Reason.excluded_ip)
-EXCLUDED_COUNTRY: Final = Decision(False, Reason.excluded_country)
-BOT: Final = Decision(False, Reason.bot)
-INVALID_IP: Final = Decision(False, Reason.invalid_ip)
 # The decision for each layer of a site's table: 0 its excluded IPs, 1 its excluded countries.
 _EXCLUSIONS: Final = (EXCLUDED_IP, EXCLUDED_COUNTRY)
 

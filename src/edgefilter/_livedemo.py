@@ -27,8 +27,9 @@ from starlette.routing import Route
 
 from ._cache import RulesCache
 from ._client import SitesApiClient
+from ._decisions import Reason
 from ._errors import ApiRequestError
-from ._filter import EdgeFilter, Reason
+from ._filter import EdgeFilter
 from ._geo import CountryResolver
 from ._serving import serve_in_thread
 from .middleware import DROP_ANSWERS, EdgeFilterMiddleware

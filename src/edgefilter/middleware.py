@@ -26,8 +26,9 @@ from typing import Any, Final, Literal, NamedTuple
 import orjson
 
 from ._counters import DecisionCounters
+from ._decisions import UNAVAILABLE_REASONS, Decision, Reason
 from ._errors import ConfigError
-from ._filter import Decision, EdgeFilter, Reason
+from ._filter import EdgeFilter
 from ._intervals import AddressTable
 
 Scope = MutableMapping[str, Any]
@@ -49,10 +50,10 @@ DROP_ANSWERS: Final[dict[Reason, tuple[int, dict[str, Any]]]] = {
     ),
     Reason.bot: (200, {"success": True}),
     Reason.unknown_site: (404, {"success": False, "error": "Site not found"}),
-    Reason.rules_unavailable: (
-        200,
-        {"success": True, "message": "Event not tracked - rules unavailable"},
-    ),
+    **{
+        reason: (200, {"success": True, "message": "Event not tracked - rules unavailable"})
+        for reason in UNAVAILABLE_REASONS
+    },
 }
 _TOO_LARGE_ANSWER: Final[tuple[int, dict[str, Any]]] = (
     413,
