@@ -65,13 +65,13 @@ import json
 import logging
 import posixpath
 import re
+import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from enum import Enum
 from typing import Any, Final, Literal, NamedTuple
 
 import orjson
 
-from ._addresses import parse_address
 from ._counters import UNKNOWN_SITE_LABEL, UNRESOLVED_REASONS, DecisionCounters
 from ._decisions import UNAVAILABLE_REASONS, Decision, Reason
 from ._errors import ConfigError
@@ -80,6 +80,9 @@ from ._intervals import AddressTable
 from ._siteids import canonical_site_id
 
 logger = logging.getLogger("edgefilter")
+_inet_pton = socket.inet_pton
+_AF_INET: Final = socket.AF_INET
+_AF_INET6: Final = socket.AF_INET6
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -94,6 +97,7 @@ PROXY_HEADERS: Final = ("x-forwarded-for", "forwarded", "x-real-ip", "cf-connect
 PASS_THROUGH_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 INVALID_PAYLOAD: Final = Decision(False, Reason.invalid_payload)
 NOT_A_SITE: Final = Decision(False, Reason.unknown_site)
+_NOT_SITE_TYPES: Final = (bool, list, dict)  # no site id at all: an invalid payload
 _SINGLE_HOP_HEADERS: Final = frozenset({"x-real-ip", "cf-connecting-ip"})
 _SINGLETON_HEADERS: Final = frozenset({"user-agent", "authorization"})
 _JSON_HEADERS: Final = [(b"content-type", b"application/json")]
@@ -276,12 +280,14 @@ class EdgeFilterMiddleware:
         headers = _headers(scope, self._wanted_headers)
         client_ip = self.client_ip(scope, headers)
         user_agent = headers.get("user-agent", "")
-        encoding = headers.get("content-encoding", "identity").strip().lower()
-        payload = read_payload(body) if encoding == "identity" else None
+        encoding = headers.get("content-encoding")
+        if encoding is not None and encoding.strip().lower() != "identity":
+            return EdgeDecision(INVALID_PAYLOAD, "", client_ip, user_agent)
+        payload = read_payload(body)
         if not isinstance(payload, dict):
             return EdgeDecision(INVALID_PAYLOAD, "", client_ip, user_agent)
         raw_site = payload.get("site_id")
-        if raw_site is None or isinstance(raw_site, bool | list | dict):
+        if raw_site is None or isinstance(raw_site, _NOT_SITE_TYPES):
             return EdgeDecision(INVALID_PAYLOAD, "", client_ip, user_agent)
         site = canonical_site_id(raw_site)
         if site is None:  # not a site id at all: no lookup, no fetch
@@ -412,7 +418,11 @@ def hop_address(hop: str) -> str | None:
         text = inner
     elif text.count(":") == 1:  # IPv4 with a port; bare IPv6 has two colons or more
         text = text.partition(":")[0]
-    return text if parse_address(text) is not None else None
+    try:
+        _inet_pton(_AF_INET6 if ":" in text else _AF_INET, text)
+    except (OSError, ValueError):  # ValueError: an embedded NUL
+        return None
+    return text
 
 
 def _checked_paths(paths: Iterable[str]) -> frozenset[str]:
