@@ -8,6 +8,7 @@ import itertools
 import json
 import logging
 import random
+import re
 import string
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -815,3 +816,10 @@ def test_a_bad_option_inside_an_event_loop_refuses_every_scope(edge_filter: Edge
     asyncio.run(asgi({"type": "lifespan"}, receive, send))
     assert sent[0]["type"] == "lifespan.startup.failed"
     assert "'block'" in sent[0]["message"]
+
+
+@pytest.mark.parametrize("entry", ["10.0.0.0/33", "not-a-proxy", "10.0.0.1-10.0.0.0", ""])
+def test_a_bad_trusted_proxy_is_named(edge_filter: EdgeFilter, entry: str) -> None:
+    """Made directly, the middleware's ConfigError names the bad trusted_proxies entry."""
+    with pytest.raises(ConfigError, match=re.escape(repr(entry))):
+        middleware(edge_filter, trusted_proxies=["10.9.0.0/16", entry])
