@@ -91,7 +91,8 @@ def middleware(
     """A middleware trusting PROXY and 10.9.0.0/16, over a recording app."""
     app = RecordingApp()
     options.setdefault("trusted_proxies", [PROXY, "10.9.0.0/16"])
-    return EdgeFilterMiddleware(app, edge_filter=edge_filter, **options), app
+    options.setdefault("edge_filter", edge_filter)
+    return EdgeFilterMiddleware(app, **options), app
 
 
 async def call(
@@ -634,12 +635,14 @@ def test_counters_and_prometheus(edge_filter: EdgeFilter) -> None:
         {"paths": "/api/track"},
         {"paths": []},
         {"paths": ["api/track"]},
+        {"edge_filter": {"1": SITE}},
+        {"edge_filter": None},
     ],
 )
 def test_bad_options_fail_at_setup(edge_filter: EdgeFilter, options: dict[str, Any]) -> None:
     """Invalid options raise ConfigError when the middleware is made, not per request."""
     with pytest.raises(ConfigError):
-        middleware(edge_filter, **options)
+        middleware(**{"edge_filter": edge_filter, **options})
 
 
 async def track(request: Request) -> JSONResponse:

@@ -182,6 +182,10 @@ class EdgeFilterMiddleware:
         mode: str,
     ) -> None:
         """Validate and precompute the options; ``ConfigError`` names the first bad one."""
+        source = getattr(self.edge_filter, "source", None)
+        if not callable(getattr(self.edge_filter, "should_track", None)) or source is None:
+            kind = type(self.edge_filter).__name__
+            raise ConfigError(f"edge_filter must be an EdgeFilter, not a {kind}")
         if mode not in ("drop", "annotate"):
             raise ConfigError(f"mode {mode!r} is not 'drop' or 'annotate'")
         if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):
@@ -213,8 +217,8 @@ class EdgeFilterMiddleware:
             name.encode("latin-1"): name
             for name in ("user-agent", "authorization", "content-encoding", proxy_header)
         }
-        self.rules_for = self.edge_filter.source.rules_for
-        self.cold_wait: float = getattr(self.edge_filter.source, "cold_wait", 0.25)
+        self.rules_for = source.rules_for
+        self.cold_wait: float = getattr(source, "cold_wait", 0.25)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.startup_error is not None:
