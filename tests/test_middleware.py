@@ -3,24 +3,47 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
+import itertools
 import json
+import logging
+import random
+import re
+import string
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
-from edgefilter import ConfigError, DecisionCounters, EdgeFilter, Reason, SiteConfig
+from edgefilter import (
+    ConfigError,
+    DecisionCounters,
+    EdgeFilter,
+    Reason,
+    SiteConfig,
+    StaticRules,
+)
+from edgefilter._counters import UNKNOWN_SITE_LABEL, UNRESOLVED_REASONS
 from edgefilter._serving import serve_in_thread
-from edgefilter.middleware import EdgeDecision, EdgeFilterMiddleware
+from edgefilter._siteids import canonical_site_id
+from edgefilter.middleware import (
+    INVALID_PAYLOAD,
+    EdgeDecision,
+    EdgeFilterMiddleware,
+    read_payload,
+)
 
 from .conftest import CHROME, CITY_DB, GOOGLEBOT
 
@@ -68,24 +91,32 @@ def middleware(
     """A middleware trusting PROXY and 10.9.0.0/16, over a recording app."""
     app = RecordingApp()
     options.setdefault("trusted_proxies", [PROXY, "10.9.0.0/16"])
-    return EdgeFilterMiddleware(app, edge_filter=edge_filter, **options), app
+    options.setdefault("edge_filter", edge_filter)
+    return EdgeFilterMiddleware(app, **options), app
 
 
-def run(
+async def call(
     asgi: Any,
     body: bytes | list[bytes] = b"",
     *,
     peer: str = PROXY,
-    headers: dict[str, str] | None = None,
+    headers: dict[str, str] | list[tuple[str, str]] | None = None,
     method: str = "POST",
     path: str = "/api/track",
-) -> tuple[int, bytes]:
-    """Call an ASGI app in-process with the body in the given chunks; (status, body)."""
+    root_path: str = "",
+    complete: bool = True,
+) -> tuple[int | None, bytes]:
+    """Call an ASGI app with the body in the given chunks; (status or None, body).
+
+    ``complete=False`` leaves ``more_body`` on the last chunk: the client then disconnects.
+    """
     chunks = body if isinstance(body, list) else [body]
     messages = [
         {"type": "http.request", "body": chunk, "more_body": index < len(chunks) - 1}
         for index, chunk in enumerate(chunks)
     ]
+    if not complete:
+        messages[-1]["more_body"] = True
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -94,19 +125,28 @@ def run(
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    raw_headers = [(k.lower().encode(), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    pairs = headers.items() if isinstance(headers, dict) else headers or []
+    raw_headers = [(k.lower().encode(), v.encode("latin-1")) for k, v in pairs]
     scope = {
         "type": "http",
         "method": method,
         "path": path,
+        "root_path": root_path,
         "headers": raw_headers,
         "client": (peer, 50000),
     }
-    asyncio.run(asgi(scope, receive, send))
-    status = next(message["status"] for message in sent if message["type"] == "http.response.start")
+    await asgi(scope, receive, send)
+    status = next(
+        (message["status"] for message in sent if message["type"] == "http.response.start"), None
+    )
     return status, b"".join(
         message.get("body", b"") for message in sent if message["type"] == "http.response.body"
     )
+
+
+def run(asgi: Any, body: bytes | list[bytes] = b"", **options: Any) -> tuple[int | None, bytes]:
+    """``call`` in a fresh event loop."""
+    return asyncio.run(call(asgi, body, **options))
 
 
 def hit(site: object = "1", **fields: Any) -> bytes:
@@ -199,9 +239,14 @@ def test_tracked_hit_reaches_the_app_byte_for_byte(edge_filter: EdgeFilter) -> N
 @pytest.mark.parametrize(
     ("method", "path", "body"),
     [
+        # safe methods pass on filtered paths
         ("GET", "/api/track", b""),
+        ("HEAD", "/api/track", b""),
+        ("OPTIONS", "/api/track", b""),
+        # other paths pass, whatever the method
         ("POST", "/api/other", hit()),
-        ("POST", "/api/track/", hit()),
+        ("POST", "/api/trackx", hit()),
+        ("POST", "/api", hit()),
     ],
 )
 def test_other_requests_pass_straight_through(
@@ -214,6 +259,81 @@ def test_other_requests_pass_straight_through(
     assert "state" not in app.calls[0]["scope"]
 
 
+EXCLUDED_ANSWER = (200, b'{"success":true,"message":"Event not tracked - IP excluded"}')
+INVALID_ANSWER = (400, b'{"success":false,"error":"Invalid payload"}')
+UNKNOWN_ANSWER = (404, b'{"success":false,"error":"Site not found"}')
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "root_path"),
+    [
+        # methods other than GET, HEAD, OPTIONS are hits, in any case
+        ("POST", "/api/track", ""),
+        ("post", "/api/track", ""),
+        ("PUT", "/api/track", ""),
+        ("PATCH", "/api/track", ""),
+        ("DELETE", "/api/track", ""),
+        ("get", "/api/track", ""),
+        # the path as the loosest router reads it
+        ("POST", "/api/track/", ""),
+        ("POST", "//api//track", ""),
+        ("POST", "/API/Track", ""),
+        ("POST", "/api/./track", ""),
+        ("POST", "/api/x/../track", ""),
+        ("POST", "/api/track;jsessionid=1", ""),
+        # under a root_path (uvicorn --root-path, a Mount), as Starlette routes it
+        ("POST", "/analytics/api/track", "/analytics"),
+        ("POST", "/analytics/api/track/", "/analytics"),
+        ("POST", "/api/track", "/analytics"),
+        ("POST", "/a/b/api/track", "/a/b"),
+    ],
+)
+def test_every_spelling_of_a_track_request_is_filtered(
+    edge_filter: EdgeFilter, method: str, path: str, root_path: str
+) -> None:
+    """Any method but GET/HEAD/OPTIONS on any spelling of a track path gets a decision."""
+    asgi, app = middleware(edge_filter)
+    answer = run(
+        asgi, hit(), headers=xff("203.0.113.5"), method=method, path=path, root_path=root_path
+    )
+    assert answer == EXCLUDED_ANSWER
+    assert app.calls == []
+
+
+def test_a_configured_full_path_matches_under_its_root_path(edge_filter: EdgeFilter) -> None:
+    """paths naming the full URL path still match when a root_path is in front."""
+    asgi, app = middleware(edge_filter, paths=["/analytics/api/track"])
+    answer = run(
+        asgi, hit(), headers=xff("203.0.113.5"), path="/analytics/api/track", root_path="/analytics"
+    )
+    assert answer == EXCLUDED_ANSWER
+    assert app.calls == []
+
+
+def test_a_mounted_starlette_app_is_filtered(edge_filter: EdgeFilter) -> None:
+    """The middleware inside a Starlette app mounted at /analytics filters its hits."""
+    inner = Starlette(
+        routes=[Route("/api/track", track, methods=["POST"])],
+        middleware=[
+            Middleware(EdgeFilterMiddleware, edge_filter=edge_filter, trusted_proxies=[PROXY])
+        ],
+    )
+    outer = Starlette(routes=[Mount("/analytics", app=inner)])
+    transport = httpx.ASGITransport(app=outer, client=(PROXY, 50000))
+
+    async def post_both() -> tuple[httpx.Response, httpx.Response]:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            path = "/analytics/api/track"
+            return (
+                await client.post(path, content=hit(), headers=xff("203.0.113.5")),
+                await client.post(path, content=hit(), headers=xff(US)),
+            )
+
+    dropped, tracked = asyncio.run(post_both())
+    assert dropped.json()["message"] == "Event not tracked - IP excluded"
+    assert tracked.json() == {"success": True, "received": len(hit())}
+
+
 def test_non_http_scopes_pass_through(edge_filter: EdgeFilter) -> None:
     """Lifespan and websocket scopes go to the app untouched."""
     asgi, app = middleware(edge_filter)
@@ -224,21 +344,148 @@ def test_non_http_scopes_pass_through(edge_filter: EdgeFilter) -> None:
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "headers"),
     [
-        b"{not json",
-        b"[]",
-        b'{"type": "pageview"}',
-        b'{"site_id": null}',
-        b'{"site_id": true}',
-        b"\xff\xfe",
+        # not JSON, or not an object
+        (b"{not json", {}),
+        (b"", {}),
+        (b"[]", {}),
+        (b'"1"', {}),
+        (b"\xff\xfe", {}),
+        (hit() + b" {}", {}),
+        # no usable site_id
+        (b'{"type": "pageview"}', {}),
+        (b'{"site_id": null}', {}),
+        (b'{"site_id": true}', {}),
+        (b'{"site_id": ["1"]}', {}),
+        (b'{"site_id": {"id": "1"}}', {}),
+        # deeper than any parser here reads
+        (b'{"site_id": "1", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}", {}),
+        # digits past the interpreter's int limit
+        (b'{"site_id": "1", "x": ' + b"9" * 5000 + b"}", {}),
+        # a compressed body the filter does not decode
+        (gzip.compress(hit()), {"Content-Encoding": "gzip"}),
+        (hit(), {"Content-Encoding": "br"}),
+        (hit(), {"Content-Encoding": "identity, gzip"}),
     ],
 )
-def test_unusable_payloads_go_to_the_app_unchanged(edge_filter: EdgeFilter, body: bytes) -> None:
-    """Invalid JSON or a missing site_id: the app (Rybbit) answers, with the same bytes."""
+def test_unreadable_payloads_are_refused(
+    edge_filter: EdgeFilter, body: bytes, headers: dict[str, str]
+) -> None:
+    """What the filter cannot read never reaches the app: 400 as Rybbit answers it."""
     asgi, app = middleware(edge_filter)
-    assert run(asgi, body, headers=xff("203.0.113.5")) == (200, b"app")
-    assert app.calls[0]["body"] == body
+    assert run(asgi, body, headers={**xff(US), **headers}) == INVALID_ANSWER
+    assert app.calls == []
+    assert asgi.counters.snapshot() == {("", Reason.invalid_payload): 1}
+
+
+def test_annotate_mode_passes_unreadable_payloads_with_their_decision(
+    edge_filter: EdgeFilter,
+) -> None:
+    """In annotate mode the app gets the refused body, marked invalid_payload."""
+    asgi, app = middleware(edge_filter, mode="annotate")
+    run(asgi, b"{not json", headers=xff(US))
+    decision = app.calls[0]["scope"]["state"]["edgefilter"]
+    assert decision == EdgeDecision(INVALID_PAYLOAD, "", US, CHROME)
+
+
+def excluded_payload(**fields: Any) -> str:
+    """A pageview of site 1, as JSON text with extra raw fields appended."""
+    extra = "".join(f', "{name}": {value}' for name, value in fields.items())
+    return '{"type": "pageview", "site_id": "1"' + extra + "}"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # a UTF-8 byte order mark (json.loads on bytes, Fastify strip it)
+        b"\xef\xbb\xbf" + hit(),
+        # what json.loads reads and orjson does not
+        excluded_payload(x="NaN").encode(),
+        excluded_payload(x="-Infinity").encode(),
+        excluded_payload(x="1" + "0" * 30).encode(),
+        excluded_payload(x='"\\ud800"').encode(),
+        # invalid UTF-8, read as U+FFFD as Node reads it
+        excluded_payload(x='"?"').encode().replace(b"?", b"\xff\xfe"),
+        b'{"site_id": "1", "pathname": "/\xc3"}',
+        # UTF-16 and UTF-32, with and without a BOM (json.loads on bytes detects them)
+        excluded_payload().encode("utf-16"),
+        excluded_payload().encode("utf-16-le"),
+        excluded_payload().encode("utf-16-be"),
+        excluded_payload().encode("utf-32"),
+        excluded_payload().encode("utf-32-le"),
+        # duplicate keys: the last one wins, in every parser
+        b'{"site_id": "999", "site_id": "1"}',
+        b'{"site_id": "999", "site\\u005fid": "1"}',
+        # the site's other spellings
+        b'{"site_id": "001"}',
+        b'{"site_id": "A1B2C3D4E5F6"}',
+        b'{"site_id": 1}',
+        # an identity encoding is no encoding
+        hit(),
+    ],
+)
+def test_bodies_a_lenient_parser_reads_are_decided(edge_filter: EdgeFilter, body: bytes) -> None:
+    """A payload orjson refuses but an app's parser reads is decided on that reading."""
+    asgi, app = middleware(edge_filter)
+    headers = {**xff("203.0.113.5"), "Content-Encoding": " Identity "}
+    assert run(asgi, body, headers=headers) == EXCLUDED_ANSWER
+    assert app.calls == []
+
+
+def test_duplicate_keys_every_parser_takes_the_last() -> None:
+    """orjson, json.loads (bytes and text) and the fallback read a repeated key alike."""
+    body = b'{"site_id": "2", "site_id": "1"}'
+    assert orjson.loads(body)["site_id"] == "1"
+    assert json.loads(body)["site_id"] == "1"
+    assert json.loads(body.decode())["site_id"] == "1"
+    assert read_payload(b"\xef\xbb\xbf" + body) == {"site_id": "1"}
+
+
+@settings(max_examples=200)
+@given(
+    payload=st.fixed_dictionaries(
+        {
+            "site_id": st.one_of(
+                st.sampled_from(["1", "001", "a1b2c3d4e5f6", "999", "x"]), st.integers()
+            )
+        },
+        optional={
+            "pathname": st.text(),
+            "x": st.one_of(st.floats(), st.integers(), st.text()),
+        },
+    ),
+    encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-32-be"]),
+)
+def test_decisions_follow_the_stdlib_reading(
+    edge_filter: EdgeFilter, payload: dict[str, Any], encoding: str
+) -> None:
+    """Whatever json.loads reads from the bytes, the middleware decides for that site."""
+    asgi, app = middleware(edge_filter, mode="annotate")
+    body = json.dumps(payload).encode(encoding)
+    run(asgi, body, headers=xff(US))
+    outcome = app.calls[0]["scope"]["state"]["edgefilter"]
+    assert outcome.site == (canonical_site_id(json.loads(body)["site_id"]) or "")
+
+
+@pytest.mark.parametrize(
+    "site",
+    ["abc", "1.5", "-1", "1 ", "\u00b2", "0x1", "a" * 60_000, "a1b2c3d4e5f", 2**64, -1, 1.0],
+)
+def test_ids_that_are_no_site_id_are_unknown_without_a_lookup(site: object) -> None:
+    """A site_id canonical_site_id refuses is an unknown site, and no source is asked."""
+    asked: list[object] = []
+
+    class Spy:
+        def rules_for(self, site: object) -> None:
+            asked.append(site)
+
+        def resolve(self, site: object) -> None:
+            asked.append(site)
+
+    asgi, app = middleware(EdgeFilter(Spy(), track_unknown_sites=True), max_body_bytes=100_000)
+    assert run(asgi, hit(site), headers=xff(US)) == UNKNOWN_ANSWER
+    assert (asked, app.calls) == ([], [])
 
 
 def test_body_limit(edge_filter: EdgeFilter) -> None:
@@ -252,32 +499,74 @@ def test_body_limit(edge_filter: EdgeFilter) -> None:
 
 
 @pytest.mark.parametrize(
-    ("peer", "headers", "client_ip"),
+    ("size", "declared", "status"),
     [
-        # no proxy: the peer is the client, forwarding headers are ignored
-        ("198.51.100.7", {"X-Forwarded-For": "1.1.1.1"}, "198.51.100.7"),
-        ("127.0.0.3", {"X-Forwarded-For": US}, "127.0.0.3"),
-        # a trusted proxy: the right-most untrusted X-Forwarded-For entry
-        (PROXY, {"X-Forwarded-For": US}, US),
-        (PROXY, {"X-Forwarded-For": f"6.6.6.6, {US}, 10.9.0.1"}, US),
-        (PROXY, {"X-Forwarded-For": f"{US}:443"}, US),
-        (PROXY, {}, PROXY),
-        (PROXY, {"X-Forwarded-For": "10.9.0.1, 10.9.0.2"}, "10.9.0.1"),
-        # RFC 7239 Forwarded, IPv6 bracketed with a port
-        (PROXY, {"Forwarded": 'for="[2001:db8:cafe::17]:4711";proto=https'}, "2001:db8:cafe::17"),
-        (PROXY, {"Forwarded": f"for={US}, for=10.9.0.1"}, US),
-        # IPv6 and IPv4-mapped peers
-        ("2001:db8:1::1", {"X-Forwarded-For": US}, "2001:db8:1::1"),
-        ("::ffff:127.0.0.2", {"X-Forwarded-For": US}, US),
+        # exactly the limit is read; one byte more is not
+        (100, None, 200),
+        (101, None, 413),
+        (100, "100", 200),
+        # a length that lies small, or is absent (chunked): the bytes are counted
+        (101, "10", 413),
+        (5000, "0", 413),
+        # a declared length past the limit, however many digits it has
+        (50, "101", 413),
+        (50, "9" * 5000, 413),
+        (50, "0" * 40 + "100", 200),
+        # a length that is no number is not believed: the bytes are counted
+        (50, "-5", 200),
+        (101, "+5", 413),
     ],
 )
-def test_client_ip(
-    edge_filter: EdgeFilter, peer: str, headers: dict[str, str], client_ip: str
+def test_body_limit_edges(
+    edge_filter: EdgeFilter, size: int, declared: str | None, status: int
 ) -> None:
-    """Forwarding headers count only from trusted proxies, read right to left."""
-    asgi, app = middleware(edge_filter, mode="annotate")
-    run(asgi, hit(), peer=peer, headers=headers)
-    assert app.calls[0]["scope"]["state"]["edgefilter"].client_ip == client_ip
+    """The limit holds whatever Content-Length says; a body of exactly the limit is read."""
+    asgi, app = middleware(edge_filter, max_body_bytes=100)
+    body = b'{"site_id":"1","x":"' + b"x" * (size - 22) + b'"}'
+    assert len(body) == size
+    headers = xff(US) if declared is None else {**xff(US), "Content-Length": declared}
+    chunks = [body[i : i + 16] for i in range(0, size, 16)]
+    assert run(asgi, chunks, headers=headers)[0] == status
+    assert len(app.calls) == (status == 200)
+
+
+@pytest.mark.parametrize("chunks", [[b""], [hit()[:10]], [hit()[:10], hit()[10:20]], [hit()]])
+def test_a_client_that_disconnects_mid_body_reaches_nothing(
+    edge_filter: EdgeFilter, chunks: list[bytes]
+) -> None:
+    """A body cut short by http.disconnect is not a hit: no app call, no answer."""
+    asgi, app = middleware(edge_filter)
+    assert run(asgi, chunks, headers=xff(US), complete=False) == (None, b"")
+    assert app.calls == []
+    assert asgi.counters.snapshot() == {}
+
+
+def test_a_chunk_without_a_body_key_is_empty(edge_filter: EdgeFilter) -> None:
+    """A server's http.request with body None or missing is read as no bytes, not a crash."""
+    asgi, app = middleware(edge_filter)
+    messages = [
+        {"type": "http.request", "body": None, "more_body": True},
+        {"type": "http.request", "more_body": True},
+        {"type": "http.request", "body": hit()},
+    ]
+    sent: list[Any] = []
+
+    async def receive() -> Any:
+        return messages.pop(0)
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/track",
+        "headers": [(b"user-agent", CHROME.encode())],
+        "client": ("198.51.100.7", 1),
+    }
+    asyncio.run(asgi(scope, receive, send))
+    assert sent[0]["status"] == 200
+    assert app.calls[0]["body"] == hit()
 
 
 def test_spoofed_forwarding_cannot_dodge_an_exclusion(edge_filter: EdgeFilter) -> None:
@@ -340,12 +629,20 @@ def test_counters_and_prometheus(edge_filter: EdgeFilter) -> None:
         {"trusted_proxies": "127.0.0.1"},
         {"mode": "block"},
         {"max_body_bytes": 0},
+        {"max_body_bytes": True},
+        {"proxy_header": "X-Forwarded-For"},
+        {"proxy_header": "x-forwarded-host"},
+        {"paths": "/api/track"},
+        {"paths": []},
+        {"paths": ["api/track"]},
+        {"edge_filter": {"1": SITE}},
+        {"edge_filter": None},
     ],
 )
 def test_bad_options_fail_at_setup(edge_filter: EdgeFilter, options: dict[str, Any]) -> None:
     """Invalid options raise ConfigError when the middleware is made, not per request."""
     with pytest.raises(ConfigError):
-        middleware(edge_filter, **options)
+        middleware(**{"edge_filter": edge_filter, **options})
 
 
 async def track(request: Request) -> JSONResponse:
@@ -408,3 +705,124 @@ def test_counters_lose_nothing_under_threads() -> None:
         list(pool.map(bump, range(8)))
     assert sum(counters.snapshot().values()) == 40_000
     assert counters.by_reason()[Reason.tracked] == 40_000
+
+
+def unresolved_filter() -> EdgeFilter:
+    """A filter over SITE whose source answers each unknown id with a rotating reason."""
+    reasons = itertools.cycle(
+        [None, Reason.rules_pending, Reason.rules_unavailable, Reason.rules_unauthorized]
+    )
+    static = StaticRules({"1": SITE})
+
+    class Rotating:
+        rules_for = staticmethod(static.rules_for)
+
+        def resolve(self, site: str) -> Reason | None:
+            return next(reasons)
+
+    return EdgeFilter(Rotating(), geoip=str(CITY_DB))
+
+
+def test_counter_labels_stay_bounded_for_attacker_ids() -> None:
+    """10,000 random ids, unknown, unresolved or unreadable, share one label."""
+    asgi, _ = middleware(unresolved_filter())
+    generator = random.Random(11)
+
+    async def flood() -> None:
+        for index in range(10_000):
+            digits = str(generator.randrange(2, 2**63))
+            hexes = f"{generator.getrandbits(48):012x}"
+            junk = "".join(generator.choices(string.printable, k=generator.randrange(1, 80)))
+            site: object = (digits, hexes, junk, None)[index % 4]
+            await call(asgi, hit(site), headers=xff(US))
+
+    asyncio.run(flood())
+    labels = {site for site, _ in asgi.counters.snapshot()}
+    assert labels == {UNKNOWN_SITE_LABEL}
+    assert sum(asgi.counters.snapshot().values()) == 10_000
+    reasons = {reason for _, reason in asgi.counters.snapshot()}
+    assert {Reason.unknown_site, Reason.invalid_payload, Reason.rules_unavailable} <= reasons
+    assert reasons <= UNRESOLVED_REASONS
+
+
+def test_every_form_of_a_sites_id_shares_one_label(edge_filter: EdgeFilter) -> None:
+    """ "1", "001", 1 and the 12-hex id of one site are counted under its one label."""
+    asgi, _ = middleware(edge_filter)
+    for site in ("1", "001", 1, "a1b2c3d4e5f6", "A1B2C3D4E5F6"):
+        run(asgi, hit(site), headers=xff(US))
+        run(asgi, hit(site), headers=xff("203.0.113.5"))
+    assert asgi.counters.snapshot() == {("1", Reason.tracked): 5, ("1", Reason.excluded_ip): 5}
+
+
+def test_the_decision_is_asked_about_the_canonical_id(edge_filter: EdgeFilter) -> None:
+    """The filter and the annotation see "1" for a hit that says "0001"."""
+    asgi, app = middleware(edge_filter, mode="annotate")
+    run(asgi, hit("0001"), headers=xff(US))
+    assert app.calls[0]["scope"]["state"]["edgefilter"].site == "1"
+
+
+def test_a_repeated_user_agent_is_none(edge_filter: EdgeFilter) -> None:
+    """Two User-Agent headers (no browser sends two) read as none: a bot for this site."""
+    asgi, app = middleware(edge_filter)
+    headers = [("X-Forwarded-For", US), ("User-Agent", ""), ("User-Agent", CHROME)]
+    assert run(asgi, hit(), headers=headers) == (200, b'{"success":true}')
+    assert app.calls == []
+
+
+def test_uvicorn_root_path_does_not_turn_the_filter_off(edge_filter: EdgeFilter) -> None:
+    """Under uvicorn --root-path /analytics an excluded hit is still dropped."""
+    with serve_in_thread(starlette_app(edge_filter), root_path="/analytics") as url:
+        transport = httpx.HTTPTransport(local_address=PROXY)
+        with httpx.Client(transport=transport, base_url=url) as client:
+            dropped = client.post("/api/track", content=hit(), headers=xff("203.0.113.5"))
+            tracked = client.post("/api/track", content=hit(), headers=xff(US))
+    assert dropped.json()["message"] == "Event not tracked - IP excluded"
+    assert tracked.json() == {"success": True, "received": len(hit())}
+
+
+@pytest.mark.parametrize("make_app", [Starlette, FastAPI], ids=["starlette", "fastapi"])
+def test_a_bad_option_via_add_middleware_fails_uvicorn_startup(
+    edge_filter: EdgeFilter, make_app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """add_middleware with a bad trusted proxy: uvicorn does not start, the entry is named."""
+    app = make_app()
+    app.add_middleware(
+        EdgeFilterMiddleware, edge_filter=edge_filter, trusted_proxies=["10.0.0.0/33"]
+    )
+    with (
+        caplog.at_level(logging.ERROR),
+        pytest.raises(RuntimeError, match="did not start"),
+        serve_in_thread(app, log_config=None),
+    ):
+        pass
+    errors = [record.getMessage() for record in caplog.records if record.name == "uvicorn.error"]
+    assert any("'10.0.0.0/33'" in message for message in errors), errors
+
+
+def test_a_bad_option_inside_an_event_loop_refuses_every_scope(edge_filter: EdgeFilter) -> None:
+    """Made inside a loop, a misconfigured middleware fails lifespan and raises on HTTP."""
+
+    async def make() -> EdgeFilterMiddleware:
+        return EdgeFilterMiddleware(RecordingApp(), edge_filter=edge_filter, mode="block")
+
+    asgi = asyncio.run(make())
+    with pytest.raises(ConfigError, match="'block'"):
+        run(asgi, hit(), headers=xff(US))
+    sent: list[Any] = []
+
+    async def receive() -> Any:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    asyncio.run(asgi({"type": "lifespan"}, receive, send))
+    assert sent[0]["type"] == "lifespan.startup.failed"
+    assert "'block'" in sent[0]["message"]
+
+
+@pytest.mark.parametrize("entry", ["10.0.0.0/33", "not-a-proxy", "10.0.0.1-10.0.0.0", ""])
+def test_a_bad_trusted_proxy_is_named(edge_filter: EdgeFilter, entry: str) -> None:
+    """Made directly, the middleware's ConfigError names the bad trusted_proxies entry."""
+    with pytest.raises(ConfigError, match=re.escape(repr(entry))):
+        middleware(edge_filter, trusted_proxies=["10.9.0.0/16", entry])

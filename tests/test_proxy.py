@@ -19,6 +19,7 @@ from edgefilter._serving import serve_in_thread
 from .conftest import CHROME
 
 SITE = SiteConfig(site_id=1, block_bots=True, excluded_ips=("203.0.113.0/24",))
+LOOPBACK_EXCLUDED = SiteConfig(site_id=1, block_bots=True, excluded_ips=("127.0.0.1",))
 
 
 class Upstream:
@@ -84,3 +85,36 @@ def test_upstream_down_is_a_502() -> None:
         answer = httpx.post(f"{proxy_url}/api/track", content=body, headers={"User-Agent": CHROME})
     assert answer.status_code == 502
     assert answer.json() == {"success": False, "error": "Upstream unavailable"}
+
+
+def test_only_tracked_decisions_reach_the_upstream(upstream: tuple[Upstream, str]) -> None:
+    """In annotate mode, dropped or unreadable hits still stop at the proxy."""
+    fake, url = upstream
+    proxy = create_proxy_app(url, EdgeFilter({"1": LOOPBACK_EXCLUDED}), mode="annotate")
+    excluded = httpx.HTTPTransport(local_address="127.0.0.1")
+    with serve_in_thread(proxy) as proxy_url, httpx.Client(transport=excluded) as client:
+        bom = client.post(
+            f"{proxy_url}/api/track",
+            content=b'\xef\xbb\xbf{"type": "pageview", "site_id": "1"}',
+            headers={"User-Agent": CHROME},
+        )
+        invalid = client.post(
+            f"{proxy_url}/api/track", content=b"{", headers={"User-Agent": CHROME}
+        )
+    assert (bom.status_code, invalid.status_code) == (200, 400)
+    assert fake.requests == []
+
+
+def test_the_upstream_gets_the_user_agent_the_filter_judged(
+    upstream: tuple[Upstream, str],
+) -> None:
+    """Two User-Agent headers are judged as none; the upstream is sent none, not the last."""
+    fake, url = upstream
+    site = SiteConfig(site_id=1, block_bots=False)
+    proxy = create_proxy_app(url, EdgeFilter({"1": site}))
+    headers = [("User-Agent", "curl/8.0"), ("User-Agent", CHROME)]
+    with serve_in_thread(proxy) as proxy_url:
+        httpx.post(
+            f"{proxy_url}/api/track", content=b'{"site_id": "1"}', headers=headers
+        ).raise_for_status()
+    assert fake.requests[0]["headers"]["user-agent"] == ""

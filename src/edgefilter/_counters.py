@@ -1,4 +1,10 @@
-"""Decision counters by site and reason, readable from Python and exportable to Prometheus."""
+"""Decision counters by site and reason, readable from Python and exportable to Prometheus.
+
+Labels stay bounded whatever ids clients send: a known site has one label, its rules' own
+id (``rules.site_id``, else ``rules.id``) whichever form of it a hit used, and every hit
+whose id did not resolve to rules (``UNRESOLVED_REASONS``: unknown sites, rules pending,
+unavailable or unauthorized, invalid payloads) shares the one ``UNKNOWN_SITE_LABEL``.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,14 @@ import itertools
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
-from ._decisions import Reason
+from ._decisions import UNAVAILABLE_REASONS, Reason
 
-UNKNOWN_SITE_LABEL = ""  # unknown sites share one label: their ids are attacker-chosen
+UNKNOWN_SITE_LABEL: Final = ""  # unresolved ids share one label: they are attacker-chosen
+UNRESOLVED_REASONS: Final = frozenset(
+    {Reason.unknown_site, Reason.invalid_payload, *UNAVAILABLE_REASONS}
+)
 
 
 def _value(counter: itertools.count[int]) -> int:
@@ -19,7 +28,7 @@ def _value(counter: itertools.count[int]) -> int:
 
 
 class DecisionCounters:
-    """How many hits got each reason, per site. Thread-safe; cheap to bump."""
+    """How many hits got each reason, per site label. Thread-safe; cheap to bump."""
 
     def __init__(self) -> None:
         # One itertools.count per key: next() on it is atomic in CPython, so bumping takes
@@ -28,8 +37,9 @@ class DecisionCounters:
         self._lock = threading.Lock()
 
     def add(self, site: str, reason: Reason) -> None:
-        """Count one decision."""
-        if reason is Reason.unknown_site:
+        """Count one decision; ``site`` is the known site's label, ignored (replaced by
+        ``UNKNOWN_SITE_LABEL``) for the unresolved reasons."""
+        if reason in UNRESOLVED_REASONS:
             site = UNKNOWN_SITE_LABEL
         counter = self._counts.get((site, reason))
         if counter is None:

@@ -10,6 +10,9 @@ so that ``EdgeFilter(track_when_unavailable=...)`` can decide each one on its ow
   answered in time (or could not be queued, during a flood of new ids);
 - ``rules_unavailable``: the API failed (5xx, timeout, unreachable, malformed answer);
 - ``rules_unauthorized``: the API refused the key (401 or 403).
+
+``invalid_payload`` is the middleware's own: a body it could not read as a track payload
+with a ``site_id`` (``should_track`` never answers it).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class Reason(StrEnum):
     rules_unavailable = "rules_unavailable"
     rules_pending = "rules_pending"
     rules_unauthorized = "rules_unauthorized"
+    invalid_payload = "invalid_payload"  # the middleware could not read a track payload
 
 
 UNAVAILABLE_REASONS: Final = frozenset(

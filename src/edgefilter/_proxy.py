@@ -1,9 +1,11 @@
 """Edge proxy mode: a collector that forwards tracked hits to a real Rybbit upstream.
 
-Dropped hits are answered by ``EdgeFilterMiddleware`` itself; tracked ones are sent on with
-httpx, keeping the visitor's user agent, ``Accept*``, ``Sec-Fetch-*`` and client hints
+Dropped hits are answered by ``EdgeFilterMiddleware`` itself (and by the forwarder, should
+``mode="annotate"`` pass one on: only a tracked decision is forwarded); tracked ones are sent
+on with httpx, keeping the visitor's user agent, ``Accept*``, ``Sec-Fetch-*`` and client hints
 (Rybbit counts a ``python-httpx`` user agent, or missing browser headers, as a bot) and the
-client address in ``X-Forwarded-For``. The upstream's answer is relayed as it is.
+client address in ``X-Forwarded-For``: the user agent and address the filter decided on.
+The upstream's answer is relayed as it is.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ._decisions import Reason
 from ._filter import EdgeFilter
-from .middleware import EdgeFilterMiddleware
+from .middleware import DROP_ANSWERS, EdgeFilterMiddleware
 
 FORWARDED_HEADERS: Final = (
     "user-agent",
@@ -34,13 +37,21 @@ FORWARDED_PREFIXES: Final = ("sec-fetch-", "sec-ch-ua")
 UPSTREAM_TIMEOUT: Final = 10.0
 
 
-def upstream_headers(request: Request, client_ip: str | None) -> dict[str, str]:
-    """The visitor's headers worth keeping, plus ``X-Forwarded-For: <client address>``."""
+def upstream_headers(
+    request: Request, client_ip: str | None, user_agent: str | None = None
+) -> dict[str, str]:
+    """The visitor's headers worth keeping, plus ``X-Forwarded-For: <client address>``.
+
+    ``user_agent``, when given, is the one the filter decided on and replaces the request's
+    (a repeated ``User-Agent`` is read as none: the upstream must judge the same one).
+    """
     headers = {
         name: value
         for name, value in request.headers.items()
         if name in FORWARDED_HEADERS or name.startswith(FORWARDED_PREFIXES)
     }
+    if user_agent is not None:
+        headers["user-agent"] = user_agent
     if client_ip:
         headers["x-forwarded-for"] = client_ip
     return headers
@@ -61,15 +72,18 @@ def create_proxy_app(
 
     async def forward(request: Request) -> Response:
         outcome = request.scope.get("state", {}).get("edgefilter")
-        client_ip = (
-            outcome.client_ip if outcome else (request.client.host if request.client else None)
-        )
+        if outcome is None:  # no decision: nothing is forwarded without one
+            status, answer_body = DROP_ANSWERS[Reason.invalid_payload]
+            return JSONResponse(answer_body, status)
+        if not outcome.decision.tracked:  # mode="annotate" passes drops on; they stop here
+            status, answer_body = DROP_ANSWERS[outcome.decision.reason]
+            return JSONResponse(answer_body, status)
         try:
             answer = await client.post(
                 base + request.url.path,
                 params=request.query_params,
                 content=await request.body(),
-                headers=upstream_headers(request, client_ip),
+                headers=upstream_headers(request, outcome.client_ip, outcome.user_agent),
             )
         except httpx.HTTPError:
             return JSONResponse({"success": False, "error": "Upstream unavailable"}, 502)

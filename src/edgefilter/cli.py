@@ -8,16 +8,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import uvicorn
-
 from ._cache import RulesCache
 from ._client import SitesApiClient
 from ._demo import run_offline_demo
+from ._errors import ConfigError
 from ._filter import EdgeFilter
 from ._livedemo import run_live_demo
 from ._proxy import create_proxy_app
+from ._serving import serve
 from ._store import ROLES, SiteStore
-from .middleware import EdgeFilterMiddleware
+from .middleware import PROXY_HEADERS, EdgeFilterMiddleware
 from .server import create_app
 
 DEFAULT_DB = "sqlite:///edgefilter.db"
@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument("--key", required=True, help="Sites API key")
     proxy.add_argument("--geoip", type=Path, default=None, help=".mmdb file for country rules")
     proxy.add_argument("--trusted-proxy", action="append", default=[], help="address or CIDR")
+    proxy.add_argument(
+        "--proxy-header",
+        choices=PROXY_HEADERS,
+        default="x-forwarded-for",
+        help="the one header trusted proxies set the client address in (default %(default)s)",
+    )
     proxy.add_argument("--ttl", type=float, default=60.0, help="rules cache TTL in seconds")
     proxy.add_argument("--host", default="127.0.0.1")
     proxy.add_argument("--port", type=int, default=8080)
@@ -71,7 +77,12 @@ def build_proxy(args: argparse.Namespace) -> EdgeFilterMiddleware:
     client = SitesApiClient(args.api, args.key)
     geoip = str(args.geoip) if args.geoip else None
     edge_filter = EdgeFilter(RulesCache(client, ttl=args.ttl), geoip=geoip)
-    return create_proxy_app(args.upstream, edge_filter, trusted_proxies=args.trusted_proxy)
+    return create_proxy_app(
+        args.upstream,
+        edge_filter,
+        trusted_proxies=args.trusted_proxy,
+        proxy_header=args.proxy_header,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,11 +94,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         return run_live_demo(args.data, args.geoip, rounds=args.rounds)
     if args.command == "proxy":
-        uvicorn.run(build_proxy(args), host=args.host, port=args.port)
-        return 0
+        try:
+            proxy = build_proxy(args)
+        except ConfigError as error:
+            print(f"edgefilter: {error}", file=sys.stderr)
+            return 2
+        return 0 if serve(proxy, host=args.host, port=args.port) else 1
     if args.command == "serve-api":
-        uvicorn.run(create_app(args.db), host=args.host, port=args.port)
-        return 0
+        return 0 if serve(create_app(args.db), host=args.host, port=args.port) else 1
     store = SiteStore(args.db)
     try:
         if args.command == "create-org":

@@ -1,35 +1,88 @@
 """``EdgeFilterMiddleware``: pure ASGI, in front of a Rybbit-compatible track endpoint.
 
-For a POST to one of ``paths`` it reads the body (at most ``max_body_bytes``; 413 past it),
-takes ``site_id`` from the Rybbit track payload, finds the client's address and user agent,
-and asks the ``EdgeFilter``. A dropped hit is answered the way Rybbit answers it and never
-reaches the app; a tracked hit reaches the app with exactly the original body and headers.
-Every other request (other paths and methods, websockets, lifespan) passes straight
-through, unbuffered. A body that is not JSON, or has no ``site_id``, is handed to the app
-unchanged (Rybbit answers it with 400); the middleware itself never answers 500.
+Invariant: no hit on a filtered path reaches the app without a decision.
 
-The client address is the socket peer, unless the peer is a trusted proxy: then it is the
-right-most ``Forwarded`` ``for=`` (RFC 7239) or ``X-Forwarded-For`` entry that is not itself
-a trusted proxy. The payload's ``ip_address``/``user_agent`` overrides count only when an
-``ingest_key_verifier`` accepts the request's Bearer key for the site.
+Which requests are hits: every HTTP request to one of ``paths`` whose method is not GET,
+HEAD or OPTIONS (those, other paths, websockets and lifespan pass straight through,
+unread). A path matches as Starlette routes it (the ``root_path`` that ``uvicorn
+--root-path`` or a ``Mount`` puts in front is stripped) and also, erring on filtering, as
+the loosest router would: case folded, repeated slashes, dot segments, a trailing slash and
+``;`` parameters ignored, so ``/API//track/`` is ``/api/track``.
 
-``mode="annotate"`` passes every hit on; either way the decision is in
-``scope["state"]["edgefilter"]`` (an ``EdgeDecision``) for hits that reach the app.
+For a hit the middleware reads the body (at most ``max_body_bytes``: 413 past it, however
+long the declared length), reads it as a Rybbit track payload, finds the client's address
+and user agent, and asks the ``EdgeFilter``:
+
+- tracked: the app gets exactly the original body and headers, the decision in
+  ``scope["state"]["edgefilter"]`` (an ``EdgeDecision``);
+- dropped: answered as Rybbit answers it (``DROP_ANSWERS``); it never reaches the app;
+- a body the filter cannot read, or a payload whose ``site_id`` is missing, null, a boolean,
+  an array or an object: 400 ``{"success": false, "error": "Invalid payload"}``
+  (``Reason.invalid_payload``);
+- a ``site_id`` (string or number) that ``canonical_site_id`` refuses: an unknown site (404
+  ``Site not found``), with no rules lookup or fetch; a canonical id is what the filter is
+  asked about;
+- a client that disconnects before its body ends: nothing reaches the app, nothing is
+  answered.
+
+Reading the payload: orjson first; when it refuses, the most lenient reading an app could
+make of the same bytes: ``json.loads`` on the text decoded as ``json.detect_encoding`` says
+(a UTF-8 BOM stripped, UTF-16 and UTF-32 read), invalid UTF-8 replaced by U+FFFD as Node
+decodes it, with ``NaN``/``Infinity``, integers past 64 bits and lone surrogate escapes
+accepted, nesting bounded by the interpreter's recursion limit. Duplicate keys: the last
+one wins, as in orjson, ``json.loads`` and ``JSON.parse``. A body with a
+``Content-Encoding`` other than ``identity`` is refused as unreadable.
+
+The client address is the socket peer unless the peer is a trusted proxy; then only the
+``proxy_header`` family is read (``x-forwarded-for``, ``forwarded`` (RFC 7239 ``for=``),
+``x-real-ip`` or ``cf-connecting-ip``), never another. In a list, the right-most hop that is
+not a trusted proxy is the client; if that hop is unreadable (``unknown``, ``_obfuscated``,
+empty, not an address, an element without exactly one ``for=``), the client address is
+unreadable (None, which the filter answers ``Reason.invalid_ip`` for sites with IP or country
+rules): an earlier hop, which the client could have written, is never used. When every hop
+is a trusted proxy, the left-most one is the client. ``x-real-ip`` and ``cf-connecting-ip``
+hold one address: a comma list (or a repeated header) is unreadable. A trusted peer that
+sends no such header is itself the client. Ports and IPv6 brackets are stripped.
+
+The user agent is the one ``User-Agent`` header; a repeated one (no browser sends two) is
+read as none, a bot for sites that block bots. The payload's ``ip_address``/``user_agent``
+overrides count only when an ``ingest_key_verifier`` accepts the request's Bearer key.
+
+``mode="annotate"`` passes every hit on (refused payloads too, but not bodies past the
+limit or aborted ones), each with its decision.
+
+Bad options raise ``ConfigError`` when the middleware is made. Made inside a running event
+loop (Starlette builds its middleware stack lazily, in the first ASGI call: the lifespan
+scope, whose exceptions uvicorn's ``lifespan="auto"`` swallows), it instead refuses to
+start: it answers the lifespan startup with ``lifespan.startup.failed`` naming the bad
+option, which uvicorn treats as fatal, and raises the ``ConfigError`` on any other scope.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+import logging
+import posixpath
+import re
+import socket
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from enum import Enum
 from typing import Any, Final, Literal, NamedTuple
 
 import orjson
 
-from ._counters import DecisionCounters
+from ._counters import UNKNOWN_SITE_LABEL, UNRESOLVED_REASONS, DecisionCounters
 from ._decisions import UNAVAILABLE_REASONS, Decision, Reason
 from ._errors import ConfigError
 from ._filter import EdgeFilter
 from ._intervals import AddressTable
+from ._siteids import canonical_site_id
+
+logger = logging.getLogger("edgefilter")
+_inet_pton = socket.inet_pton
+_AF_INET: Final = socket.AF_INET
+_AF_INET6: Final = socket.AF_INET6
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -37,9 +90,18 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 IngestKeyVerifier = Callable[[str, str], bool]
+ProxyHeader = Literal["x-forwarded-for", "forwarded", "x-real-ip", "cf-connecting-ip"]
 
 DEFAULT_MAX_BODY: Final = 64 * 1024
+PROXY_HEADERS: Final = ("x-forwarded-for", "forwarded", "x-real-ip", "cf-connecting-ip")
+PASS_THROUGH_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+INVALID_PAYLOAD: Final = Decision(False, Reason.invalid_payload)
+NOT_A_SITE: Final = Decision(False, Reason.unknown_site)
+_NOT_SITE_TYPES: Final = (bool, list, dict)  # no site id at all: an invalid payload
+_SINGLE_HOP_HEADERS: Final = frozenset({"x-real-ip", "cf-connecting-ip"})
+_SINGLETON_HEADERS: Final = frozenset({"user-agent", "authorization"})
 _JSON_HEADERS: Final = [(b"content-type", b"application/json")]
+_SLASH_RUNS: Final = re.compile("/{2,}")
 # What Rybbit answers for hits it does not track; the browser tracker ignores the body.
 DROP_ANSWERS: Final[dict[Reason, tuple[int, dict[str, Any]]]] = {
     Reason.excluded_ip: (200, {"success": True, "message": "Event not tracked - IP excluded"}),
@@ -50,6 +112,7 @@ DROP_ANSWERS: Final[dict[Reason, tuple[int, dict[str, Any]]]] = {
     ),
     Reason.bot: (200, {"success": True}),
     Reason.unknown_site: (404, {"success": False, "error": "Site not found"}),
+    Reason.invalid_payload: (400, {"success": False, "error": "Invalid payload"}),
     **{
         reason: (200, {"success": True, "message": "Event not tracked - rules unavailable"})
         for reason in UNAVAILABLE_REASONS
@@ -62,12 +125,23 @@ _TOO_LARGE_ANSWER: Final[tuple[int, dict[str, Any]]] = (
 
 
 class EdgeDecision(NamedTuple):
-    """What the middleware decided for one hit, and from what (a tuple: cheap to make)."""
+    """What the middleware decided for one hit, and from what (a tuple: cheap to make).
+
+    ``site`` is the canonical site id the filter was asked about, or ``""`` when the payload
+    named none it could use.
+    """
 
     decision: Decision
     site: str
     client_ip: str | None
     user_agent: str
+
+
+class _BodyFault(Enum):
+    """Why a hit's body was not read whole."""
+
+    too_large = "too_large"
+    aborted = "aborted"
 
 
 class EdgeFilterMiddleware:
@@ -79,124 +153,312 @@ class EdgeFilterMiddleware:
         *,
         edge_filter: EdgeFilter,
         trusted_proxies: Iterable[str] = (),
+        proxy_header: ProxyHeader = "x-forwarded-for",
         paths: Iterable[str] = ("/api/track",),
         max_body_bytes: int = DEFAULT_MAX_BODY,
         mode: Literal["drop", "annotate"] = "drop",
         ingest_key_verifier: IngestKeyVerifier | None = None,
         counters: DecisionCounters | None = None,
     ) -> None:
-        if mode not in ("drop", "annotate"):
-            raise ConfigError(f"mode {mode!r} is not 'drop' or 'annotate'")
-        if max_body_bytes <= 0:
-            raise ConfigError(f"max_body_bytes {max_body_bytes!r} must be positive")
-        proxies = list(trusted_proxies)
-        if isinstance(trusted_proxies, str):
-            raise ConfigError("trusted_proxies must be a list of addresses or CIDRs, not a str")
-        self.trust_all = "*" in proxies
-        self.trusted, rejected = AddressTable.from_entries(p for p in proxies if p != "*")
-        if rejected:
-            reasons = "; ".join(reason for _, reason in rejected)
-            raise ConfigError(f"trusted_proxies has invalid entries: {reasons}")
         self.app = app
         self.edge_filter = edge_filter
-        self.paths = frozenset(paths)
-        self.max_body_bytes = max_body_bytes
-        self.annotate = mode == "annotate"
         self.ingest_key_verifier = ingest_key_verifier
         self.counters = counters if counters is not None else DecisionCounters()
-        self.rules_for = edge_filter.source.rules_for
-        self.cold_wait: float = getattr(edge_filter.source, "cold_wait", 0.25)
+        self.startup_error: ConfigError | None = None
+        try:
+            self._configure(trusted_proxies, proxy_header, paths, max_body_bytes, mode)
+        except ConfigError as error:
+            if not _in_event_loop():
+                raise
+            logger.error("EdgeFilterMiddleware refuses to start: %s", error)
+            self.startup_error = error
+
+    def _configure(
+        self,
+        trusted_proxies: Iterable[str],
+        proxy_header: str,
+        paths: Iterable[str],
+        max_body_bytes: int,
+        mode: str,
+    ) -> None:
+        """Validate and precompute the options; ``ConfigError`` names the first bad one."""
+        source = getattr(self.edge_filter, "source", None)
+        if not callable(getattr(self.edge_filter, "should_track", None)) or source is None:
+            kind = type(self.edge_filter).__name__
+            raise ConfigError(f"edge_filter must be an EdgeFilter, not a {kind}")
+        if mode not in ("drop", "annotate"):
+            raise ConfigError(f"mode {mode!r} is not 'drop' or 'annotate'")
+        if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):
+            raise ConfigError(f"max_body_bytes {max_body_bytes!r} must be an int")
+        if max_body_bytes <= 0:
+            raise ConfigError(f"max_body_bytes {max_body_bytes!r} must be positive")
+        if proxy_header not in PROXY_HEADERS:
+            raise ConfigError(
+                f"proxy_header {proxy_header!r} is not one of {', '.join(PROXY_HEADERS)}"
+            )
+        if isinstance(trusted_proxies, str):
+            raise ConfigError("trusted_proxies must be a list of addresses or CIDRs, not a str")
+        proxies = list(trusted_proxies)
+        trusted, rejected = AddressTable.from_entries(p for p in proxies if p != "*")
+        if rejected:
+            reasons = "; ".join(
+                f"{entry!r} {reason.removeprefix(f'excluded IP entry {entry!r} ')}"
+                for entry, reason in rejected
+            )
+            raise ConfigError(f"trusted_proxies has invalid entries: {reasons}")
+        self.paths = _checked_paths(paths)
+        self._normal_paths = frozenset(normal_path(path) for path in self.paths)
+        self.trust_all = "*" in proxies
+        self.trusted = trusted
+        self.proxy_header = proxy_header
+        self.max_body_bytes = max_body_bytes
+        self.annotate = mode == "annotate"
+        self._wanted_headers = {
+            name.encode("latin-1"): name
+            for name in ("user-agent", "authorization", "content-encoding", proxy_header)
+        }
+        self.rules_for = source.rules_for
+        self.cold_wait: float = getattr(source, "cold_wait", 0.25)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.paths:
+        if self.startup_error is not None:
+            await self._refuse_to_start(scope, receive, send)
+            return
+        if (
+            scope["type"] != "http"
+            or scope["method"] in PASS_THROUGH_METHODS
+            or not self.is_track_path(scope)
+        ):
             await self.app(scope, receive, send)
             return
-        body, complete = await self._read_body(scope, receive)
-        if not complete:
+        body = await self._read_body(scope, receive)
+        if body is _BodyFault.aborted:  # the client is gone: there is no hit to decide
+            return
+        if body is _BodyFault.too_large:
+            self.counters.add(UNKNOWN_SITE_LABEL, Reason.invalid_payload)
             await _answer(send, _TOO_LARGE)
             return
         outcome = await self._decide(scope, body)
-        if outcome is not None:
-            self.counters.add(outcome.site, outcome.decision.reason)
-            if not outcome.decision.tracked and not self.annotate:
-                await _answer(send, _ENCODED_DROPS[outcome.decision.reason])
-                return
-            scope.setdefault("state", {})["edgefilter"] = outcome
+        decision = outcome.decision
+        self.counters.add(self._label(decision, outcome.site), decision.reason)
+        if not decision.tracked and not self.annotate:
+            await _answer(send, _ENCODED_DROPS[decision.reason])
+            return
+        scope.setdefault("state", {})["edgefilter"] = outcome
         await self.app(scope, _replay(body, receive), send)
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, bool]:
-        """The whole body, or (partial, False) once it exceeds the limit."""
+    def is_track_path(self, scope: Scope) -> bool:
+        """Whether the request's path is one of ``paths`` (see the module docstring)."""
+        path: str = scope["path"]
+        if path in self.paths:
+            return True
+        route = route_path(scope)
+        return (
+            route in self.paths
+            or normal_path(route) in self._normal_paths
+            or normal_path(path) in self._normal_paths
+        )
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | _BodyFault:
+        """The whole body; too large past the limit (declared or counted); aborted when the
+        client disconnects before its last chunk."""
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
-                return b"", False
+            if name == b"content-length" and _declared_too_large(value, self.max_body_bytes):
+                return _BodyFault.too_large
         chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
-            if message["type"] != "http.request":  # disconnected: nothing to decide
-                return b"".join(chunks), True
-            chunk = message.get("body", b"")
+            if message["type"] != "http.request":
+                return _BodyFault.aborted
+            chunk = message.get("body") or b""
             size += len(chunk)
             if size > self.max_body_bytes:
-                return b"", False
+                return _BodyFault.too_large
             chunks.append(chunk)
             if not message.get("more_body", False):
-                return b"".join(chunks), True
+                return b"".join(chunks)
 
-    async def _decide(self, scope: Scope, body: bytes) -> EdgeDecision | None:
-        """The decision for a track payload, or None when it is not one (the app answers)."""
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError:  # also invalid UTF-8, nesting past 1,024, huge ints
-            return None
-        site = payload.get("site_id") if isinstance(payload, dict) else None
-        if isinstance(site, int) and not isinstance(site, bool):
-            site = str(site)
-        if not isinstance(site, str) or not site:
-            return None
-        headers = _headers(scope)
+    async def _decide(self, scope: Scope, body: bytes) -> EdgeDecision:
+        """The decision for a hit's body (see the module docstring for odd payloads)."""
+        headers = _headers(scope, self._wanted_headers)
         client_ip = self.client_ip(scope, headers)
         user_agent = headers.get("user-agent", "")
+        encoding = headers.get("content-encoding")
+        if encoding is not None and encoding.strip().lower() != "identity":
+            return EdgeDecision(INVALID_PAYLOAD, "", client_ip, user_agent)
+        payload = read_payload(body)
+        if not isinstance(payload, dict):
+            return EdgeDecision(INVALID_PAYLOAD, "", client_ip, user_agent)
+        raw_site = payload.get("site_id")
+        if raw_site is None or isinstance(raw_site, _NOT_SITE_TYPES):
+            return EdgeDecision(INVALID_PAYLOAD, "", client_ip, user_agent)
+        site = canonical_site_id(raw_site)
+        if site is None:  # not a site id at all: no lookup, no fetch
+            return EdgeDecision(NOT_A_SITE, "", client_ip, user_agent)
         verifier = self.ingest_key_verifier
         if verifier is not None and _key_accepted(verifier, headers, site):
             override_ip = payload.get("ip_address")
             override_ua = payload.get("user_agent")
             client_ip = override_ip if isinstance(override_ip, str) else client_ip
             user_agent = override_ua if isinstance(override_ua, str) else user_agent
-        if self.rules_for(site) is None:  # cold: wait for the fetch without blocking the loop
-            await self.edge_filter.ensure(site, self.cold_wait)
-        decision = self.edge_filter.should_track(site, client_ip, user_agent)
+        decision = await self._ask(site, client_ip, user_agent)
         return EdgeDecision(decision, site, client_ip, user_agent)
 
-    def client_ip(self, scope: Scope, headers: dict[str, str]) -> str | None:
-        """The client's address: the peer, or what trusted proxies say it was."""
+    async def _ask(self, site: str, client_ip: str | None, user_agent: str) -> Decision:
+        """The filter's decision for a hit of a canonical ``site``: the one place the middleware
+        asks it, waiting (up to ``cold_wait``, off the event loop) for a cold site's rules."""
+        if self.rules_for(site) is None:
+            await self.edge_filter.ensure(site, self.cold_wait)
+        return self.edge_filter.should_track(site, client_ip, user_agent)
+
+    def _label(self, decision: Decision, site: str) -> str:
+        """The counters' label: the known site's own id (one per site, whichever form of it
+        the hit used), or the one shared label of unknown and unresolved ids."""
+        if decision.reason in UNRESOLVED_REASONS:
+            return UNKNOWN_SITE_LABEL
+        rules = self.rules_for(site)
+        if rules is None:
+            return site
+        return rules.site_id or rules.id or site
+
+    def client_ip(self, scope: Scope, headers: Mapping[str, str]) -> str | None:
+        """The client's address: the peer, or what trusted proxies say it was; None when it
+        cannot be read (see the module docstring)."""
         client = scope.get("client")
         peer = str(client[0]) if client else None
         if peer is None or not self._is_trusted(peer):
             return peer
-        if "forwarded" in headers:
-            hops = _forwarded_for(headers["forwarded"])
-        elif "x-forwarded-for" in headers:
-            hops = [hop.strip() for hop in headers["x-forwarded-for"].split(",")]
-        else:
+        value = headers.get(self.proxy_header)
+        if value is None:
             return peer
+        if self.proxy_header in _SINGLE_HOP_HEADERS:
+            return None if "," in value else hop_address(value)
+        hops = forwarded_hops(value) if self.proxy_header == "forwarded" else value.split(",")
+        addresses = []
         for hop in reversed(hops):
-            address = _strip_port(hop)
-            if not self._is_trusted(address):
+            address = None if hop is None else hop_address(hop)
+            if address is None or not self._is_trusted(address):
                 return address
-        return _strip_port(hops[0]) if hops else peer
+            addresses.append(address)
+        return addresses[-1]  # every hop is a trusted proxy: the left-most one is the client
 
     def _is_trusted(self, address: str) -> bool:
         return self.trust_all or address in self.trusted
 
+    async def _refuse_to_start(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Fail the lifespan startup with the configuration error; raise it on other scopes."""
+        error = self.startup_error
+        assert error is not None
+        if scope["type"] != "lifespan":
+            raise error
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            text = f"EdgeFilterMiddleware refuses to start: {error}"
+            await send({"type": "lifespan.startup.failed", "message": text})
 
-_WANTED_HEADERS: Final = {
-    name.encode("latin-1"): name
-    for name in ("user-agent", "x-forwarded-for", "forwarded", "authorization")
-}
+
+def read_payload(body: bytes) -> object:
+    """The JSON value in ``body`` as the most lenient parser would read it; None if none can.
+
+    orjson first (the common case); then ``json.loads`` on the text as
+    ``json.detect_encoding`` finds it, invalid bytes read as U+FFFD.
+    """
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(body.decode(json.detect_encoding(body), errors="replace"))
+    except (ValueError, RecursionError):  # not JSON, digits past the int limit, too deep
+        return None
 
 
-def _key_accepted(verifier: IngestKeyVerifier, headers: dict[str, str], site: str) -> bool:
+def route_path(scope: Scope) -> str:
+    """The path as Starlette routes it: ``root_path`` stripped from the front when there
+    (``starlette._utils.get_route_path``)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return path[len(root) :]
+    return path
+
+
+def normal_path(path: str) -> str:
+    """A path as the loosest router reads it: ``;`` parameters dropped, repeated slashes
+    folded, dot segments resolved, no trailing slash, lower case."""
+    path = _SLASH_RUNS.sub("/", "/" + path.partition(";")[0])
+    return posixpath.normpath(path).lower()
+
+
+def forwarded_hops(value: str) -> list[str | None]:
+    """The ``for=`` value of each element of an RFC 7239 ``Forwarded`` header, in order;
+    None for an element without exactly one ``for=``."""
+    hops: list[str | None] = []
+    for element in value.split(","):
+        tokens = [
+            token
+            for name, _, token in (pair.strip().partition("=") for pair in element.split(";"))
+            if name.strip().lower() == "for"
+        ]
+        if len(tokens) != 1:
+            hops.append(None)
+            continue
+        token = tokens[0].strip()
+        if len(token) >= 2 and token[0] == token[-1] == '"':
+            token = token[1:-1]
+        hops.append(token)
+    return hops
+
+
+def hop_address(hop: str) -> str | None:
+    """The address of one forwarding hop, its port and IPv6 brackets stripped; None when it
+    is not an address (``unknown``, ``_obfuscated``, empty, garbage)."""
+    text = hop.strip()
+    if text.startswith("["):
+        inner, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            return None
+        text = inner
+    elif text.count(":") == 1:  # IPv4 with a port; bare IPv6 has two colons or more
+        text = text.partition(":")[0]
+    try:
+        _inet_pton(_AF_INET6 if ":" in text else _AF_INET, text)
+    except (OSError, ValueError):  # ValueError: an embedded NUL
+        return None
+    return text
+
+
+def _checked_paths(paths: Iterable[str]) -> frozenset[str]:
+    """The paths to filter; ``ConfigError`` for a str (its characters), none, or a bad one."""
+    if isinstance(paths, str):
+        raise ConfigError(f"paths must be a list of paths, not the str {paths!r}")
+    checked = frozenset(paths)
+    if not checked:
+        raise ConfigError("paths is empty: the middleware would filter nothing")
+    for path in checked:
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ConfigError(f"path {path!r} must be a str starting with '/'")
+    return checked
+
+
+def _declared_too_large(value: bytes, limit: int) -> bool:
+    """Whether a ``Content-Length`` value declares more than ``limit`` bytes (any digits)."""
+    if not value.isdigit():
+        return False
+    digits = value.lstrip(b"0")
+    return len(digits) > len(str(limit)) or int(digits or b"0") > limit
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _key_accepted(verifier: IngestKeyVerifier, headers: Mapping[str, str], site: str) -> bool:
     """Whether the request's Bearer key is one the verifier accepts for ``site``."""
     scheme, _, key = headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
@@ -207,38 +469,25 @@ def _key_accepted(verifier: IngestKeyVerifier, headers: dict[str, str], site: st
         return False
 
 
-def _headers(scope: Scope) -> dict[str, str]:
-    """The headers the middleware reads, by lower-case name; repeats joined with commas.
+def _headers(scope: Scope, wanted: Mapping[bytes, str]) -> dict[str, str]:
+    """The ``wanted`` headers by lower-case name, in one pass: list headers repeated are
+    joined with commas; a repeated singleton (``User-Agent``, ``Authorization``) is ``""``.
 
-    ASGI requires lower-case names; one pass, and only these four are decoded.
+    ASGI requires lower-case names; only the wanted ones are decoded.
     """
     headers: dict[str, str] = {}
     for raw_name, raw_value in scope["headers"]:
-        name = _WANTED_HEADERS.get(raw_name)
-        if name is not None:
-            value = raw_value.decode("latin-1")
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        name = wanted.get(raw_name)
+        if name is None:
+            continue
+        value = raw_value.decode("latin-1")
+        if name not in headers:
+            headers[name] = value
+        elif name in _SINGLETON_HEADERS:
+            headers[name] = ""
+        else:
+            headers[name] = f"{headers[name]}, {value}"
     return headers
-
-
-def _forwarded_for(value: str) -> list[str]:
-    """The ``for=`` values of an RFC 7239 ``Forwarded`` header, in order."""
-    hops = []
-    for element in value.split(","):
-        for pair in element.split(";"):
-            name, _, token = pair.strip().partition("=")
-            if name.strip().lower() == "for":
-                hops.append(token.strip().strip('"'))
-    return hops
-
-
-def _strip_port(hop: str) -> str:
-    """``1.2.3.4:80`` -> ``1.2.3.4``; ``[2001:db8::1]:80`` -> ``2001:db8::1``; else as is."""
-    if hop.startswith("["):
-        return hop[1:].partition("]")[0]
-    if hop.count(":") == 1:  # IPv4 with a port; bare IPv6 has two colons or more
-        return hop.partition(":")[0]
-    return hop
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
