@@ -67,7 +67,12 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "success": {"const": False},
             "error": {"type": "string"},
-            "details": _STRINGS,
+            "details": {**_STRINGS, "maxItems": 20},
+            "omittedDetails": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "How many details were left out of the answer",
+            },
         },
     },
     "Success": {"type": "object", "properties": {"success": {"const": True}}},

@@ -35,6 +35,7 @@ from sqlalchemy import (
 )
 
 ROLES: Final = ("owner", "admin", "member")
+MAX_STORED_SITE_ID: Final = 2**31 - 1  # sites.site_id is a 32-bit INTEGER on PostgreSQL
 WRITER_ROLES: Final = frozenset({"owner", "admin"})
 
 # Site flags: API name -> column name, with the default a new site gets (the values of the
@@ -254,12 +255,17 @@ class SiteStore:
     # --- sites ------------------------------------------------------------------------
 
     def find_site(self, connection: Connection, ref: str, *, lock: bool = False) -> Any:
-        """The site row addressed by its numeric ``siteId`` or its 12-hex ``id``, or None."""
-        column = sites.c.site_id if ref.isdigit() else sites.c.id
-        key: int | str = int(ref) if ref.isdigit() else ref
-        if isinstance(key, int) and key > 2**62:
-            return None
-        query = select(sites).where(column == key)
+        """The site row addressed by its numeric ``siteId`` or its 12-hex ``id``, or None.
+
+        ``ref`` is canonical (the server reads every path id through ``canonical_site_id``);
+        a number past the 32-bit ``site_id`` column (``MAX_STORED_SITE_ID``) names no site.
+        """
+        if ref.isdigit():
+            if int(ref) > MAX_STORED_SITE_ID:
+                return None
+            query = select(sites).where(sites.c.site_id == int(ref))
+        else:
+            query = select(sites).where(sites.c.id == ref)
         if lock and not self._is_sqlite:
             query = query.with_for_update()
         return connection.execute(query).first()
