@@ -25,6 +25,7 @@ from edgefilter._store import SiteStore, excluded_countries, excluded_ips, sites
 from edgefilter.server import CONFIG_FIELDS, CREATE_FIELDS, create_app
 
 from .test_server import postgres_url
+from .test_server_spec import check_answer
 
 MAX_BODY = 16 * 1024
 MAX_IPS = 50
@@ -299,6 +300,7 @@ def test_no_request_gets_a_5xx(target: Target, probe: Probe) -> None:
             headers=headers_for(target, probe.authorization, probe.headers),
         )
     assert answer.status_code < 500, answer.text[:500]
+    check_answer(answer)
     if answer.status_code >= 400:
         assert len(answer.content) <= MAX_ERROR_ANSWER
         if probe.method != "HEAD":

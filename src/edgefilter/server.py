@@ -50,40 +50,42 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ._countries import normalize_country
-from ._errors import ConfigError
+from ._errors import ApiError, ConfigError
 from ._intervals import AddressTable
-from ._openapi import OPENAPI
+from ._openapi import CONFIG_FLAGS, CREATED_FIELDS, MAX_DETAILS, OPENAPI, SITE_FIELDS
+from ._rules import _SCALAR_FIELDS, SITE_FLAGS
 from ._siteids import canonical_site_id
-from ._store import FLAGS, WRITER_ROLES, Principal, SiteStore
+from ._store import WRITER_ROLES, Principal, SiteStore
+
+__all__ = ["ApiError", "SitesApi", "create_app", "normalize_domain"]
 
 DEFAULT_MAX_BODY: Final = 1 << 20
 DEFAULT_MAX_IPS: Final = 10_000
 DEFAULT_MAX_COUNTRIES: Final = 250
 MAX_ENTRY_LENGTH: Final = 256
 MAX_NAME_LENGTH: Final = 256
+LIST_FIELDS: Final = frozenset({"excludedIPs", "excludedCountries"})
 CREATE_FIELDS: Final = frozenset({"domain", "name", "public", "saltUserIds", "blockBots"})
-CONFIG_FIELDS: Final = frozenset(FLAGS) | {"domain", "name", "excludedIPs", "excludedCountries"}
+CONFIG_FIELDS: Final = frozenset(SITE_FLAGS) | {"domain", "name"} | LIST_FIELDS
+
 PRIVATE_LINK_ACTIONS: Final = frozenset({"generate_private_link_key", "revoke_private_link_key"})
-MAX_DETAILS: Final = 20  # details an error answer lists; omittedDetails counts the rest
 MAX_QUOTED: Final = 40  # characters of a client's value an error message quotes
 MAX_REASON: Final = 160  # characters of one detail's reason
 
 
-class ApiError(Exception):
-    """An error answer: ``{"success": false, "error": ..., "details": [...]}``."""
+def _error_answer(error: ApiError) -> JSONResponse:
+    """The answer to a refusal: its details cut to ``MAX_DETAILS``, with a count of the rest."""
+    body: dict[str, Any] = {"success": False, "error": error.error}
+    if error.details is not None:
+        body["details"] = error.details[:MAX_DETAILS]
+        if len(error.details) > MAX_DETAILS:
+            body["omittedDetails"] = len(error.details) - MAX_DETAILS
+    return JSONResponse(body, status_code=error.status)
 
-    def __init__(self, status: int, error: str, details: list[str] | None = None) -> None:
-        super().__init__(error)
-        self.status, self.error, self.details = status, error, details
 
-    def response(self) -> JSONResponse:
-        """The answer: its details cut to ``MAX_DETAILS``, with a count of the rest."""
-        body: dict[str, Any] = {"success": False, "error": self.error}
-        if self.details is not None:
-            body["details"] = self.details[:MAX_DETAILS]
-            if len(self.details) > MAX_DETAILS:
-                body["omittedDetails"] = len(self.details) - MAX_DETAILS
-        return JSONResponse(body, status_code=self.status)
+def _row_json(row: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    """The API fields of a site row, by the column each field's attribute names."""
+    return {field: getattr(row, _SCALAR_FIELDS[field][0]) for field in fields}
 
 
 def _cut(text: str, limit: int = MAX_QUOTED) -> str:
@@ -209,7 +211,7 @@ class SitesApi:
     ) -> tuple[Any, Principal | None]:
         """The addressed site and the caller, with 401/403/404 as the module explains."""
         principal = self.principal(request, connection, required=not public_ok)
-        raw = request.path_params["site_id"]
+        raw = request.path_params["siteId"]
         if principal is not None:
             _refuse_nul("path parameter siteId", raw)
         ref = canonical_site_id(raw)
@@ -238,7 +240,7 @@ class SitesApi:
         """The caller, when it may create a site in the path's organisation (before the body)."""
         principal = self.principal(request)
         assert principal is not None
-        organization_id = request.path_params["org_id"]
+        organization_id = request.path_params["orgId"]
         _refuse_nul("path parameter orgId", organization_id)
         if principal.organization_id != organization_id:
             if not self.store.organization_exists(organization_id):
@@ -257,18 +259,7 @@ class SitesApi:
         }
         values.update(_flags(body))
         row = self.store.create_site(organization_id, principal.user_id, values)
-        created = {
-            "siteId": row.site_id,
-            "id": row.id,
-            "domain": row.domain,
-            "name": row.name,
-            "organizationId": row.organization_id,
-            "createdBy": row.created_by,
-            "public": row.public,
-            "saltUserIds": row.salt_user_ids,
-            "blockBots": row.block_bots,
-        }
-        return JSONResponse(created, status_code=201)
+        return JSONResponse(_row_json(row, CREATED_FIELDS), status_code=201)
 
     async def get_site(self, request: Request) -> Response:
         """GET /api/sites/:siteId"""
@@ -276,15 +267,7 @@ class SitesApi:
 
     def _site_body(self, row: Any, principal: Principal | None, _lists: Any) -> dict[str, Any]:
         return {
-            "id": row.id,
-            "siteId": row.site_id,
-            "name": row.name,
-            "domain": row.domain,
-            "createdAt": row.created_at,
-            "updatedAt": row.updated_at,
-            "createdBy": row.created_by,
-            "organizationId": row.organization_id,
-            **{flag: getattr(row, column) for flag, (column, _) in FLAGS.items()},
+            **_row_json(row, SITE_FIELDS),
             "isOwner": principal is not None and principal.role == "owner",
         }
 
@@ -353,7 +336,7 @@ class SitesApi:
             row = self.store.find_site(connection, str(row.site_id))
             ip_list, country_list = self.store.site_lists(connection, row.site_id)
         config = {
-            **{flag: getattr(row, column) for flag, (column, _) in FLAGS.items()},
+            **_row_json(row, CONFIG_FLAGS),
             "excludedIPs": ip_list,
             "excludedCountries": country_list,
         }
@@ -425,7 +408,7 @@ def _refuse_unknown(body: dict[str, Any], allowed: frozenset[str]) -> None:
 
 def _flags(body: dict[str, Any]) -> dict[str, bool]:
     columns = {}
-    for flag, (column, _) in FLAGS.items():
+    for flag, (column, _) in SITE_FLAGS.items():
         if flag in body:
             if not isinstance(body[flag], bool):
                 raise ApiError(400, f"{flag} must be true or false")
@@ -449,7 +432,7 @@ def _guard(
         try:
             return await handler(request)
         except ApiError as error:
-            return error.response()
+            return _error_answer(error)
 
     return guarded
 
@@ -479,10 +462,10 @@ def create_app(
     async def openapi(_request: Request) -> Response:
         return JSONResponse(OPENAPI)
 
-    site = "/api/sites/{site_id}"
+    site = "/api/sites/{siteId}"
     routes = [
         Route("/openapi.json", openapi, methods=["GET"]),
-        Route("/api/sites/{org_id}", _guard(api.create_site), methods=["POST"]),
+        Route("/api/sites/{orgId}", _guard(api.create_site), methods=["POST"]),
         Route(site, _guard(api.get_site), methods=["GET"]),
         Route(site, _guard(api.delete_site), methods=["DELETE"]),
         Route(site + "/config", _guard(api.update_config), methods=["PUT"]),
