@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from edgefilter._store import (
     metadata,
     sites,
 )
-from edgefilter.server import ApiError
+from edgefilter.server import ApiError, create_app
 
 from .test_server import postgres_url
 
@@ -200,3 +201,46 @@ def test_sqlite_connections_enforce_foreign_keys(tmp_path: Path) -> None:
     with store.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
     store.close()
+
+
+@pytest.mark.parametrize("declared", ["9" * 5000, "²", "99999999999999999999999999"])
+def test_odd_content_lengths_are_413_or_read(tmp_path: Path, declared: str) -> None:
+    """A Content-Length of 5,000 digits (past int()) or non-ASCII digits never crashes the app.
+
+    uvicorn refuses such headers itself, so the app is called as ASGI, as another server
+    that passes them on would call it.
+    """
+    app = create_app(f"sqlite:///{tmp_path / 'sites.db'}", max_body_bytes=1024)
+    store: SiteStore = app.state.store
+    organization_id = store.create_organization("Lengths")
+    key = store.create_key(organization_id, "owner")
+    site = store.create_site(organization_id, "user_1", {"domain": "a.b", "name": "x"})
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "PUT",
+        "scheme": "http",
+        "path": f"/api/sites/{site.site_id}/config",
+        "raw_path": f"/api/sites/{site.site_id}/config".encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"authorization", f"Bearer {key}".encode()),
+            (b"content-length", declared.encode()),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    store.close()
+    status = sent[0]["status"]
+    assert status == (200 if declared == "²" else 413), sent
