@@ -8,6 +8,7 @@ from ._rules import _SCALAR_FIELDS, SITE_FLAGS
 
 # The fields of the server's answers, in the order it writes them (Rybbit's order). Their
 # values come from the site row's column of the same attribute name (``_SCALAR_FIELDS``).
+CREATE_FLAGS: Final = ("public", "saltUserIds", "blockBots")  # the flags a create may set
 CREATED_FIELDS: Final = (
     "siteId",
     "id",
@@ -15,9 +16,7 @@ CREATED_FIELDS: Final = (
     "name",
     "organizationId",
     "createdBy",
-    "public",
-    "saltUserIds",
-    "blockBots",
+    *CREATE_FLAGS,
 )
 SITE_FIELDS: Final = (
     "id",
@@ -128,7 +127,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "domain": {"type": "string"},
             "name": {"type": "string"},
-            **_properties(("public", "saltUserIds", "blockBots")),
+            **_properties(CREATE_FLAGS),
         },
     },
     "CreatedSite": _answer(_properties(CREATED_FIELDS)),

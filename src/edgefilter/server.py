@@ -52,7 +52,14 @@ from starlette.routing import Route
 from ._countries import normalize_country
 from ._errors import ApiError, ConfigError
 from ._intervals import AddressTable
-from ._openapi import CONFIG_FLAGS, CREATED_FIELDS, MAX_DETAILS, OPENAPI, SITE_FIELDS
+from ._openapi import (
+    CONFIG_FLAGS,
+    CREATE_FLAGS,
+    CREATED_FIELDS,
+    MAX_DETAILS,
+    OPENAPI,
+    SITE_FIELDS,
+)
 from ._rules import _SCALAR_FIELDS, SITE_FLAGS
 from ._siteids import canonical_site_id
 from ._store import WRITER_ROLES, Principal, SiteStore
@@ -65,9 +72,8 @@ DEFAULT_MAX_COUNTRIES: Final = 250
 MAX_ENTRY_LENGTH: Final = 256
 MAX_NAME_LENGTH: Final = 256
 LIST_FIELDS: Final = frozenset({"excludedIPs", "excludedCountries"})
-CREATE_FIELDS: Final = frozenset({"domain", "name", "public", "saltUserIds", "blockBots"})
+CREATE_FIELDS: Final = frozenset({"domain", "name", *CREATE_FLAGS})
 CONFIG_FIELDS: Final = frozenset(SITE_FLAGS) | {"domain", "name"} | LIST_FIELDS
-
 PRIVATE_LINK_ACTIONS: Final = frozenset({"generate_private_link_key", "revoke_private_link_key"})
 MAX_QUOTED: Final = 40  # characters of a client's value an error message quotes
 MAX_REASON: Final = 160  # characters of one detail's reason
