@@ -14,11 +14,13 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, select, text
 
+from edgefilter._openapi import OPENAPI
 from edgefilter._serving import serve_in_thread
 from edgefilter._store import SiteStore, excluded_ips, sites
 from edgefilter.server import create_app
 
 from .conftest import DATA
+from .test_server_spec import response_hook
 
 SEED = json.loads((DATA / "seed" / "sites-api-examples.json").read_text(encoding="utf-8"))
 HEX12 = re.compile(r"^[0-9a-f]{12}$")
@@ -65,8 +67,10 @@ class Api:
         return Org(org_id, *keys)
 
     def client(self, key: str | None = None) -> httpx.Client:
+        """A client with ``key``; every answer it gets is checked against the OpenAPI spec."""
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+        hooks = {"response": [response_hook]}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30, event_hooks=hooks)
 
     def site(self, org: Org, **fields: Any) -> dict[str, Any]:
         body = {"domain": "example.com", "name": "My Website", **fields}
@@ -278,21 +282,11 @@ def test_concurrent_config_updates_lose_nothing(api: Api, org: Org) -> None:
     assert version == 1 + 100 + 1
 
 
-def test_openapi_describes_every_endpoint(api: Api) -> None:
-    """/openapi.json lists every path and method the server answers."""
+def test_openapi_is_served(api: Api) -> None:
+    """/openapi.json serves the spec the answers are checked against."""
     with api.client() as client:
         spec = client.get("/openapi.json").json()
-    operations = {(path, method) for path, item in spec["paths"].items() for method in item}
-    assert operations == {
-        ("/api/sites/{orgId}", "post"),
-        ("/api/sites/{siteId}", "get"),
-        ("/api/sites/{siteId}", "delete"),
-        ("/api/sites/{siteId}/config", "put"),
-        ("/api/sites/{siteId}/excluded-ips", "get"),
-        ("/api/sites/{siteId}/excluded-countries", "get"),
-        ("/api/sites/{siteId}/private-link-config", "get"),
-        ("/api/sites/{siteId}/private-link-config", "post"),
-    }
+    assert spec == json.loads(json.dumps(OPENAPI))
     for schema in ("Site", "CreatedSite", "Config", "ConfigUpdate", "Error", "PrivateLink"):
         assert schema in spec["components"]["schemas"]
 
@@ -423,3 +417,224 @@ def test_private_link_rejects_unknown_actions(api: Api, org: Org) -> None:
         path = f"/api/sites/{site['siteId']}/private-link-config"
         assert client.post(path, json={"action": "steal"}).status_code == 400
         assert client.post(path, json={}).status_code == 400
+
+
+# --- hostile input (issue 11): a 4xx, and nothing stored ------------------------------------
+
+
+def snapshot(api: Api, org: Org, site: dict[str, Any]) -> list[Any]:
+    """Everything the API tells about a site: its object, both lists and its private link."""
+    base = f"/api/sites/{site['siteId']}"
+    with api.client(org.owner) as client:
+        answers = [client.get(base + suffix) for suffix in SITE_READS]
+    assert [answer.status_code for answer in answers] == [200] * len(SITE_READS)
+    return [answer.json() for answer in answers]
+
+
+SITE_READS = ("", "/excluded-ips", "/excluded-countries", "/private-link-config")
+DEEP = b'{"excludedIPs": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        # nesting past any parser's stack
+        DEEP,
+        b'{"name": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5000 + b"}",
+        # lone surrogates in a key, a list entry, a name
+        b'{"\\ud800": true}',
+        b'{"excludedIPs": ["10.0.0.1", "\\udc00"]}',
+        b'{"name": "Shop \\ud83d"}',
+        b'{"excludedCountries": ["\\udfff"]}',
+        # not JSON numbers
+        b'{"name": NaN}',
+    ],
+)
+def test_unparsable_bodies_are_400(api: Api, org: Org, content: bytes) -> None:
+    """Deep nesting and lone surrogates answer 400 on update and create; nothing changes."""
+    site = api.site(org)
+    before = snapshot(api, org, site)
+    with api.client(org.owner) as client:
+        updated = client.put(f"/api/sites/{site['siteId']}/config", content=content)
+        created = client.post(f"/api/sites/{org.id}", content=content)
+    for answer in (updated, created):
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["success"] is False
+        assert "not valid JSON" in answer.json()["error"]
+    assert snapshot(api, org, site) == before
+
+
+@pytest.mark.parametrize(
+    "site_id",
+    [
+        # str.isdigit() but not ASCII digits
+        "²",
+        "①",
+        "\u0661",
+        "1²",
+        # past int()'s 4,300 digits, and past 64 bits
+        "9" * 5000,
+        str(2**63),
+        # past the 32-bit column on PostgreSQL
+        str(2**31),
+        str(2**31 + 1),
+        str(2**63 - 1),
+        # neither form
+        "0x1f",
+        "abcdefabcdefa",
+        "-1",
+    ],
+)
+def test_odd_site_ids_are_not_found(api: Api, org: Org, site_id: str) -> None:
+    """A path site id that is no canonical site id answers 404 with a key, 401 without."""
+    for suffix in ("", "/excluded-ips", "/private-link-config"):
+        with api.client(org.owner) as client:
+            answer = client.get(f"/api/sites/{site_id}{suffix}")
+            put = client.put(f"/api/sites/{site_id}/config", json={"public": True})
+        assert (answer.status_code, put.status_code) == (404, 404), answer.text
+        assert answer.json() == {"success": False, "error": "Site not found"}
+        with api.client() as anonymous:
+            assert anonymous.get(f"/api/sites/{site_id}{suffix}").status_code == 401
+
+
+def test_zero_padded_site_id_addresses_the_site(api: Api, org: Org) -> None:
+    """``007`` addresses site 7: leading zeros are dropped, as canonical_site_id says."""
+    site = api.site(org)
+    padded = f"000{site['siteId']}"
+    with api.client(org.owner) as client:
+        assert client.get(f"/api/sites/{padded}").json()["id"] == site["id"]
+        changed = client.put(f"/api/sites/{padded}/config", json={"excludedIPs": ["10.0.0.1"]})
+        assert changed.status_code == 200
+        upper = site["id"].upper()
+        assert client.get(f"/api/sites/{upper}/excluded-ips").json()["excludedIPs"] == ["10.0.0.1"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "Sh\x00op"}, "name"),
+        ({"domain": "exa\x00mple.com"}, "domain"),
+        ({"excludedIPs": ["10.0.0.1", "10.0.0.2\x00"]}, "excludedIPs[1]"),
+        ({"excludedCountries": ["F\x00R"]}, "excludedCountries[0]"),
+        ({"na\x00me": "x"}, "a field name"),
+    ],
+)
+def test_nul_in_a_text_field_is_400(api: Api, org: Org, body: dict[str, Any], field: str) -> None:
+    """A NUL byte in a text field answers 400 naming the field, on every backend."""
+    site = api.site(org)
+    before = snapshot(api, org, site)
+    with api.client(org.owner) as client:
+        answer = client.put(f"/api/sites/{site['siteId']}/config", json=body)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == f"{field} contains a NUL byte"
+    assert snapshot(api, org, site) == before
+
+
+def test_nul_in_a_create_body_is_400(api: Api, org: Org) -> None:
+    """A NUL byte in a new site's name answers 400 and creates nothing."""
+    with api.client(org.owner) as client:
+        answer = client.post(f"/api/sites/{org.id}", json={"domain": "a.example", "name": "\x00"})
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "name contains a NUL byte"
+    with api.store.engine.connect() as connection:
+        query = select(sites).where(sites.c.organization_id == org.id)
+        assert connection.execute(query).first() is None
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/api/sites/1%00", "siteId"),
+        ("/api/sites/%00/excluded-ips", "siteId"),
+        ("/api/sites/abcdefabcdef%00/config", "siteId"),
+    ],
+)
+def test_nul_in_a_path_parameter_is_400(api: Api, org: Org, path: str, field: str) -> None:
+    """A NUL byte in a site id answers 400 naming it for a valid key, 401 without one."""
+    method = "PUT" if path.endswith("/config") else "GET"
+    with api.client(org.member) as client:
+        answer = client.request(method, path, json={})
+    assert (answer.status_code, answer.json()["error"]) == (
+        400,
+        f"path parameter {field} contains a NUL byte",
+    )
+    with api.client() as anonymous:
+        assert anonymous.request(method, path, json={}).status_code == 401
+
+
+def test_nul_in_the_organisation_id_is_400(api: Api, org: Org) -> None:
+    """A NUL byte in the create path's orgId answers 400 naming it."""
+    with api.client(org.owner) as client:
+        answer = client.post(f"/api/sites/{org.id}%00", json={"domain": "a.b", "name": "x"})
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "path parameter orgId contains a NUL byte"
+
+
+BAD_BODY = b'{"excludedIPs": "not a list", "favourite": 1'
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix"),
+    [("PUT", "/config"), ("POST", "/private-link-config")],
+)
+def test_the_key_is_checked_before_the_body(api: Api, org: Org, method: str, suffix: str) -> None:
+    """Writes answer 401/403/404 by the key, before the body is parsed or validated."""
+    site = api.site(org)
+    other = api.org()
+    path = f"/api/sites/{site['siteId']}{suffix}"
+    for key, status in [
+        (None, 401),
+        ("ef_not-a-key", 401),
+        (other.owner, 403),
+        (org.member, 403),
+    ]:
+        for content in (BAD_BODY, b'{"unknown": true}', DEEP):
+            with api.client(key) as client:
+                answer = client.request(method, path, content=content)
+            assert answer.status_code == status, (key, answer.text)
+            assert "details" not in answer.json()
+    with api.client(org.owner) as client:
+        missing = client.request(method, f"/api/sites/999999{suffix}", content=BAD_BODY)
+    assert missing.status_code == 404
+
+
+def test_create_checks_the_key_before_the_body(api: Api, org: Org) -> None:
+    """POST create answers 401, 403 or 404 by the key and organisation, before the body."""
+    other = api.org()
+    for key, org_id, status in [
+        (None, org.id, 401),
+        ("ef_not-a-key", org.id, 401),
+        (other.owner, org.id, 403),
+        (org.member, org.id, 403),
+        (org.owner, "org_nope", 404),
+    ]:
+        with api.client(key) as client:
+            answer = client.post(f"/api/sites/{org_id}", content=BAD_BODY)
+        assert answer.status_code == status, (key, answer.text)
+
+
+def test_error_answers_are_bounded(api: Api, org: Org) -> None:
+    """500 bad entries answer 20 short details and a count of the rest, not an echo."""
+    site = api.site(org)
+    entries = ["y" * 300] + [f"bogus-{i}-" + "x" * 100 for i in range(499)]
+    with api.client(org.owner) as client:
+        answer = client.put(f"/api/sites/{site['siteId']}/config", json={"excludedIPs": entries})
+    body = answer.json()
+    assert answer.status_code == 400
+    assert len(body["details"]) == 20
+    assert body["omittedDetails"] == 480
+    assert all(len(detail) < 250 for detail in body["details"])
+    assert body["details"][0].startswith("yyy")
+    assert body["details"][1].startswith("bogus-0-x")
+    assert len(answer.content) < 6_000
+
+
+def test_unknown_field_errors_are_bounded(api: Api, org: Org) -> None:
+    """Thousands of long unknown fields are named 20 at a time, each cut short."""
+    site = api.site(org)
+    body = {f"field{i:04}" + "y" * 100: True for i in range(400)}
+    with api.client(org.owner) as client:
+        answer = client.put(f"/api/sites/{site['siteId']}/config", json=body)
+    assert answer.status_code == 400
+    assert answer.json()["error"].endswith(" and 380 more")
+    assert len(answer.content) < 2_000

@@ -5,6 +5,7 @@ Each one subclasses the builtin it refines, so ``except ValueError`` still works
     EdgeFilterError                               base of everything edgefilter raises
     ├── ConfigError(ValueError)                   a site config or rule entry is malformed
     ├── GeoIPError(OSError)                       a GeoIP database cannot be opened or read
+    ├── ApiError                                  the reference server refuses a request
     └── SitesApiError                             a Sites API call failed
         ├── ApiAuthError(PermissionError)         401 or 403: bad key, or no access
         ├── SiteNotFoundError(LookupError)        404: no such site (or organisation)
@@ -15,7 +16,9 @@ Each one subclasses the builtin it refines, so ``except ValueError`` still works
         └── ApiUnreachableError(ConnectionError)  no connection (refused, DNS, reset)
 
 The per-hit path (``EdgeFilter.should_track``) raises none of them: every odd input maps
-to a documented ``Decision``.
+to a documented ``Decision``. ``ApiError`` never leaves the reference server
+(``edgefilter.server``): it is raised inside a request and answered as a 4xx; the client
+side sees that answer as one of the ``SitesApiError`` kinds.
 """
 
 from __future__ import annotations
@@ -31,6 +34,20 @@ class ConfigError(EdgeFilterError, ValueError):
 
 class GeoIPError(EdgeFilterError, OSError):
     """A GeoIP database cannot be opened or is corrupt."""
+
+
+class ApiError(EdgeFilterError):
+    """The reference server refuses a request: answered ``status`` with ``error``.
+
+    The answer is ``{"success": false, "error": ..., "details": [...]}``; ``details`` is
+    None when the answer has none.
+    """
+
+    def __init__(self, status: int, error: str, details: list[str] | None = None) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.details = details
 
 
 class SitesApiError(EdgeFilterError):

@@ -2,18 +2,61 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
-_FLAG_NAMES = (
-    "public",
-    "saltUserIds",
-    "blockBots",
-    "sessionReplay",
-    "webVitals",
-    "trackErrors",
-    "trackOutbound",
-    "trackUrlParams",
+from ._rules import _SCALAR_FIELDS, SITE_FLAGS
+
+# The fields of the server's answers, in the order it writes them (Rybbit's order). Their
+# values come from the site row's column of the same attribute name (``_SCALAR_FIELDS``).
+CREATE_FLAGS: Final = ("public", "saltUserIds", "blockBots")  # the flags a create may set
+CREATED_FIELDS: Final = (
+    "siteId",
+    "id",
+    "domain",
+    "name",
+    "organizationId",
+    "createdBy",
+    *CREATE_FLAGS,
 )
+SITE_FIELDS: Final = (
+    "id",
+    "siteId",
+    "name",
+    "domain",
+    "createdAt",
+    "updatedAt",
+    "createdBy",
+    "organizationId",
+    *SITE_FLAGS,
+)
+CONFIG_FLAGS: Final = tuple(SITE_FLAGS)
+MAX_DETAILS: Final = 20  # details an error answer lists; omittedDetails counts the rest
+_JSON_TYPES: Final = {int: "integer", str: "string", bool: "boolean"}
+_FORMATS: Final[dict[str, dict[str, str]]] = {
+    "id": {"pattern": "^[0-9a-f]{12}$"},
+    "createdAt": {"format": "date-time"},
+    "updatedAt": {"format": "date-time"},
+}
+
+
+def _properties(fields: tuple[str, ...]) -> dict[str, Any]:
+    """The JSON Schema of each field, from its Python type in ``_SCALAR_FIELDS``."""
+    schemas = {}
+    for name in fields:
+        kind = _SCALAR_FIELDS[name][1]
+        assert isinstance(kind, type)
+        schemas[name] = {"type": _JSON_TYPES[kind], **_FORMATS.get(name, {})}
+    return schemas
+
+
+def _answer(properties: dict[str, Any]) -> dict[str, Any]:
+    """An answer object: exactly these properties, all present."""
+    return {
+        "type": "object",
+        "required": list(properties),
+        "additionalProperties": False,
+        "properties": properties,
+    }
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -26,7 +69,7 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     texts = {
-        400: "Invalid request body",
+        400: "Invalid request body, or a NUL byte in a path parameter",
         401: "Missing or unknown API key",
         403: "The key has no access to this site or organisation",
         404: "No such site (or organisation)",
@@ -43,7 +86,7 @@ def _etag_reads(schema: str, summary: str) -> dict[str, Any]:
             "responses": {
                 "200": _json(_ref(schema), "OK; carries an ETag"),
                 "304": {"description": "Not modified (If-None-Match matched the ETag)"},
-                **_errors(401, 403, 404),
+                **_errors(400, 401, 403, 404),
             },
         }
     }
@@ -64,13 +107,19 @@ SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
         "required": ["success", "error"],
+        "additionalProperties": False,
         "properties": {
             "success": {"const": False},
             "error": {"type": "string"},
-            "details": _STRINGS,
+            "details": {**_STRINGS, "maxItems": MAX_DETAILS},
+            "omittedDetails": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "How many details were left out of the answer",
+            },
         },
     },
-    "Success": {"type": "object", "properties": {"success": {"const": True}}},
+    "Success": _answer({"success": {"const": True}}),
     "CreateSite": {
         "type": "object",
         "required": ["domain", "name"],
@@ -78,40 +127,11 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "domain": {"type": "string"},
             "name": {"type": "string"},
-            "public": _BOOL,
-            "saltUserIds": _BOOL,
-            "blockBots": _BOOL,
+            **_properties(CREATE_FLAGS),
         },
     },
-    "CreatedSite": {
-        "type": "object",
-        "properties": {
-            "siteId": {"type": "integer"},
-            "id": {"type": "string", "pattern": "^[0-9a-f]{12}$"},
-            "domain": {"type": "string"},
-            "name": {"type": "string"},
-            "organizationId": {"type": "string"},
-            "createdBy": {"type": "string"},
-            "public": _BOOL,
-            "saltUserIds": _BOOL,
-            "blockBots": _BOOL,
-        },
-    },
-    "Site": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string"},
-            "siteId": {"type": "integer"},
-            "name": {"type": "string"},
-            "domain": {"type": "string"},
-            "createdAt": {"type": "string", "format": "date-time"},
-            "updatedAt": {"type": "string", "format": "date-time"},
-            "createdBy": {"type": "string"},
-            "organizationId": {"type": "string"},
-            "isOwner": _BOOL,
-            **{flag: _BOOL for flag in _FLAG_NAMES},
-        },
-    },
+    "CreatedSite": _answer(_properties(CREATED_FIELDS)),
+    "Site": _answer({**_properties(SITE_FIELDS), "isOwner": _BOOL}),
     "ConfigUpdate": {
         "type": "object",
         "additionalProperties": False,
@@ -120,43 +140,29 @@ SCHEMAS: dict[str, Any] = {
             "domain": {"type": "string"},
             "excludedIPs": _STRINGS,
             "excludedCountries": _STRINGS,
-            **{flag: _BOOL for flag in _FLAG_NAMES},
+            **_properties(CONFIG_FLAGS),
         },
     },
-    "Config": {
-        "type": "object",
-        "properties": {
+    "Config": _answer(
+        {
+            **_properties(CONFIG_FLAGS),
             "excludedIPs": _STRINGS,
             "excludedCountries": _STRINGS,
-            **{flag: _BOOL for flag in _FLAG_NAMES},
-        },
-    },
-    "ConfigUpdated": {
-        "type": "object",
-        "properties": {
+        }
+    ),
+    "ConfigUpdated": _answer(
+        {"success": {"const": True}, "message": {"type": "string"}, "config": _ref("Config")}
+    ),
+    "ExcludedIPs": _answer({"success": {"const": True}, "excludedIPs": _STRINGS}),
+    "ExcludedCountries": _answer({"success": {"const": True}, "excludedCountries": _STRINGS}),
+    "PrivateLink": _answer(
+        {
             "success": {"const": True},
-            "message": {"type": "string"},
-            "config": _ref("Config"),
-        },
-    },
-    "ExcludedIPs": {
-        "type": "object",
-        "properties": {"success": {"const": True}, "excludedIPs": _STRINGS},
-    },
-    "ExcludedCountries": {
-        "type": "object",
-        "properties": {"success": {"const": True}, "excludedCountries": _STRINGS},
-    },
-    "PrivateLink": {
-        "type": "object",
-        "properties": {
-            "success": {"const": True},
-            "data": {
-                "type": "object",
-                "properties": {"privateLinkKey": {"type": ["string", "null"]}},
-            },
-        },
-    },
+            "data": _answer(
+                {"privateLinkKey": {"type": ["string", "null"], "pattern": "^[0-9a-f]{12}$"}}
+            ),
+        }
+    ),
     "PrivateLinkAction": {
         "type": "object",
         "required": ["action"],
@@ -180,6 +186,13 @@ OPENAPI: dict[str, Any] = {
         "schemas": SCHEMAS,
     },
     "paths": {
+        "/openapi.json": {
+            "get": {
+                "summary": "This description",
+                "security": [],
+                "responses": {"200": _json({"type": "object"}, "The OpenAPI document")},
+            }
+        },
         "/api/sites/{orgId}": {
             "post": {
                 "summary": "Create a site in an organisation (admin or owner)",
@@ -198,7 +211,10 @@ OPENAPI: dict[str, Any] = {
             "delete": {
                 "summary": "Delete a site and all its rows (admin or owner)",
                 "parameters": [_SITE_ID],
-                "responses": {"200": _json(_ref("Success"), "Deleted"), **_errors(401, 403, 404)},
+                "responses": {
+                    "200": _json(_ref("Success"), "Deleted"),
+                    **_errors(400, 401, 403, 404),
+                },
             },
         },
         "/api/sites/{siteId}/config": {
@@ -220,7 +236,10 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "summary": "The private link key (admin or owner)",
                 "parameters": [_SITE_ID],
-                "responses": {"200": _json(_ref("PrivateLink"), "OK"), **_errors(401, 403, 404)},
+                "responses": {
+                    "200": _json(_ref("PrivateLink"), "OK"),
+                    **_errors(400, 401, 403, 404),
+                },
             },
             "post": {
                 "summary": "Generate or revoke the private link key (admin or owner)",

@@ -14,6 +14,23 @@ from ._intervals import AddressTable
 
 logger = logging.getLogger("edgefilter")
 
+# The site flags, declared once: API field name -> (attribute and column name, the value a
+# new site gets). SiteConfig, the server's store, its answers and its OpenAPI spec derive
+# theirs from here. The defaults are the values of the seed's example answers for a site
+# created with only domain, name and blockBots.
+SITE_FLAGS: Final[Mapping[str, tuple[str, bool]]] = MappingProxyType(
+    {
+        "public": ("public", False),
+        "saltUserIds": ("salt_user_ids", False),
+        "blockBots": ("block_bots", True),
+        "sessionReplay": ("session_replay", True),
+        "webVitals": ("web_vitals", True),
+        "trackErrors": ("track_errors", True),
+        "trackOutbound": ("track_outbound", True),
+        "trackUrlParams": ("track_url_params", False),
+    }
+)
+
 # API field name -> (attribute name, accepted Python type). Order is the order to_api writes.
 _SCALAR_FIELDS: Final[dict[str, tuple[str, type | tuple[type, ...]]]] = {
     "siteId": ("site_id", int),
@@ -24,14 +41,7 @@ _SCALAR_FIELDS: Final[dict[str, tuple[str, type | tuple[type, ...]]]] = {
     "createdBy": ("created_by", str),
     "createdAt": ("created_at", str),
     "updatedAt": ("updated_at", str),
-    "public": ("public", bool),
-    "saltUserIds": ("salt_user_ids", bool),
-    "blockBots": ("block_bots", bool),
-    "sessionReplay": ("session_replay", bool),
-    "webVitals": ("web_vitals", bool),
-    "trackErrors": ("track_errors", bool),
-    "trackOutbound": ("track_outbound", bool),
-    "trackUrlParams": ("track_url_params", bool),
+    **{api_name: (attribute, bool) for api_name, (attribute, _) in SITE_FLAGS.items()},
 }
 _LIST_FIELDS: Final = {"excludedIPs": "excluded_ips", "excludedCountries": "excluded_countries"}
 # Envelope keys of API answers; not part of a site's config.

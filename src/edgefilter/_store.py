@@ -1,9 +1,22 @@
 """Storage for the reference Sites API: SQLAlchemy Core on SQLite (default) or PostgreSQL.
 
 The schema is created by numbered migrations applied at start-up; each runs once, recorded
-in ``schema_version``. Every write runs in one transaction, so concurrent partial updates of
-a site never lose each other's fields: on SQLite each transaction takes the write lock at
-``BEGIN IMMEDIATE``, on PostgreSQL the site row is locked with ``SELECT ... FOR UPDATE``.
+in ``schema_version``. Each migration is frozen as it was written: migration 1 creates the
+first tables from its own definitions, never from the tables below, and a later change is a
+new migration that alters them. The tables below describe the current schema for queries; a
+test checks that they equal what the migrations build.
+
+Every write runs in one transaction, so concurrent partial updates of a site never lose each
+other's fields: on SQLite each transaction takes the write lock at ``BEGIN IMMEDIATE``, on
+PostgreSQL the site row is locked with ``SELECT ... FOR UPDATE``.
+
+``sites.version`` is the site's rules version: 1 at creation, and every change to the site
+(its rules, flags, name, domain or private link) adds one in the same transaction as the
+change, so a reader that sees a version sees the rules of that version. The versioned rules
+feed reads it to tell which sites changed since the version a client has.
+
+Deleting a site deletes its rule rows by cascade: every child table's foreign key is
+``ON DELETE CASCADE``, and SQLite connections enable ``foreign_keys``.
 """
 
 from __future__ import annotations
@@ -34,21 +47,11 @@ from sqlalchemy import (
     update,
 )
 
-ROLES: Final = ("owner", "admin", "member")
-WRITER_ROLES: Final = frozenset({"owner", "admin"})
+from ._rules import SITE_FLAGS
 
-# Site flags: API name -> column name, with the default a new site gets (the values of the
-# seed's example answers for a site created with only domain, name and blockBots).
-FLAGS: Final = {
-    "public": ("public", False),
-    "saltUserIds": ("salt_user_ids", False),
-    "blockBots": ("block_bots", True),
-    "sessionReplay": ("session_replay", True),
-    "webVitals": ("web_vitals", True),
-    "trackErrors": ("track_errors", True),
-    "trackOutbound": ("track_outbound", True),
-    "trackUrlParams": ("track_url_params", False),
-}
+ROLES: Final = ("owner", "admin", "member")
+MAX_STORED_SITE_ID: Final = 2**31 - 1  # sites.site_id is a 32-bit INTEGER on PostgreSQL
+WRITER_ROLES: Final = frozenset({"owner", "admin"})
 
 
 def _organization_column() -> Column[str]:
@@ -61,6 +64,7 @@ def _organization_column() -> Column[str]:
     )
 
 
+# The current schema, for queries. Editing it changes no database: add a migration too.
 metadata = MetaData()
 organizations = Table(
     "organizations",
@@ -90,16 +94,16 @@ sites = Table(
     Column("created_at", String(32), nullable=False),
     Column("updated_at", String(32), nullable=False),
     Column("private_link_key", String(12), nullable=True),
-    Column("version", Integer, nullable=False, default=1),
-    *(Column(column, Boolean, nullable=False) for column, _ in FLAGS.values()),
+    Column("version", Integer, nullable=False),
+    *(Column(column, Boolean, nullable=False) for column, _ in SITE_FLAGS.values()),
 )
 
 
-def _rule_list_table(name: str, column: str, width: int) -> Table:
+def _rule_list_table(name: str, column: str, width: int, into: MetaData = metadata) -> Table:
     """One of a site's ordered rule lists: ``(site_id, position) -> column``."""
     return Table(
         name,
-        metadata,
+        into,
         Column(
             "site_id", Integer, ForeignKey("sites.site_id", ondelete="CASCADE"), primary_key=True
         ),
@@ -114,8 +118,54 @@ schema_version = Table("schema_version", metadata, Column("version", Integer, pr
 
 
 def _migration_1(connection: Connection) -> None:
-    for table in (organizations, api_keys, sites, excluded_ips, excluded_countries):
-        table.create(connection, checkfirst=True)
+    """The first schema, frozen as it was written: never edit it, add a migration instead."""
+    frozen = MetaData()
+    Table(
+        "organizations",
+        frozen,
+        Column("id", String(64), primary_key=True),
+        Column("name", String(256), nullable=False),
+        Column("created_at", String(32), nullable=False),
+    )
+    Table(
+        "api_keys",
+        frozen,
+        Column("key_hash", String(64), primary_key=True),
+        Column("user_id", String(64), nullable=False),
+        _organization_column(),
+        Column("role", String(16), nullable=False),
+        Column("created_at", String(32), nullable=False),
+    )
+    Table(
+        "sites",
+        frozen,
+        Column("site_id", Integer, primary_key=True, autoincrement=True),
+        Column("id", String(12), unique=True, nullable=False),
+        _organization_column(),
+        Column("domain", String(253), nullable=False),
+        Column("name", String(256), nullable=False),
+        Column("created_by", String(64), nullable=False),
+        Column("created_at", String(32), nullable=False),
+        Column("updated_at", String(32), nullable=False),
+        Column("private_link_key", String(12), nullable=True),
+        Column("version", Integer, nullable=False),
+        *(
+            Column(column, Boolean, nullable=False)
+            for column in (
+                "public",
+                "salt_user_ids",
+                "block_bots",
+                "session_replay",
+                "web_vitals",
+                "track_errors",
+                "track_outbound",
+                "track_url_params",
+            )
+        ),
+    )
+    _rule_list_table("excluded_ips", "entry", 256, frozen)
+    _rule_list_table("excluded_countries", "code", 2, frozen)
+    frozen.create_all(connection, checkfirst=True)
 
 
 MIGRATIONS: Final[Sequence[Callable[[Connection], None]]] = (_migration_1,)
@@ -170,18 +220,19 @@ def engine_for(url: str) -> Engine:
 class SiteStore:
     """Organisations, API keys, sites and their rule lists."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
         self.engine = engine_for(url)
         self._is_sqlite = self.engine.dialect.name == "sqlite"
-        self.migrate()
+        if migrate:
+            self.migrate()
 
-    def migrate(self) -> None:
-        """Apply every migration not applied yet."""
+    def migrate(self, upto: int | None = None) -> None:
+        """Apply every migration not applied yet (up to number ``upto`` when given)."""
         with self.transaction() as connection:
             schema_version.create(connection, checkfirst=True)
             done = {row.version for row in connection.execute(select(schema_version.c.version))}
-            for number, migration in enumerate(MIGRATIONS, start=1):
+            for number, migration in enumerate(MIGRATIONS[:upto], start=1):
                 if number not in done:
                     migration(connection)
                     connection.execute(insert(schema_version).values(version=number))
@@ -254,12 +305,17 @@ class SiteStore:
     # --- sites ------------------------------------------------------------------------
 
     def find_site(self, connection: Connection, ref: str, *, lock: bool = False) -> Any:
-        """The site row addressed by its numeric ``siteId`` or its 12-hex ``id``, or None."""
-        column = sites.c.site_id if ref.isdigit() else sites.c.id
-        key: int | str = int(ref) if ref.isdigit() else ref
-        if isinstance(key, int) and key > 2**62:
-            return None
-        query = select(sites).where(column == key)
+        """The site row addressed by its numeric ``siteId`` or its 12-hex ``id``, or None.
+
+        ``ref`` is canonical (the server reads every path id through ``canonical_site_id``);
+        a number past the 32-bit ``site_id`` column (``MAX_STORED_SITE_ID``) names no site.
+        """
+        if ref.isdigit():
+            if int(ref) > MAX_STORED_SITE_ID:
+                return None
+            query = select(sites).where(sites.c.site_id == int(ref))
+        else:
+            query = select(sites).where(sites.c.id == ref)
         if lock and not self._is_sqlite:
             query = query.with_for_update()
         return connection.execute(query).first()
@@ -281,7 +337,7 @@ class SiteStore:
     def create_site(self, organization_id: str, created_by: str, values: dict[str, Any]) -> Any:
         """Insert a site (``values`` holds domain, name and flags by column); its row."""
         stamp = now()
-        row = {column: default for column, default in FLAGS.values()}
+        row = {column: default for column, default in SITE_FLAGS.values()}
         row.update(values)
         with self.transaction() as connection:
             for _ in range(8):  # a 12-hex id collides with odds of 1 in 2**48; retry anyway
@@ -304,11 +360,7 @@ class SiteStore:
             return connection.execute(select(sites).where(sites.c.site_id == site_id)).first()
 
     def delete_site(self, connection: Connection, site_id: int) -> None:
-        """Delete a site and, by cascade, all its rows."""
-        connection.execute(delete(excluded_ips).where(excluded_ips.c.site_id == site_id))
-        connection.execute(
-            delete(excluded_countries).where(excluded_countries.c.site_id == site_id)
-        )
+        """Delete a site; its rule rows go by cascade (``ON DELETE CASCADE``)."""
         connection.execute(delete(sites).where(sites.c.site_id == site_id))
 
     def update_site(
@@ -319,7 +371,7 @@ class SiteStore:
         ips: list[str] | None,
         countries: list[str] | None,
     ) -> None:
-        """Apply a partial update inside the caller's transaction; bumps the version."""
+        """Apply a partial update inside the caller's transaction, adding one to the version."""
         connection.execute(
             update(sites)
             .where(sites.c.site_id == site_id)

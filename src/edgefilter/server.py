@@ -15,6 +15,20 @@ Where it differs from Rybbit, and why:
   mapped addresses are accepted and a reversed range is refused (Rybbit stores it and it
   never matches). Unknown fields are refused with 400 naming them.
 - The three reads carry an ``ETag`` and answer ``If-None-Match`` with 304.
+
+Hostile input gets a 4xx and changes nothing; a 5xx means a fault of the server's own:
+
+- The key is checked before a body is read: without one a write answers 401, and a key
+  without access 403 or 404, whatever the body holds.
+- Bodies are parsed by orjson, which refuses nesting past 1,024 levels, lone surrogates
+  and NaN with a 400 (the stdlib parser recursed until it crashed).
+- Every ``:siteId`` is read through ``canonical_site_id``: ``007`` is site 7; superscript,
+  circled or Arabic-Indic digits and 5,000-digit numbers are no site id (404 with a valid
+  key), nor is a number past the 32-bit column.
+- A NUL byte in a path parameter or a text field answers 400 naming it (PostgreSQL cannot
+  store one), on every backend alike.
+- Error answers are bounded: at most ``MAX_DETAILS`` details, each quoting at most
+  ``MAX_QUOTED`` characters of the client's value, and ``omittedDetails`` counts the rest.
 """
 
 from __future__ import annotations
@@ -27,6 +41,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
 import idna
+import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -35,33 +50,76 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ._countries import normalize_country
-from ._errors import ConfigError
+from ._errors import ApiError, ConfigError
 from ._intervals import AddressTable
-from ._openapi import OPENAPI
-from ._store import FLAGS, WRITER_ROLES, Principal, SiteStore
+from ._openapi import (
+    CONFIG_FLAGS,
+    CREATE_FLAGS,
+    CREATED_FIELDS,
+    MAX_DETAILS,
+    OPENAPI,
+    SITE_FIELDS,
+)
+from ._rules import _SCALAR_FIELDS, SITE_FLAGS
+from ._siteids import canonical_site_id
+from ._store import WRITER_ROLES, Principal, SiteStore
+
+__all__ = ["ApiError", "SitesApi", "create_app", "normalize_domain"]
 
 DEFAULT_MAX_BODY: Final = 1 << 20
 DEFAULT_MAX_IPS: Final = 10_000
 DEFAULT_MAX_COUNTRIES: Final = 250
 MAX_ENTRY_LENGTH: Final = 256
 MAX_NAME_LENGTH: Final = 256
-CREATE_FIELDS: Final = frozenset({"domain", "name", "public", "saltUserIds", "blockBots"})
-CONFIG_FIELDS: Final = frozenset(FLAGS) | {"domain", "name", "excludedIPs", "excludedCountries"}
+LIST_FIELDS: Final = frozenset({"excludedIPs", "excludedCountries"})
+CREATE_FIELDS: Final = frozenset({"domain", "name", *CREATE_FLAGS})
+CONFIG_FIELDS: Final = frozenset(SITE_FLAGS) | {"domain", "name"} | LIST_FIELDS
 PRIVATE_LINK_ACTIONS: Final = frozenset({"generate_private_link_key", "revoke_private_link_key"})
+MAX_QUOTED: Final = 40  # characters of a client's value an error message quotes
+MAX_REASON: Final = 160  # characters of one detail's reason
 
 
-class ApiError(Exception):
-    """An error answer: ``{"success": false, "error": ..., "details": [...]}``."""
+def _error_answer(error: ApiError) -> JSONResponse:
+    """The answer to a refusal: its details cut to ``MAX_DETAILS``, with a count of the rest."""
+    body: dict[str, Any] = {"success": False, "error": error.error}
+    if error.details is not None:
+        body["details"] = error.details[:MAX_DETAILS]
+        if len(error.details) > MAX_DETAILS:
+            body["omittedDetails"] = len(error.details) - MAX_DETAILS
+    return JSONResponse(body, status_code=error.status)
 
-    def __init__(self, status: int, error: str, details: list[str] | None = None) -> None:
-        super().__init__(error)
-        self.status, self.error, self.details = status, error, details
 
-    def response(self) -> JSONResponse:
-        body: dict[str, Any] = {"success": False, "error": self.error}
-        if self.details is not None:
-            body["details"] = self.details
-        return JSONResponse(body, status_code=self.status)
+def _row_json(row: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    """The API fields of a site row, by the column each field's attribute names."""
+    return {field: getattr(row, _SCALAR_FIELDS[field][0]) for field in fields}
+
+
+def _cut(text: str, limit: int = MAX_QUOTED) -> str:
+    """``text`` cut to ``limit`` characters, marked with ``...`` when it was longer."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _quoted(value: object) -> str:
+    """A client's value as an error message quotes it: its repr, cut short."""
+    return _cut(repr(value))
+
+
+def _refuse_nul(field: str, value: str) -> None:
+    """400 naming ``field`` when ``value`` holds a NUL byte (PostgreSQL text cannot)."""
+    if "\x00" in value:
+        raise ApiError(400, f"{field} contains a NUL byte")
+
+
+def _refuse_nul_in_body(body: dict[str, Any]) -> None:
+    """400 naming the first field name, text value or list entry that holds a NUL byte."""
+    for key, value in body.items():
+        _refuse_nul("a field name", key)
+        if isinstance(value, str):
+            _refuse_nul(_cut(key), value)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, str):
+                    _refuse_nul(f"{_cut(key)}[{index}]", item)
 
 
 def normalize_domain(value: object) -> str:
@@ -75,9 +133,11 @@ def normalize_domain(value: object) -> str:
     try:
         domain = idna.encode(text, uts46=True).decode("ascii")
     except idna.IDNAError as error:
-        raise ApiError(400, f"domain {value!r} is not a valid domain name: {error}") from None
+        reason = _cut(str(error), MAX_REASON)
+        message = f"domain {_quoted(value)} is not a valid domain name: {reason}"
+        raise ApiError(400, message) from None
     if len(domain) > 253:
-        raise ApiError(400, f"domain {value!r} is longer than 253 characters")
+        raise ApiError(400, f"domain {_quoted(value)} is longer than 253 characters")
     return domain
 
 
@@ -116,7 +176,7 @@ class SitesApi:
     async def json_body(self, request: Request) -> dict[str, Any]:
         """The JSON object body, read up to the size limit (413 past it)."""
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
+        if declared.isascii() and declared.isdigit() and int(declared[:20]) > self.max_body_bytes:
             raise ApiError(413, f"request body over {self.max_body_bytes} bytes")
         chunks, size = [], 0
         async for chunk in request.stream():
@@ -125,11 +185,13 @@ class SitesApi:
                 raise ApiError(413, f"request body over {self.max_body_bytes} bytes")
             chunks.append(chunk)
         try:
-            body = json.loads(b"".join(chunks) or b"null")
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(400, "request body is not valid JSON") from None
+            body = orjson.loads(b"".join(chunks) or b"null")
+        except orjson.JSONDecodeError as error:
+            reason = _cut(str(error), MAX_REASON)
+            raise ApiError(400, f"request body is not valid JSON: {reason}") from None
         if not isinstance(body, dict):
             raise ApiError(400, "request body must be a JSON object")
+        _refuse_nul_in_body(body)
         return body
 
     def principal(
@@ -154,11 +216,14 @@ class SitesApi:
         lock: bool = False,
     ) -> tuple[Any, Principal | None]:
         """The addressed site and the caller, with 401/403/404 as the module explains."""
-        ref = request.path_params["site_id"]
-        principal = self.principal(request, connection, required=False)
-        row = self.store.find_site(connection, ref, lock=lock)
+        principal = self.principal(request, connection, required=not public_ok)
+        raw = request.path_params["siteId"]
+        if principal is not None:
+            _refuse_nul("path parameter siteId", raw)
+        ref = canonical_site_id(raw)
+        row = None if ref is None else self.store.find_site(connection, ref, lock=lock)
         if principal is None:
-            if row is not None and row.public and public_ok:
+            if row is not None and row.public:
                 return row, None
             raise ApiError(401, "Unauthorized")
         if row is None:
@@ -173,19 +238,26 @@ class SitesApi:
 
     async def create_site(self, request: Request) -> Response:
         """POST /api/sites/:orgId"""
+        principal = await run_in_threadpool(self._may_create, request)
         body = await self.json_body(request)
-        return await run_in_threadpool(self._create_site, request, body)
+        return await run_in_threadpool(self._create_site, principal, body)
 
-    def _create_site(self, request: Request, body: dict[str, Any]) -> Response:
+    def _may_create(self, request: Request) -> Principal:
+        """The caller, when it may create a site in the path's organisation (before the body)."""
         principal = self.principal(request)
         assert principal is not None
-        organization_id = request.path_params["org_id"]
+        organization_id = request.path_params["orgId"]
+        _refuse_nul("path parameter orgId", organization_id)
         if principal.organization_id != organization_id:
             if not self.store.organization_exists(organization_id):
                 raise ApiError(404, "Organization not found")
             raise ApiError(403, "Forbidden")
         if principal.role not in WRITER_ROLES:
             raise ApiError(403, "Forbidden: admin or owner role required")
+        return principal
+
+    def _create_site(self, principal: Principal, body: dict[str, Any]) -> Response:
+        organization_id = principal.organization_id
         _refuse_unknown(body, CREATE_FIELDS)
         values: dict[str, Any] = {
             "domain": normalize_domain(body.get("domain")),
@@ -193,18 +265,7 @@ class SitesApi:
         }
         values.update(_flags(body))
         row = self.store.create_site(organization_id, principal.user_id, values)
-        created = {
-            "siteId": row.site_id,
-            "id": row.id,
-            "domain": row.domain,
-            "name": row.name,
-            "organizationId": row.organization_id,
-            "createdBy": row.created_by,
-            "public": row.public,
-            "saltUserIds": row.salt_user_ids,
-            "blockBots": row.block_bots,
-        }
-        return JSONResponse(created, status_code=201)
+        return JSONResponse(_row_json(row, CREATED_FIELDS), status_code=201)
 
     async def get_site(self, request: Request) -> Response:
         """GET /api/sites/:siteId"""
@@ -212,15 +273,7 @@ class SitesApi:
 
     def _site_body(self, row: Any, principal: Principal | None, _lists: Any) -> dict[str, Any]:
         return {
-            "id": row.id,
-            "siteId": row.site_id,
-            "name": row.name,
-            "domain": row.domain,
-            "createdAt": row.created_at,
-            "updatedAt": row.updated_at,
-            "createdBy": row.created_by,
-            "organizationId": row.organization_id,
-            **{flag: getattr(row, column) for flag, (column, _) in FLAGS.items()},
+            **_row_json(row, SITE_FIELDS),
             "isOwner": principal is not None and principal.role == "owner",
         }
 
@@ -259,8 +312,14 @@ class SitesApi:
             self.store.delete_site(connection, row.site_id)
         return JSONResponse({"success": True})
 
+    def _may_write(self, request: Request) -> None:
+        """401/403/404 unless the caller may write the addressed site (before the body)."""
+        with self.store.transaction(write=False) as connection:
+            self.site(connection, request, write=True)
+
     async def update_config(self, request: Request) -> Response:
         """PUT /api/sites/:siteId/config"""
+        await run_in_threadpool(self._may_write, request)
         body = await self.json_body(request)
         return await run_in_threadpool(self._update_config, request, body)
 
@@ -283,7 +342,7 @@ class SitesApi:
             row = self.store.find_site(connection, str(row.site_id))
             ip_list, country_list = self.store.site_lists(connection, row.site_id)
         config = {
-            **{flag: getattr(row, column) for flag, (column, _) in FLAGS.items()},
+            **_row_json(row, CONFIG_FLAGS),
             "excludedIPs": ip_list,
             "excludedCountries": country_list,
         }
@@ -297,13 +356,13 @@ class SitesApi:
 
     def _valid_ips(self, value: object) -> list[str]:
         entries = _strings("excludedIPs", value, self.max_excluded_ips)
-        _, rejected = AddressTable.from_entries(entries)
-        details = [f"{entry}: {reason}" for entry, reason in rejected]
-        details += [
-            f"{entry[:40]}...: longer than {MAX_ENTRY_LENGTH} characters"
-            for entry in entries
-            if len(entry.strip()) > MAX_ENTRY_LENGTH
-        ]
+        details = []
+        for entry in entries:
+            if len(entry.strip()) > MAX_ENTRY_LENGTH:
+                details.append(f"{_cut(entry)}: longer than {MAX_ENTRY_LENGTH} characters")
+                continue
+            _, rejected = AddressTable.from_entries([entry])
+            details += [f"{_cut(entry)}: {_cut(reason, MAX_REASON)}" for _, reason in rejected]
         if details:
             raise ApiError(400, "Invalid IP patterns", details)
         return [entry.strip() for entry in entries]
@@ -315,14 +374,17 @@ class SitesApi:
             try:
                 valid.append(normalize_country(code))
             except ConfigError as error:
-                details.append(f"{code}: {error}")
+                details.append(f"{_cut(code)}: {_cut(str(error), MAX_REASON)}")
         if details:
             raise ApiError(400, "Invalid country codes", details)
         return list(dict.fromkeys(valid))
 
     async def private_link(self, request: Request) -> Response:
         """GET and POST /api/sites/:siteId/private-link-config"""
-        body = await self.json_body(request) if request.method == "POST" else None
+        body = None
+        if request.method == "POST":
+            await run_in_threadpool(self._may_write, request)
+            body = await self.json_body(request)
         return await run_in_threadpool(self._private_link, request, body)
 
     def _private_link(self, request: Request, body: dict[str, Any] | None) -> Response:
@@ -345,12 +407,14 @@ class SitesApi:
 def _refuse_unknown(body: dict[str, Any], allowed: frozenset[str]) -> None:
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise ApiError(400, f"Unknown fields: {', '.join(unknown)}")
+        named = ", ".join(_cut(name) for name in unknown[:MAX_DETAILS])
+        more = len(unknown) - MAX_DETAILS
+        raise ApiError(400, f"Unknown fields: {named}" + (f" and {more} more" if more > 0 else ""))
 
 
 def _flags(body: dict[str, Any]) -> dict[str, bool]:
     columns = {}
-    for flag, (column, _) in FLAGS.items():
+    for flag, (column, _) in SITE_FLAGS.items():
         if flag in body:
             if not isinstance(body[flag], bool):
                 raise ApiError(400, f"{flag} must be true or false")
@@ -374,7 +438,7 @@ def _guard(
         try:
             return await handler(request)
         except ApiError as error:
-            return error.response()
+            return _error_answer(error)
 
     return guarded
 
@@ -404,10 +468,10 @@ def create_app(
     async def openapi(_request: Request) -> Response:
         return JSONResponse(OPENAPI)
 
-    site = "/api/sites/{site_id}"
+    site = "/api/sites/{siteId}"
     routes = [
         Route("/openapi.json", openapi, methods=["GET"]),
-        Route("/api/sites/{org_id}", _guard(api.create_site), methods=["POST"]),
+        Route("/api/sites/{orgId}", _guard(api.create_site), methods=["POST"]),
         Route(site, _guard(api.get_site), methods=["GET"]),
         Route(site, _guard(api.delete_site), methods=["DELETE"]),
         Route(site + "/config", _guard(api.update_config), methods=["PUT"]),
