@@ -21,6 +21,7 @@ from edgefilter._store import (
     excluded_countries,
     excluded_ips,
     metadata,
+    new_public_id,
     sites,
 )
 from edgefilter.server import ApiError, create_app
@@ -244,3 +245,10 @@ def test_odd_content_lengths_are_413_or_read(tmp_path: Path, declared: str) -> N
     store.close()
     status = sent[0]["status"]
     assert status == (200 if declared == "²" else 413), sent
+
+
+def test_public_ids_always_have_a_letter() -> None:
+    """A drawn id of twelve digits is drawn again: it would read as a numeric siteId."""
+    draws = iter(["123456789012", "0000000000a1"])
+    assert new_public_id(lambda _size: next(draws)) == "0000000000a1"
+    assert all(not new_public_id().isdigit() for _ in range(2000))

@@ -176,6 +176,15 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def new_public_id(token: Callable[[int], str] = secrets.token_hex) -> str:
+    """A random 12-hex site ``id`` with at least one letter: twelve digits would read as a
+    numeric ``siteId`` (about 1 draw in 280), and the site could not be addressed by it."""
+    while True:
+        candidate = token(6)
+        if not candidate.isdigit():
+            return candidate
+
+
 def hash_key(key: str) -> str:
     """The stored form of an API key (keys are random and long: a plain SHA-256 suffices)."""
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
@@ -341,7 +350,7 @@ class SiteStore:
         row.update(values)
         with self.transaction() as connection:
             for _ in range(8):  # a 12-hex id collides with odds of 1 in 2**48; retry anyway
-                public_id = secrets.token_hex(6)
+                public_id = new_public_id()
                 if self.find_site(connection, public_id) is None:
                     break
             result = connection.execute(
