@@ -12,8 +12,8 @@ from hypothesis import settings
 
 from edgefilter import SitesApiClient
 from edgefilter._serving import serve_in_thread
-from edgefilter._store import SiteStore
 from edgefilter.server import create_app
+from edgefilter.server._store import SiteStore
 
 from .live import FaultInjector
 

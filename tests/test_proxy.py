@@ -13,8 +13,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from edgefilter import EdgeFilter, SiteConfig
-from edgefilter._proxy import create_proxy_app
 from edgefilter._serving import serve_in_thread
+from edgefilter.proxy import create_proxy_app
 
 from .conftest import CHROME
 

@@ -14,10 +14,10 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, select, text
 
-from edgefilter._openapi import OPENAPI
 from edgefilter._serving import serve_in_thread
-from edgefilter._store import SiteStore, excluded_ips, sites
 from edgefilter.server import create_app
+from edgefilter.server._openapi import OPENAPI
+from edgefilter.server._store import SiteStore, excluded_ips, sites
 
 from .conftest import DATA
 from .test_server_spec import response_hook

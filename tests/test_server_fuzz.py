@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from edgefilter._serving import serve_in_thread
-from edgefilter._store import SiteStore, excluded_countries, excluded_ips, sites
-from edgefilter.server import CONFIG_FIELDS, CREATE_FIELDS, create_app
+from edgefilter.server import create_app
+from edgefilter.server._app import CONFIG_FIELDS, CREATE_FIELDS
+from edgefilter.server._store import SiteStore, excluded_countries, excluded_ips, sites
 
 from .test_server import postgres_url
 from .test_server_spec import check_answer

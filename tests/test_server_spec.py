@@ -18,10 +18,11 @@ from jsonschema import Draft202012Validator, ValidationError
 from openapi_spec_validator import validate
 from starlette.routing import Route
 
-from edgefilter._openapi import OPENAPI
 from edgefilter._rules import SITE_FLAGS, SiteConfig
-from edgefilter._store import sites
-from edgefilter.server import LIST_FIELDS, create_app
+from edgefilter.server import create_app
+from edgefilter.server._app import LIST_FIELDS
+from edgefilter.server._openapi import OPENAPI
+from edgefilter.server._store import sites
 
 
 @cache

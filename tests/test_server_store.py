@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Boolean, Column, Engine, MetaData, inspect, select, text
 
-from edgefilter import _store
 from edgefilter._errors import ApiError as TreeApiError
 from edgefilter._errors import EdgeFilterError
-from edgefilter._store import (
+from edgefilter.server import ApiError, _store, create_app
+from edgefilter.server._store import (
     MIGRATIONS,
     SiteStore,
     engine_for,
@@ -24,7 +24,6 @@ from edgefilter._store import (
     new_public_id,
     sites,
 )
-from edgefilter.server import ApiError, create_app
 
 from .test_server import postgres_url
 

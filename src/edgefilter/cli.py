@@ -10,15 +10,14 @@ from pathlib import Path
 
 from ._cache import RulesCache
 from ._client import SitesApiClient
-from ._demo import run_offline_demo
 from ._errors import ConfigError
 from ._filter import EdgeFilter
-from ._livedemo import run_live_demo
-from ._proxy import create_proxy_app
 from ._serving import serve
-from ._store import ROLES, SiteStore
+from .demo import run_live_demo, run_offline_demo
 from .middleware import PROXY_HEADERS, EdgeFilterMiddleware
+from .proxy import create_proxy_app
 from .server import create_app
+from .server._store import ROLES, SiteStore
 
 DEFAULT_DB = "sqlite:///edgefilter.db"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from ._rules import _SCALAR_FIELDS, SITE_FLAGS
+from .._rules import _SCALAR_FIELDS, SITE_FLAGS
 
 # The fields of the server's answers, in the order it writes them (Rybbit's order). Their
 # values come from the site row's column of the same attribute name (``_SCALAR_FIELDS``).

@@ -25,15 +25,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ._cache import RulesCache
-from ._client import SitesApiClient
-from ._decisions import Reason
-from ._errors import ApiRequestError
-from ._filter import EdgeFilter
-from ._geo import CountryResolver
-from ._serving import serve_in_thread
-from .middleware import DROP_ANSWERS, EdgeFilterMiddleware
-from .server import create_app
+from .._cache import RulesCache
+from .._client import SitesApiClient
+from .._decisions import Reason
+from .._errors import ApiRequestError
+from .._filter import EdgeFilter
+from .._geo import CountryResolver
+from .._serving import serve_in_thread
+from ..middleware import DROP_ANSWERS, EdgeFilterMiddleware
+from ..server import create_app
 
 TRUSTED_PROXIES: Final = ("127.0.0.2", "10.9.0.0/16")
 TTL: Final = 2.0

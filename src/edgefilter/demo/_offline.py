@@ -9,9 +9,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._decisions import Reason
-from ._filter import EdgeFilter
-from ._rules import SiteConfig
+from .._decisions import Reason
+from .._filter import EdgeFilter
+from .._rules import SiteConfig
 
 NO_VALUE = "-"  # how the traffic file writes a missing address
 

@@ -49,9 +49,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ._countries import normalize_country
-from ._errors import ApiError, ConfigError
-from ._intervals import AddressTable
+from .._countries import normalize_country
+from .._errors import ApiError, ConfigError
+from .._intervals import AddressTable
+from .._rules import _SCALAR_FIELDS, SITE_FLAGS
+from .._siteids import canonical_site_id
 from ._openapi import (
     CONFIG_FLAGS,
     CREATE_FLAGS,
@@ -60,8 +62,6 @@ from ._openapi import (
     OPENAPI,
     SITE_FIELDS,
 )
-from ._rules import _SCALAR_FIELDS, SITE_FLAGS
-from ._siteids import canonical_site_id
 from ._store import WRITER_ROLES, Principal, SiteStore
 
 __all__ = ["ApiError", "SitesApi", "create_app", "normalize_domain"]

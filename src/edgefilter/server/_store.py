@@ -47,7 +47,7 @@ from sqlalchemy import (
     update,
 )
 
-from ._rules import SITE_FLAGS
+from .._rules import SITE_FLAGS
 
 ROLES: Final = ("owner", "admin", "member")
 MAX_STORED_SITE_ID: Final = 2**31 - 1  # sites.site_id is a 32-bit INTEGER on PostgreSQL

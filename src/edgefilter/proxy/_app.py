@@ -20,9 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ._decisions import Reason
-from ._filter import EdgeFilter
-from .middleware import DROP_ANSWERS, EdgeFilterMiddleware
+from .._decisions import Reason
+from .._filter import EdgeFilter
+from ..middleware import DROP_ANSWERS, EdgeFilterMiddleware
 
 FORWARDED_HEADERS: Final = (
     "user-agent",
