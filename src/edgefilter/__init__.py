@@ -1,8 +1,16 @@
-"""edgefilter: decide at the edge of an analytics ingest pipeline whether a hit is tracked."""
+"""edgefilter: decide at the edge of an analytics ingest pipeline whether a hit is tracked.
+
+``import edgefilter`` loads the core only (rules, tables, bots, the hot path: maxminddb,
+google-re2, orjson). The live-rules names ``RulesCache``, ``SitesApiClient`` and
+``FetchedConfig`` are imported on first use, with httpx and cachetools (the ``client``
+extra); the applications live in subpackages (``edgefilter.server``, ``edgefilter.proxy``,
+``edgefilter.demo``) with extras of their own.
+"""
+
+import importlib as _importlib
+import typing as _typing
 
 from ._bots import BotDetector
-from ._cache import RulesCache
-from ._client import FetchedConfig, SitesApiClient
 from ._counters import DecisionCounters
 from ._decisions import Decision, Reason
 from ._errors import (
@@ -22,6 +30,13 @@ from ._filter import EdgeFilter, RulesSource, StaticRules
 from ._geo import CountryResolver
 from ._intervals import AddressTable, IntervalTable
 from ._rules import SiteConfig, SiteRules, compile_rules
+
+if _typing.TYPE_CHECKING:
+    from ._cache import RulesCache
+    from ._client import FetchedConfig, SitesApiClient
+
+# Public names whose modules need an extra, by the module that defines them.
+_LAZY = {"RulesCache": "._cache", "SitesApiClient": "._client", "FetchedConfig": "._client"}
 
 __all__ = [
     "AddressTable",
@@ -52,3 +67,22 @@ __all__ = [
     "StaticRules",
     "compile_rules",
 ]
+
+
+def __getattr__(name: str) -> _typing.Any:
+    """Import a live-rules name on first use; name the extra when its stack is missing."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'edgefilter' has no attribute {name!r}")
+    try:
+        value = getattr(_importlib.import_module(module, __name__), name)
+    except ModuleNotFoundError as error:
+        raise ImportError(
+            f"edgefilter.{name} needs {error.name!r}: pip install 'edgefilter[client]'"
+        ) from error
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
