@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import ipaddress
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from edgefilter import CountryResolver, GeoIPError
+from edgefilter import ConfigError, CountryResolver, GeoIPError
 
 from .conftest import DATA
 
@@ -97,3 +99,30 @@ def test_undecodable_record_answers_none() -> None:
     """A record the database cannot decode is no country, not an exception."""
     with CountryResolver(DATA / "geo" / "bad" / "GeoIP2-City-Test-Broken-Double-Format.mmdb") as r:
         assert r.country("81.2.69.160") is None
+
+
+class FsPath:
+    """An os.PathLike that is not a pathlib.Path."""
+
+    def __init__(self, path: str | bytes) -> None:
+        self.path = path
+
+    def __fspath__(self) -> str | bytes:
+        return self.path
+
+
+@pytest.mark.parametrize(
+    "make", [str, bytes, lambda path: FsPath(str(path)), lambda path: FsPath(bytes(path))]
+)
+def test_any_path_form_opens(city_db: Path, make: Callable[[Path], object]) -> None:
+    """Text, bytes and any os.PathLike open the database; ``path`` is its text."""
+    with CountryResolver(make(city_db)) as resolver:  # type: ignore[arg-type]
+        assert resolver.path == str(city_db)
+        assert resolver.country("81.2.69.160") == "GB"
+
+
+@pytest.mark.parametrize("path", [None, 42, ["a.mmdb"]])
+def test_a_path_that_is_no_path_is_refused(path: object) -> None:
+    """Anything else is a ConfigError naming it, before any file is touched."""
+    with pytest.raises(ConfigError, match=f"path {re.escape(repr(path))}"):
+        CountryResolver(path)  # type: ignore[arg-type]

@@ -164,7 +164,7 @@ class EdgeFilterMiddleware:
             client_ip = override_ip if isinstance(override_ip, str) else client_ip
             user_agent = override_ua if isinstance(override_ua, str) else user_agent
         if self.rules_for(site) is None:  # cold: wait for the fetch without blocking the loop
-            await self.edge_filter.ensure(site, self.cold_wait)
+            await self.edge_filter.aensure(site, self.cold_wait)
         decision = self.edge_filter.should_track(site, client_ip, user_agent)
         return EdgeDecision(decision, site, client_ip, user_agent)
 
