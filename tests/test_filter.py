@@ -241,8 +241,8 @@ def test_custom_bot_detector_is_used() -> None:
     """``bots`` replaces the default detector."""
 
     class EveryoneIsABot(BotDetector):
-        def detect(self, ua: str) -> bool:
-            return True
+        def detect(self, ua: str) -> str | None:
+            return "crawler"
 
     edge_filter = EdgeFilter({"1": SiteRules(block_bots=True)}, bots=EveryoneIsABot())
     assert edge_filter.should_track("1", "1.2.3.4", CHROME).reason is Reason.bot

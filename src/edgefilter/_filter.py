@@ -445,15 +445,17 @@ class EdgeFilter:
     def _resolve(self, site: object) -> SiteRules | Decision:
         """The slow path after a miss: the canonical id (none: an unknown site, the source
         is not asked), its rules at hand, then the source's ``resolve``."""
-        canonical = _canonical_site(site)
+        kind = type(site)  # plain text or int, the usual case, without one more call
+        canonical = canonical_site_id(site) if kind is str or kind is int else _canonical_site(site)
         if canonical is None:
             return self._unknown
-        try:
-            rules = self._rules_for(canonical)
-        except Exception:  # a source's read must not break the hot path: ask resolve
-            rules = None
-        if rules is not None:
-            return rules
+        if canonical is not site:  # another spelling: its rules may be at hand after all
+            try:
+                rules = self._rules_for(canonical)
+            except Exception:  # a source's read must not break the hot path: ask resolve
+                rules = None
+            if rules is not None:
+                return rules
         try:
             found = self.source.resolve(canonical)
         except Exception:  # a source must not break the hot path; count it as unavailable
