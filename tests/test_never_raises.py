@@ -79,6 +79,7 @@ ANSWERS: dict[str, object] = {
     "92": Reason.rules_unauthorized,
     "94": [],  # unhashable: the protocol does not allow it
     "95": Reason.tracked,  # not a cause of unavailability either
+    "96": masked_class(HostileError),  # an answer whose __class__ raises
 }
 
 

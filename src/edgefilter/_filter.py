@@ -132,7 +132,6 @@ class RulesSource(Protocol):
 
 _NO_SITES: Final[Mapping[str, SiteRules]] = MappingProxyType({})
 DEFAULT_COLD_WAIT: Final = RulesSource.cold_wait
-_OPTIONAL_MEMBERS: Final = ("cold_wait", "aensure", "known_sites")
 
 
 class StaticRules(RulesSource):
@@ -312,10 +311,10 @@ class EdgeFilter:
         self._rules_for: Callable[[str], SiteRules | None] = self.source.rules_for
         self._cold_wait = _cold_wait(self.source)
         self._aensure_source = _optional(self.source, "aensure")
-        self.geoip = _as_resolver(geoip)
-        self._layering = None if self.geoip is None else CountryLayering(self.geoip)
         if bots is not None and not isinstance(bots, BotDetector):
             raise ConfigError(f"bots {bots!r} is not a BotDetector")
+        self.geoip = _as_resolver(geoip)  # last of the checks: it opens a file
+        self._layering = None if self.geoip is None else CountryLayering(self.geoip)
         self.bots = bots if bots is not None else BotDetector()
         self._bot_verdicts = self.bots.verdicts
         self._bot_verdict = self.bots.verdict
@@ -458,15 +457,17 @@ class EdgeFilter:
                 return rules
         try:
             found = self.source.resolve(canonical)
+            rules = found if isinstance(found, SiteRules) else None  # __class__ may raise
+            cause = found if isinstance(found, Reason) else None
         except Exception:  # a source must not break the hot path; count it as unavailable
             self._log_source_failure(canonical)
             return self._unavailable[Reason.rules_unavailable]
-        if isinstance(found, SiteRules):
-            self.check_rules(found)
-            return found
+        if rules is not None:
+            self.check_rules(rules)
+            return rules
         if found is None:
             return self._unknown
-        decision = self._unavailable.get(found) if isinstance(found, Reason) else None
+        decision = None if cause is None else self._unavailable.get(cause)
         if decision is None:  # an answer the protocol does not name: the source is broken
             self._log_source_failure(canonical, found)
             decision = self._unavailable[Reason.rules_unavailable]
