@@ -68,6 +68,7 @@ _inet_ntop = socket.inet_ntop
 _AF_INET: Final = socket.AF_INET
 _AF_INET6: Final = socket.AF_INET6
 _bisect_right = bisect_right
+_get_running_loop = asyncio.events._get_running_loop
 
 
 # The decision for each layer of a site's table: 0 its excluded IPs, 1 its excluded countries.
@@ -488,9 +489,7 @@ class EdgeFilter:
     def _warn_if_in_event_loop(self) -> None:
         """Warn once when ``should_track`` met a site without rules at hand inside a running
         event loop: the caller should have awaited ``adecide``."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
+        if _get_running_loop() is None:  # asyncio's own check, without raising
             return
         self._warned_unawaited = True
         message = (
