@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import re2
 
-from edgefilter import BotDetector
-from edgefilter._bots import EXCEPTIONS, FAMILIES, TOKENS, _options
+from edgefilter import BotDetector, ConfigError
+from edgefilter._bots import EXCEPTIONS, FAMILIES, MAX_UA_LENGTH, TOKENS, _options
 
 from .conftest import CHROME, DATA, GOOGLEBOT
 
@@ -168,9 +168,71 @@ def test_cache_is_bounded() -> None:
     assert counting.calls == 11
 
 
+class RecordingDetector(CountingDetector):
+    """Also records the text each uncached verdict was computed on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def detect(self, ua: str) -> str | None:
+        self.seen.append(ua)
+        return super().detect(ua)
+
+
 def test_huge_user_agent_is_cut_and_not_kept() -> None:
-    """Only the first 512 characters decide; a huge string is answered but not cached."""
+    """Only the first 512 characters decide (a bot token past them is not read); a huge
+    string is answered but not cached."""
+    recording = RecordingDetector()
+    padded = CHROME + " " * (MAX_UA_LENGTH - len(CHROME))
+    huge = padded + GOOGLEBOT + "x" * 1_000_000
+    assert recording.is_bot(huge) is False
+    assert recording.seen == [padded]
+    assert huge not in recording.verdicts
+    assert recording.is_bot(huge) is False
+    assert recording.calls == 2  # not kept: computed again
+
+
+def test_a_user_agent_up_to_four_cuts_long_is_kept() -> None:
+    """A long string (under four times the cut) is cached under its whole text."""
+    recording = RecordingDetector()
+    long = CHROME + " " * (3 * MAX_UA_LENGTH)
+    assert recording.is_bot(long) is False
+    assert long in recording.verdicts
+
+
+@pytest.mark.parametrize("size", [0, -1, True, 1.5, "10"])
+def test_a_cache_size_below_one_or_not_an_int_is_refused(size: object) -> None:
+    """cache_size must be an int of at least 1: ConfigError naming it."""
+    with pytest.raises(ConfigError, match="cache_size"):
+        BotDetector(cache_size=size)  # type: ignore[arg-type]
+
+
+def test_a_cache_of_one_stays_bounded() -> None:
+    """The smallest cache keeps one verdict, the latest."""
+    counting = CountingDetector(cache_size=1)
+    for index in range(5):
+        counting.is_bot(f"Mozilla/5.0 {index}")
+    assert list(counting.verdicts) == ["Mozilla/5.0 4"]
+
+
+@pytest.mark.parametrize(
+    ("ua", "is_bot"),
+    [
+        (memoryview(GOOGLEBOT.encode()), True),
+        (memoryview(bytearray(CHROME.encode())), False),  # unhashable
+        (bytearray(CHROME.encode()), False),
+        (type("Text", (str,), {})(GOOGLEBOT), True),
+    ],
+)
+def test_bytes_like_and_subclasses_are_read_as_text(ua: object, is_bot: bool) -> None:
+    """memoryview and bytearray are decoded like bytes; a str subclass is its text."""
+    assert BotDetector().is_bot(ua) is is_bot
+
+
+def test_bytes_find_the_verdict_of_their_text() -> None:
+    """bytes whose text has a verdict do not compute it again."""
     counting = CountingDetector()
-    huge = GOOGLEBOT + "x" * 1_000_000
-    assert counting.is_bot(huge) is True
-    assert huge not in counting.verdicts
+    assert counting.is_bot(CHROME) is False
+    assert counting.is_bot(CHROME.encode("latin-1")) is False
+    assert counting.calls == 1

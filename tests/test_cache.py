@@ -276,7 +276,7 @@ def test_thousand_concurrent_async_misses_make_one_fetch(
     sites_api.faults.mode, sites_api.faults.delay = "slow", 0.2  # keep the fetch in flight
 
     async def burst() -> None:
-        await asyncio.gather(*(edge_filter.ensure(site["id"]) for _ in range(1000)))
+        await asyncio.gather(*(edge_filter.aensure(site["id"]) for _ in range(1000)))
 
     asyncio.run(burst())
     assert cache.fetches == 1

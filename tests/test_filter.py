@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import random
-import time
+import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
@@ -16,15 +18,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgefilter import (
+    AddressTable,
     BotDetector,
+    ConfigError,
     CountryResolver,
     Decision,
     EdgeFilter,
     Reason,
+    RulesSource,
     SiteConfig,
     SiteRules,
     compile_rules,
 )
+from edgefilter._layers import CountryLayering
 
 from .conftest import CHROME, GOOGLEBOT
 from .oracle import Address, fold, naive_excluded
@@ -105,11 +111,8 @@ def edge_filter(
 def test_decisions(
     edge_filter: EdgeFilter, site: object, ip: object, ua: object, reason: Reason
 ) -> None:
-    """Each hit gets the documented reason, tracked only when the reason is ``tracked``.
-
-    Asked twice: the first hit of a site with country rules layers its table, the second
-    finds it layered.
-    """
+    """Each hit gets the documented reason, tracked only when the reason is ``tracked``;
+    asked twice, the second time from the caches the first one filled."""
     for _ in range(2):
         decision = edge_filter.should_track(site, ip, ua)
         assert decision.reason is reason
@@ -155,19 +158,41 @@ def test_country_rules_are_layered_into_the_ip_table_within_the_limit(
 
 
 @pytest.mark.parametrize("static", [True, False])
-def test_sites_are_layered_in_the_background(city_db: Path, static: bool) -> None:
+def test_sites_are_layered_in_the_background(
+    city_db: Path, static: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A fixed source's sites are layered once the walk ends; a live source's site after
-    its first hit. No hit waits for it."""
+    its first hit. No hit waits for it: the first one is answered while layering is held."""
+    hit_thread = threading.current_thread()
+    release, built = threading.Event(), threading.Event()
+    layered_on: list[threading.Thread] = []
+    layer = CountryLayering.layer
+
+    def held_layer(self: CountryLayering, rules: SiteRules) -> AddressTable | None:
+        layered_on.append(threading.current_thread())
+        if threading.current_thread() is not hit_thread:  # never block the hit itself
+            release.wait()
+        try:
+            return layer(self, rules)
+        finally:
+            built.set()
+
+    monkeypatch.setattr(CountryLayering, "layer", held_layer)
     resolver = CountryResolver(city_db)
+    assert resolver.wait_compiled(timeout=30)
     rules = compile_rules(SITE)
     source = {"1": rules} if static else ResolvingSource(rules)
     edge_filter = EdgeFilter(source, geoip=resolver)
-    assert resolver.wait_compiled(timeout=30)
     assert edge_filter.should_track("1", CN_ADDRESS, CHROME).reason is Reason.excluded_ip
-    deadline = time.monotonic() + 30
-    while resolver not in rules.country_layers and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert edge_filter.should_track("1", "175.16.199.200", CHROME).reason is (
+        Reason.excluded_country
+    )
+    assert resolver not in rules.country_layers  # answered while the layering is held
+    assert hit_thread not in layered_on
+    release.set()
+    assert built.wait(timeout=30)  # a safety net for a hang, not a timing
     assert resolver in rules.country_layers
+    assert hit_thread not in layered_on
 
 
 def test_a_site_without_a_geoip_database_is_never_layered() -> None:
@@ -216,42 +241,11 @@ def test_custom_bot_detector_is_used() -> None:
     """``bots`` replaces the default detector."""
 
     class EveryoneIsABot(BotDetector):
-        def detect(self, ua: str) -> bool:
-            return True
+        def detect(self, ua: str) -> str | None:
+            return "crawler"
 
     edge_filter = EdgeFilter({"1": SiteRules(block_bots=True)}, bots=EveryoneIsABot())
     assert edge_filter.should_track("1", "1.2.3.4", CHROME).reason is Reason.bot
-
-
-odd_values = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(),
-    st.floats(),
-    st.text(max_size=300),
-    st.binary(max_size=100),
-    st.lists(st.integers(), max_size=3),
-    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
-    st.sampled_from(
-        ["1", "a1b2c3d4e5f6", "10.0.0.1", "::ffff:10.0.0.1", "2001:db8::1", "x" * 100_000]
-    ),
-)
-
-
-@given(odd_values, odd_values, odd_values)
-def test_should_track_never_raises(city_db: Path, site: object, ip: object, ua: object) -> None:
-    """Whatever it is given, should_track answers with a Decision."""
-    edge_filter = _shared_filter(city_db)
-    assert isinstance(edge_filter.should_track(site, ip, ua), Decision)
-
-
-_FILTERS: dict[Path, EdgeFilter] = {}
-
-
-def _shared_filter(city_db: Path) -> EdgeFilter:
-    if city_db not in _FILTERS:
-        _FILTERS[city_db] = EdgeFilter({"1": SITE, "2": OPEN_SITE}, geoip=str(city_db))
-    return _FILTERS[city_db]
 
 
 @pytest.mark.parametrize("compact", [False, True])
@@ -343,3 +337,296 @@ def _country_path_filters(config: SiteConfig) -> dict[str, EdgeFilter]:
     filters["apart"] = EdgeFilter(ResolvingSource(compile_rules(config)), geoip=_RESOLVERS[True])
     filters["records"] = EdgeFilter({"1": compile_rules(config)}, geoip=_RESOLVERS[False])
     return filters
+
+
+# --- geoip paths ------------------------------------------------------------------------
+
+
+class FsPath:
+    """An os.PathLike that is not a pathlib.Path."""
+
+    def __init__(self, path: Path, *, as_bytes: bool = False) -> None:
+        self.path, self.as_bytes = path, as_bytes
+
+    def __fspath__(self) -> str | bytes:
+        return bytes(self.path) if self.as_bytes else str(self.path)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        lambda db: db,
+        str,
+        bytes,
+        FsPath,
+        lambda db: FsPath(db, as_bytes=True),
+    ],
+    ids=["Path", "str", "bytes", "PathLike", "PathLike of bytes"],
+)
+def test_geoip_accepts_any_path(city_db: Path, path: Callable[[Path], object]) -> None:
+    """``geoip`` may be any path form: the reported ``Path`` made every hit raise."""
+    edge_filter = EdgeFilter({"1": SITE}, geoip=path(city_db))  # type: ignore[arg-type]
+    assert isinstance(edge_filter.geoip, CountryResolver)
+    assert edge_filter.geoip.path == str(city_db)
+    decision = edge_filter.should_track("1", "175.16.199.200", CHROME)
+    assert decision.reason is Reason.excluded_country
+
+
+# --- site ids ---------------------------------------------------------------------------
+
+
+class CountingSource(RulesSource):
+    """Rules at hand for site 1; counts the ids that reach ``resolve``."""
+
+    rules_for: Callable[[str], SiteRules | None]
+
+    def __init__(self) -> None:
+        self.rules_for = {"1": compile_rules(SITE)}.get
+        self.resolved: list[str] = []
+
+    def resolve(self, site: str) -> SiteRules | Reason | None:
+        self.resolved.append(site)
+        return None
+
+
+EXCLUDED, UNKNOWN = Reason.excluded_ip, Reason.unknown_site
+
+
+@pytest.mark.parametrize(
+    ("site", "reason", "resolved"),
+    [
+        # another spelling of a real id: its rules, from rules_for, without resolve
+        ("01", EXCLUDED, []),
+        ("0" * 40 + "1", EXCLUDED, []),
+        (1, EXCLUDED, []),
+        # not a site id: unknown, and the source is not asked
+        ("", UNKNOWN, []),
+        ("1.0", UNKNOWN, []),
+        ("\u0661", UNKNOWN, []),  # an Arabic-Indic digit one
+        ("0" * 100 + "1", UNKNOWN, []),  # past MAX_RAW_LENGTH
+        ("x" * 100_000, UNKNOWN, []),
+        (-1, UNKNOWN, []),
+        (2**63, UNKNOWN, []),
+        (True, UNKNOWN, []),
+        (None, UNKNOWN, []),
+        # a real site id that the source does not have: asked in its canonical spelling
+        ("0042", UNKNOWN, ["42"]),
+        ("ABCDEF012345", UNKNOWN, ["abcdef012345"]),
+        (42, UNKNOWN, ["42"]),
+    ],
+)
+def test_hits_read_the_site_id_through_canonical_site_id(
+    site: object, reason: Reason, resolved: list[str]
+) -> None:
+    """After a miss the hot path asks rules_for(canonical), then resolve(canonical), and
+    asks nothing for what is not a site id."""
+    source = CountingSource()
+    assert EdgeFilter(source).should_track(site, "10.0.0.1", CHROME).reason is reason
+    assert source.resolved == resolved
+
+
+def test_static_keys_are_canonicalised() -> None:
+    """A mapping's keys are read as site ids: ``"007"`` is site 7, hex any case."""
+    edge_filter = EdgeFilter({"007": SITE, "ABCDEF012345": OPEN_SITE})
+    assert edge_filter.should_track("7", "10.0.0.1", CHROME).reason is Reason.excluded_ip
+    assert edge_filter.should_track("0007", "10.0.0.1", CHROME).reason is Reason.excluded_ip
+    assert edge_filter.should_track("abcdef012345", "10.0.0.1", CHROME).reason is Reason.tracked
+    assert set(edge_filter.source.known_sites()) == {"7", "1", "a1b2c3d4e5f6", "abcdef012345", "2"}
+
+
+@pytest.mark.parametrize(
+    ("sites", "named"),
+    [
+        ({"site-1": SITE}, "'site-1'"),
+        ({"": SITE}, "''"),
+        ({"1" * 20: SITE}, "'" + "1" * 20 + "'"),
+        ({"7": SITE, "007": OPEN_SITE}, "'7' and '007'"),
+    ],
+)
+def test_static_keys_that_are_not_one_site_id_are_refused(
+    sites: dict[str, SiteConfig], named: str
+) -> None:
+    """A key that is not a site id, or two keys for one site: ConfigError naming them."""
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        EdgeFilter(sites)
+
+
+# --- no rules right now, by cause -------------------------------------------------------
+
+
+PENDING, DOWN, REFUSED = Reason.rules_pending, Reason.rules_unavailable, Reason.rules_unauthorized
+CAUSES = {"1": PENDING, "2": DOWN, "3": REFUSED}
+
+
+class Unavailable(RulesSource):
+    """Nothing at hand, and each site's answer is the cause named by its id."""
+
+    rules_for = staticmethod({}.get)
+
+    def resolve(self, site: str) -> SiteRules | Reason | None:
+        return CAUSES[site]
+
+
+@pytest.mark.parametrize(
+    ("option", "tracked"),
+    [
+        (None, {PENDING: False, DOWN: True, REFUSED: True}),  # the default
+        (True, {PENDING: True, DOWN: True, REFUSED: True}),
+        (False, {PENDING: False, DOWN: False, REFUSED: False}),
+        ({DOWN: False}, {PENDING: False, DOWN: False, REFUSED: True}),
+        ({PENDING: True, REFUSED: False}, {PENDING: True, DOWN: True, REFUSED: False}),
+        ({"rules_pending": True}, {PENDING: True, DOWN: True, REFUSED: True}),
+    ],
+)
+def test_each_cause_of_no_rules_is_decided_on_its_own(
+    option: object, tracked: dict[Reason, bool]
+) -> None:
+    """``track_when_unavailable`` is a bool for every cause or a mapping per cause; by
+    default a pending site is not tracked (an excluded address must not get through) while
+    an outage or a refused key fails open."""
+    options = {} if option is None else {"track_when_unavailable": option}
+    edge_filter = EdgeFilter(Unavailable(), **options)  # type: ignore[arg-type]
+    for site, cause in CAUSES.items():
+        decision = edge_filter.should_track(site, "10.0.0.1", CHROME)
+        assert decision == Decision(tracked[cause], cause)
+        assert edge_filter.should_track(site, "10.0.0.1", CHROME) is decision  # precomputed
+
+
+@pytest.mark.parametrize(
+    ("option", "named"),
+    [
+        ({Reason.tracked: True}, "tracked"),
+        ({"rules_pendng": False}, "rules_pendng"),
+        ({PENDING: "no"}, "'no'"),
+        ({PENDING: 0}, "bools"),
+        ("yes", "'yes'"),
+        (1, "track_when_unavailable 1"),
+    ],
+)
+def test_bad_track_when_unavailable_is_refused(option: object, named: str) -> None:
+    """An unknown cause, a value that is not a bool, or neither form: ConfigError."""
+    with pytest.raises(ConfigError, match=re.escape(named)) as raised:
+        EdgeFilter({}, track_when_unavailable=option)  # type: ignore[arg-type]
+    assert "track_when_unavailable" in str(raised.value)
+
+
+class Broken(RulesSource):
+    """A source that raises, or answers what the protocol does not allow."""
+
+    rules_for = staticmethod({}.get)
+
+    def resolve(self, site: str) -> SiteRules | Reason | None:
+        if site == "1":
+            raise RuntimeError("the source is broken")
+        return Reason.bot  # type: ignore[return-value]
+
+
+def test_a_broken_source_counts_as_unavailable_and_is_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A source that raises or answers another value: rules_unavailable, logged once."""
+    edge_filter = EdgeFilter(Broken(), track_when_unavailable={DOWN: False})
+    with caplog.at_level(logging.ERROR, logger="edgefilter"):
+        for site in ("1", "2", "1", "2"):
+            decision = edge_filter.should_track(site, "10.0.0.1", CHROME)
+            assert decision == Decision(False, Reason.rules_unavailable)
+    assert len(caplog.records) == 1
+
+
+# --- the RulesSource protocol -----------------------------------------------------------
+
+
+class KnownUpFront(RulesSource):
+    """A custom source that lists its sites up front."""
+
+    rules_for: Callable[[str], SiteRules | None]
+
+    def __init__(self, rules: SiteRules) -> None:
+        self.sites = {"1": rules}
+        self.rules_for = self.sites.get
+
+    def resolve(self, site: str) -> SiteRules | Reason | None:
+        return None
+
+    def known_sites(self) -> dict[str, SiteRules]:
+        return self.sites
+
+
+def test_sites_a_custom_source_knows_up_front_are_checked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """known_sites is checked at construction whatever the source's type: one warning."""
+    with caplog.at_level(logging.WARNING, logger="edgefilter"):
+        EdgeFilter(KnownUpFront(compile_rules(SITE)))
+    assert caplog.text.count("no GeoIP database") == 1
+
+
+def test_sites_a_custom_source_knows_up_front_are_layered(city_db: Path) -> None:
+    """known_sites is layered in the background whatever the source's type."""
+    built = threading.Event()
+    layer = CountryLayering.layer
+
+    def layer_and_tell(self: CountryLayering, rules: SiteRules) -> AddressTable | None:
+        try:
+            return layer(self, rules)
+        finally:
+            built.set()
+
+    rules = compile_rules(SITE)
+    with mock.patch.object(CountryLayering, "layer", layer_and_tell):
+        resolver = CountryResolver(city_db)
+        EdgeFilter(KnownUpFront(rules), geoip=resolver)
+        assert built.wait(timeout=30)  # a safety net for a hang, not a timing
+    assert resolver in rules.country_layers
+
+
+class Minimal(RulesSource):
+    """Only what the protocol requires."""
+
+    rules_for = staticmethod({}.get)
+
+    def resolve(self, site: str) -> SiteRules | Reason | None:
+        return compile_rules(SITE) if site == "1" else None
+
+
+@pytest.mark.parametrize("source", [Minimal(), ResolvingSource(compile_rules(SITE))])
+def test_optional_members_have_defaults(source: RulesSource) -> None:
+    """A subclass of RulesSource, or a structural source, without cold_wait, aensure and
+    known_sites works: the defaults wait for nothing and know nothing up front."""
+    edge_filter = EdgeFilter(source)
+
+    async def hit() -> Decision:
+        await edge_filter.aensure("1")
+        return await edge_filter.adecide("1", "10.0.0.1", CHROME)
+
+    assert asyncio.run(hit()).reason is Reason.excluded_ip
+    assert edge_filter.should_track("1", "10.0.0.1", CHROME).reason is Reason.excluded_ip
+    assert Minimal().cold_wait == 0.25 and dict(Minimal().known_sites()) == {}
+
+
+def test_ensure_is_named_aensure() -> None:
+    """Async methods are prefixed ``a``: the old name is gone."""
+    assert not hasattr(EdgeFilter, "ensure")
+    assert hasattr(EdgeFilter, "aensure") and hasattr(EdgeFilter, "adecide")
+
+
+# --- options ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"compact_tables": True, "source": Minimal()}, "RulesCache(client, compact_tables=True)"),
+        ({"compact_tables": 1}, "compact_tables 1"),
+        ({"track_unknown_sites": "no"}, "track_unknown_sites 'no'"),
+        ({"geoip": 42}, "geoip 42"),
+        ({"bots": object()}, "bots <object"),
+        ({"source": object()}, "no rules_for and no resolve"),
+        ({"source": type("Slow", (Minimal,), {"cold_wait": -1})()}, "cold_wait -1"),
+    ],
+)
+def test_bad_options_are_refused_naming_the_option(options: dict[str, object], named: str) -> None:
+    """Each option is checked at construction: ConfigError naming it."""
+    source = options.pop("source", {})
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        EdgeFilter(source, **options)  # type: ignore[arg-type]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import ipaddress
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from edgefilter import CountryResolver, GeoIPError
+from edgefilter import ConfigError, CountryResolver, GeoIPError
 
 from .conftest import DATA
 
@@ -62,10 +64,11 @@ def test_country_tables_agree_with_direct_lookups(database: str) -> None:
 
 
 def test_tables_are_none_until_compiled(city_db: Path) -> None:
-    """Without the walk, table_for answers None and callers use direct lookups."""
+    """Without the walk, table_for answers None and callers use direct lookups; waiting
+    for the walk answers at once that there is none (no timeout: a walk would end True)."""
     with CountryResolver(city_db, compile_tables=False) as resolver:
+        assert not resolver.wait_compiled()
         assert resolver.table_for(frozenset({"GB"})) is None
-        assert not resolver.wait_compiled(timeout=0.01)
 
 
 @pytest.mark.parametrize(
@@ -97,3 +100,30 @@ def test_undecodable_record_answers_none() -> None:
     """A record the database cannot decode is no country, not an exception."""
     with CountryResolver(DATA / "geo" / "bad" / "GeoIP2-City-Test-Broken-Double-Format.mmdb") as r:
         assert r.country("81.2.69.160") is None
+
+
+class FsPath:
+    """An os.PathLike that is not a pathlib.Path."""
+
+    def __init__(self, path: str | bytes) -> None:
+        self.path = path
+
+    def __fspath__(self) -> str | bytes:
+        return self.path
+
+
+@pytest.mark.parametrize(
+    "make", [str, bytes, lambda path: FsPath(str(path)), lambda path: FsPath(bytes(path))]
+)
+def test_any_path_form_opens(city_db: Path, make: Callable[[Path], object]) -> None:
+    """Text, bytes and any os.PathLike open the database; ``path`` is its text."""
+    with CountryResolver(make(city_db)) as resolver:  # type: ignore[arg-type]
+        assert resolver.path == str(city_db)
+        assert resolver.country("81.2.69.160") == "GB"
+
+
+@pytest.mark.parametrize("path", [None, 42, ["a.mmdb"]])
+def test_a_path_that_is_no_path_is_refused(path: object) -> None:
+    """Anything else is a ConfigError naming it, before any file is touched."""
+    with pytest.raises(ConfigError, match=f"path {re.escape(repr(path))}"):
+        CountryResolver(path)  # type: ignore[arg-type]

@@ -19,6 +19,17 @@ the family of bot (``crawler``, ``ai``, ``preview``, ``monitor``, ``automation``
 
 RE2 (``google-re2``) matches all alternatives in one linear pass: with Python's ``re`` the
 same token list cost about 100 us per user agent here, with RE2 a few.
+
+What is read as a user agent (nothing here ever raises, whatever it is given):
+
+- a ``str`` as it is; a ``str`` subclass as its plain text (none of its own methods run);
+- ``bytes``, ``bytearray`` and ``memoryview`` (and their subclasses) decoded as Latin-1, as
+  HTTP headers are;
+- lone surrogates (``"Googlebot\\ud800"``, which no UTF-8 header can carry but Python text
+  can): classified on the text with each surrogate replaced by U+FFFD, so the example is
+  still a ``crawler``; the verdict is cached under the original text;
+- anything else (None, numbers, containers, a released ``memoryview``): ``empty``, a bot;
+- text that a ``detect`` override fails on: ``empty``, and not cached.
 """
 
 from __future__ import annotations
@@ -31,9 +42,12 @@ from typing import Any, Final
 
 import re2
 
+from ._errors import ConfigError
+
 MAX_UA_LENGTH: Final = 512  # Rybbit keeps 512 characters; nothing past that decides
 MIN_UA_LENGTH: Final = 5
 DEFAULT_CACHE_SIZE: Final = 10_000
+MIN_CACHE_SIZE: Final = 1
 FAMILIES: Final = ("crawler", "ai", "preview", "monitor", "automation", "library", "empty")
 
 # Our patterns, by family (RE2 syntax, matched case-insensitively anywhere in the string).
@@ -281,6 +295,30 @@ CRAWLER_TAG_FAMILIES: Final = {
 }
 
 
+# Every surrogate code point to U+FFFD, for str.translate: RE2 takes only valid UTF-8.
+_SURROGATES: Final = dict.fromkeys(range(0xD800, 0xE000), 0xFFFD)
+_BYTES_LIKE: Final = (bytes, bytearray, memoryview)
+
+
+def as_user_agent_text(ua: object) -> str | None:
+    """``ua`` as plain text (see the module docstring), or None when it is not text.
+
+    Only ``type(ua)`` is inspected and the text is copied by ``join``, so no method that a
+    subclass overrides (``__class__``, ``__str__``, ``decode``, ``__bytes__``, ...) is called.
+    """
+    kind = type(ua)
+    if kind is str:
+        return ua  # type: ignore[return-value]
+    try:
+        if issubclass(kind, str):
+            return "".join((ua,))  # type: ignore[arg-type]
+        if issubclass(kind, _BYTES_LIKE):
+            return b"".join((ua,)).decode("latin-1")  # type: ignore[arg-type]
+    except Exception:  # a released or non-contiguous memoryview
+        return None
+    return None
+
+
 def _options(*, case_sensitive: bool) -> Any:
     options = re2.Options()
     options.case_sensitive = case_sensitive
@@ -334,9 +372,10 @@ class _CrawlerList:
 class BotDetector:
     """Tells bots from people by the user-agent string; see the module docstring.
 
-    ``is_bot`` and ``classify`` never raise. bytes are decoded as Latin-1, as HTTP headers
-    are; anything else that is not a string is ``empty``. ``use_crawler_list=False`` skips
-    the crawler-user-agents layer.
+    ``is_bot``, ``classify`` and ``verdict`` never raise, whatever ``ua`` is (see the module
+    docstring). ``cache_size`` is the most verdicts kept, at least ``MIN_CACHE_SIZE``;
+    ``use_crawler_list=False`` skips the crawler-user-agents layer. A bad option is a
+    ``ConfigError`` naming it.
     """
 
     __slots__ = (
@@ -352,7 +391,13 @@ class BotDetector:
     def __init__(
         self, *, cache_size: int = DEFAULT_CACHE_SIZE, use_crawler_list: bool = True
     ) -> None:
-        self.cache_size = max(2, cache_size)
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int):
+            raise ConfigError(f"cache_size {cache_size!r} is not an int")
+        if cache_size < MIN_CACHE_SIZE:
+            raise ConfigError(f"cache_size {cache_size!r} is below the minimum, {MIN_CACHE_SIZE}")
+        if not isinstance(use_crawler_list, bool):
+            raise ConfigError(f"use_crawler_list {use_crawler_list!r} is not a bool")
+        self.cache_size = cache_size
         # ua -> family, "" for a person: the hot path reads this dict directly.
         self.verdicts: dict[object, str] = {}
         self._lock = threading.Lock()
@@ -365,32 +410,56 @@ class BotDetector:
         """Whether ``ua`` belongs to a bot; cached."""
         try:
             return self.verdicts[ua] != ""
-        except (KeyError, TypeError):
+        except Exception:  # a miss, or a ua that is no dict key (unhashable, hostile)
             return self.verdict(ua) != ""
 
     def classify(self, ua: object) -> str | None:
         """The bot family of ``ua`` (see ``FAMILIES``), or None for a person; cached."""
         try:
             family = self.verdicts[ua]
-        except (KeyError, TypeError):
+        except Exception:  # a miss, or a ua that is no dict key (unhashable, hostile)
             family = self.verdict(ua)
         return family or None
 
     def verdict(self, ua: object) -> str:
-        """The family, or "" for a person, computed and cached (the slow path)."""
-        if isinstance(ua, bytes | bytearray):
-            ua = bytes(ua).decode("latin-1")
-        if not isinstance(ua, str):
+        """The family, or "" for a person, computed and cached (the slow path); never raises.
+
+        Only the first ``MAX_UA_LENGTH`` characters decide; a string over four times that is
+        answered but not kept. Verdicts are kept under the plain text.
+        """
+        text = as_user_agent_text(ua)
+        if text is None:
             return "empty"
-        family = self.detect(ua[:MAX_UA_LENGTH]) or ""
-        if len(ua) > 4 * MAX_UA_LENGTH:  # a huge header: answer it, do not keep it
+        if text is not ua:  # bytes or a subclass: its plain text may be known already
+            known = self.verdicts.get(text)
+            if known is not None:
+                return known
+        family = self._detect_text(text[:MAX_UA_LENGTH])
+        if family is None:  # a detect override failed: answer, do not keep
+            return "empty"
+        if len(text) > 4 * MAX_UA_LENGTH:  # a huge header: answer it, do not keep it
             return family
         with self._lock:
             if len(self.verdicts) >= self.cache_size:
-                for key in list(itertools.islice(self.verdicts, self.cache_size // 2)):
+                dropped = max(1, self.cache_size // 2)
+                for key in list(itertools.islice(self.verdicts, dropped)):
                     del self.verdicts[key]
-            self.verdicts[ua] = family
+            self.verdicts[text] = family
         return family
+
+    def _detect_text(self, text: str) -> str | None:
+        """``detect`` as a verdict ("" for a person), surrogates replaced when RE2 refuses
+        them; None when ``detect`` fails on the text."""
+        try:
+            return self.detect(text) or ""
+        except UnicodeEncodeError:  # lone surrogates: RE2 takes only UTF-8
+            pass
+        except Exception:
+            return None
+        try:
+            return self.detect(text.translate(_SURROGATES)) or ""
+        except Exception:
+            return None
 
     def detect(self, ua: str) -> str | None:
         """The uncached verdict for one user-agent string: a family, or None."""

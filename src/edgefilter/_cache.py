@@ -47,6 +47,7 @@ from cachetools import TTLCache
 from ._client import FetchedConfig, SitesApiClient
 from ._decisions import Reason
 from ._errors import SiteNotFoundError, SitesApiError
+from ._filter import RulesSource
 from ._rules import SiteRules, compile_rules
 
 logger = logging.getLogger("edgefilter")
@@ -78,7 +79,7 @@ def _in_event_loop() -> bool:
     return True
 
 
-class RulesCache:
+class RulesCache(RulesSource):
     """Compiled ``SiteRules`` per site from a ``SitesApiClient``; a ``RulesSource``."""
 
     def __init__(

@@ -1,33 +1,44 @@
-"""The hot path: ``EdgeFilter.should_track(site, ip, ua)``.
+"""The hot path: ``EdgeFilter.should_track(site, ip, ua)``, and ``adecide`` for async callers.
 
-Decisions for odd input (the hot path never raises):
+Decisions for odd input (the hot path never raises, whatever its three arguments are:
+unhashable, hostile objects whose methods raise, huge, ...):
 
-- ``site`` unknown, or not a string or int: ``Reason.unknown_site``, not tracked unless
-  ``track_unknown_sites=True``. An int site id is looked up as its decimal string.
-- ``ip`` that is not an address (None, garbage, bytes that are not ASCII, too long) for a
-  site whose rules look at the address (excluded IPs or countries):
-  ``Reason.invalid_ip``, not tracked: an address that cannot be read could be an excluded
-  one. For a site without such rules the address is never read.
-- ``ua`` empty, missing or not text, for a site that blocks bots: ``Reason.bot``.
-- no rules can be had for the site right now (a live source whose API is down, or whose
-  first fetch is still running): ``Reason.rules_unavailable``, tracked unless
-  ``track_when_unavailable=False`` (fail open by default: an outage of the config API must
-  not silently drop every hit).
+- ``site`` unknown, or not a site id (see ``edgefilter._siteids``: ASCII digits or 12 hex
+  characters; an int is its decimal text): ``Reason.unknown_site``, not tracked unless
+  ``track_unknown_sites=True``, and the source is not asked. Another spelling of a real id
+  (``"007"``, upper-case hex) is that site. A ``str`` or ``int`` subclass is read as its
+  plain value: none of its own methods run.
+- ``ip`` that is not an address (None, garbage, bytes that are not ASCII, too long, an
+  object that is not text or bytes) for a site whose rules look at the address (excluded
+  IPs or countries): ``Reason.invalid_ip``, not tracked: an address that cannot be read
+  could be an excluded one. For a site without such rules the address is never read.
+- ``ua`` empty, missing or not text, for a site that blocks bots: ``Reason.bot``; bytes
+  are decoded as Latin-1 and lone surrogates replaced (see ``edgefilter._bots``).
+- no rules can be had for the site right now: the source's cause, ``Reason.rules_pending``
+  (its first fetch has not answered yet), ``Reason.rules_unavailable`` (the API is down;
+  also a source that raises or answers something else) or ``Reason.rules_unauthorized``
+  (the API refused the key). ``track_when_unavailable`` decides each (see ``EdgeFilter``).
 
 When several rules match, the reason is the first of: IP, country, bot.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import socket
+import warnings
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Mapping
-from typing import Final, Protocol, runtime_checkable
+from contextvars import ContextVar
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 from ._addresses import (
     MAPPED_PACKED_PREFIX,
     V4,
+    Address,
     pack_address,
     parse_hit_address,
 )
@@ -38,13 +49,16 @@ from ._decisions import (
     EXCLUDED_IP,
     INVALID_IP,
     TRACKED,
+    UNAVAILABLE_REASONS,
     Decision,
     Reason,
 )
-from ._geo import CountryResolver
+from ._errors import ConfigError
+from ._geo import CountryResolver, GeoIPPath
 from ._intervals import WIDE, AddressTable
 from ._layers import CountryLayering
 from ._rules import SiteConfig, SiteRules, compile_rules
+from ._siteids import canonical_site_id
 
 logger = logging.getLogger("edgefilter")
 
@@ -54,6 +68,7 @@ _inet_ntop = socket.inet_ntop
 _AF_INET: Final = socket.AF_INET
 _AF_INET6: Final = socket.AF_INET6
 _bisect_right = bisect_right
+_get_running_loop = asyncio.events._get_running_loop
 
 
 # The decision for each layer of a site's table: 0 its excluded IPs, 1 its excluded countries.
@@ -62,26 +77,72 @@ _EXCLUSIONS: Final = (EXCLUDED_IP, EXCLUDED_COUNTRY)
 
 @runtime_checkable
 class RulesSource(Protocol):
-    """Where an ``EdgeFilter`` finds a site's rules.
+    """Where an ``EdgeFilter`` finds a site's rules: the whole contract of a source.
 
-    ``rules_for(site)`` is called on every hit: a cheap, non-blocking read (ideally a dict's
-    own ``get``) that answers None when it has nothing at hand. Only then is
-    ``resolve(site)`` called: it may do more work, and answers the rules, None for an
-    unknown site, or ``Reason.rules_unavailable`` when the rules cannot be had now.
+    A source may implement it structurally, or subclass ``RulesSource`` to inherit the
+    defaults of the optional members. ``site`` is always a canonical site id (see
+    ``edgefilter._siteids``): the filter canonicalises what a hit carries first.
+
+    Required:
+
+    - ``rules_for(site)``: called on every hit, a cheap, non-blocking read (ideally a dict's
+      own ``get``) that answers None when it has nothing at hand. Declare it in the class
+      body (``rules_for: Callable[[str], SiteRules | None]``) and assign it, or define it
+      as a method.
+    - ``resolve(site)``: called only after ``rules_for`` misses; it may do more work, and
+      answers the rules, None for an unknown site, or the cause there are none right now:
+      ``Reason.rules_pending``, ``Reason.rules_unavailable`` or ``Reason.rules_unauthorized``.
+
+    Optional, with defaults:
+
+    - ``cold_wait``: how long ``EdgeFilter.adecide`` awaits ``aensure`` for a cold site
+      (default ``DEFAULT_COLD_WAIT``, 0.25 s).
+    - ``aensure(site, timeout)``: await (up to ``timeout``) until ``resolve`` can answer
+      ``site`` without waiting; the default returns at once.
+    - ``known_sites()``: the sites whose rules are known up front, by id; ``EdgeFilter``
+      checks them and layers their country rules at construction. Default: none.
+
+    A source that implements the protocol structurally and lacks an optional member gets
+    its default from ``EdgeFilter``.
     """
 
-    @property
-    def rules_for(self) -> Callable[[str], SiteRules | None]: ...
+    __slots__ = ()
+
+    # Read-only for the type checker (a method or an attribute satisfies it), a plain
+    # annotation at run time so that a subclass may assign it in ``__init__``.
+    if TYPE_CHECKING:
+
+        @property
+        def rules_for(self) -> Callable[[str], SiteRules | None]: ...
+
+    else:
+        rules_for: Callable[[str], SiteRules | None]
+
+    cold_wait: float = 0.25
 
     def resolve(self, site: str) -> SiteRules | Reason | None: ...
 
+    async def aensure(self, site: str, timeout: float | None = None) -> None:
+        """Await until ``site``'s rules are at hand; a source that never fetches has them."""
+        return None
 
-class StaticRules:
+    def known_sites(self) -> Mapping[str, SiteRules]:
+        """The sites whose rules are known up front, by id: none by default."""
+        return _NO_SITES
+
+
+_NO_SITES: Final[Mapping[str, SiteRules]] = MappingProxyType({})
+DEFAULT_COLD_WAIT: Final = RulesSource.cold_wait
+
+
+class StaticRules(RulesSource):
     """A fixed ``RulesSource`` compiled once from a mapping of site id to config or rules.
 
-    Each site is also reachable by the other form of its id (``siteId`` and the 12-hex
-    ``id``) when its config names it and no other key takes it. ``compact_tables`` is passed
-    to ``compile_rules`` as ``compact``.
+    Keys are site ids in any spelling ``canonical_site_id`` reads (``"007"`` is ``"7"``, hex
+    any case, an int); a key that is not a site id, or two keys for one site, are a
+    ``ConfigError`` naming them. Each site is also reachable by the other form of its id
+    (``siteId`` and the 12-hex ``id``) when its config names it and no key takes it.
+    ``compact_tables`` is passed to ``compile_rules`` as ``compact``.
     """
 
     __slots__ = ("_rules", "rules_for")
@@ -90,16 +151,26 @@ class StaticRules:
         self, sites: Mapping[str, SiteConfig | SiteRules], *, compact_tables: bool = False
     ) -> None:
         rules: dict[str, SiteRules] = {}
+        spellings: dict[str, object] = {}
         for key, value in sites.items():
-            rules[str(key)] = (
+            site = canonical_site_id(key)
+            if site is None:
+                raise ConfigError(f"site key {key!r} is not a site id (digits or 12 hex)")
+            if site in rules:
+                raise ConfigError(
+                    f"site keys {spellings[site]!r} and {key!r} name the same site {site!r}"
+                )
+            spellings[site] = key
+            rules[site] = (
                 compile_rules(value, compact=compact_tables)
                 if isinstance(value, SiteConfig)
                 else value
             )
         for compiled in list(rules.values()):
             for alias in (compiled.site_id, compiled.id):
-                if alias is not None:
-                    rules.setdefault(alias, compiled)
+                canonical = canonical_site_id(alias)
+                if canonical is not None:
+                    rules.setdefault(canonical, compiled)
         self._rules = rules
         # The dict's own C-level get: no Python frame between the hot path and the lookup.
         self.rules_for: Callable[[str], SiteRules | None] = rules.get
@@ -108,28 +179,112 @@ class StaticRules:
         """A static source has nothing more than ``rules_for``: a miss is an unknown site."""
         return None
 
+    def known_sites(self) -> Mapping[str, SiteRules]:
+        """Every site, by each of its ids (a read-only view)."""
+        return MappingProxyType(self._rules)
+
     def __iter__(self) -> Iterator[tuple[str, SiteRules]]:
         return iter(self._rules.items())
+
+
+# By default an excluded address must not get through while the API is healthy but slow
+# (pending), while an outage or a refused key fails open, as Rybbit would have tracked.
+DEFAULT_TRACK_WHEN_UNAVAILABLE: Final[Mapping[Reason, bool]] = MappingProxyType(
+    {
+        Reason.rules_pending: False,
+        Reason.rules_unavailable: True,
+        Reason.rules_unauthorized: True,
+    }
+)
+
+# Set by adecide around the should_track that follows its await: no "forgot to await".
+_AWAITED: Final[ContextVar[bool]] = ContextVar("edgefilter_awaited", default=False)
+
+
+def _unavailable_decisions(option: object) -> dict[Reason, Decision]:
+    """The Decision for each cause of "no rules right now", from ``track_when_unavailable``."""
+    if isinstance(option, bool):
+        choices = dict.fromkeys(DEFAULT_TRACK_WHEN_UNAVAILABLE, option)
+    elif isinstance(option, Mapping):
+        unknown = [key for key in option if key not in UNAVAILABLE_REASONS]
+        if unknown:
+            raise ConfigError(
+                f"track_when_unavailable has keys {unknown!r} that are not "
+                f"{', '.join(sorted(UNAVAILABLE_REASONS))}"
+            )
+        wrong = {key: value for key, value in option.items() if not isinstance(value, bool)}
+        if wrong:
+            raise ConfigError(f"track_when_unavailable has values {wrong!r} that are not bools")
+        choices = {**DEFAULT_TRACK_WHEN_UNAVAILABLE, **{Reason(k): v for k, v in option.items()}}
+    else:
+        raise ConfigError(
+            f"track_when_unavailable {option!r} is not a bool nor a mapping of Reason to bool"
+        )
+    return {reason: Decision(track, reason) for reason, track in choices.items()}
+
+
+def _canonical_site(site: object) -> str | None:
+    """The canonical id a hit's ``site`` names, or None; a ``str`` or ``int`` subclass is
+    read as its plain value (copied without calling its methods). Never raises."""
+    kind = type(site)
+    if kind is not str and kind is not int:
+        if issubclass(kind, str):
+            site = "".join((site,))  # type: ignore[arg-type]
+        elif issubclass(kind, int) and kind is not bool:
+            site = int.__int__(site)  # type: ignore[arg-type]
+        else:
+            return None
+    return canonical_site_id(site)
+
+
+def _read_hit_address(ip: object) -> Address | None:
+    """The lenient read of a hit's address behind the hot path's ``inet_pton``: text or
+    bytes-like (subclasses as their plain value), else None. Never raises."""
+    kind = type(ip)
+    try:
+        if kind is not str and kind is not bytes:
+            if issubclass(kind, str):
+                ip = "".join((ip,))  # type: ignore[arg-type]
+            elif issubclass(kind, bytes | bytearray | memoryview):
+                ip = b"".join((ip,))  # type: ignore[arg-type]
+            else:
+                return None
+        return parse_hit_address(ip)
+    except Exception:  # a released memoryview, ...
+        return None
 
 
 class EdgeFilter:
     """Decides for each hit whether to track it, from per-site rules.
 
-    ``source`` is a mapping of site id to ``SiteConfig`` or ``SiteRules`` (compiled once, here)
-    or any ``RulesSource``. ``geoip`` is a ``.mmdb`` path or a ``CountryResolver``; without one,
-    country rules are skipped (with one warning per site). ``bots`` is a ``BotDetector``; a
-    default one is made when not given. ``compact_tables=True`` compiles the configs of a
-    mapping with ``compile_rules(config, compact=True)``: many sites in little memory.
+    ``source`` is a mapping of site id to ``SiteConfig`` or ``SiteRules`` (compiled once,
+    here, into ``StaticRules``) or any ``RulesSource``. ``geoip`` is a ``.mmdb`` path (text,
+    bytes or any ``os.PathLike``) or a ``CountryResolver``; without one, country rules are
+    skipped (with one warning per site). ``bots`` is a ``BotDetector``; a default one is
+    made when not given. ``compact_tables=True`` compiles the configs of a mapping with
+    ``compile_rules(config, compact=True)``: many sites in little memory (a live source
+    takes the option itself, e.g. ``RulesCache(client, compact_tables=True)``).
+
+    ``track_when_unavailable`` decides the hits of a site whose rules cannot be had right
+    now: a bool for every cause, or a mapping of some of ``Reason.rules_pending``,
+    ``Reason.rules_unavailable`` and ``Reason.rules_unauthorized`` to a bool, the others
+    keeping their defaults (``DEFAULT_TRACK_WHEN_UNAVAILABLE``: pending not tracked, the
+    other two tracked). Every option is checked here: a bad one is a ``ConfigError``
+    naming it.
     """
 
     __slots__ = (
+        "_aensure_source",
         "_bot_verdict",
         "_bot_verdicts",
+        "_cold_wait",
         "_layering",
         "_rules_for",
+        "_source_failure_logged",
         "_unavailable",
         "_unknown",
         "_warned",
+        "_warned_unawaited",
         "bots",
         "geoip",
         "source",
@@ -139,31 +294,39 @@ class EdgeFilter:
         self,
         source: Mapping[str, SiteConfig | SiteRules] | RulesSource,
         *,
-        geoip: str | CountryResolver | None = None,
+        geoip: GeoIPPath | CountryResolver | None = None,
         bots: BotDetector | None = None,
         track_unknown_sites: bool = False,
-        track_when_unavailable: bool = True,
+        track_when_unavailable: bool | Mapping[Reason, bool] = DEFAULT_TRACK_WHEN_UNAVAILABLE,
         compact_tables: bool = False,
     ) -> None:
-        self.source: RulesSource = (
-            source
-            if isinstance(source, RulesSource)
-            else StaticRules(source, compact_tables=compact_tables)
-        )
-        self.geoip = CountryResolver(geoip) if isinstance(geoip, str) else geoip
-        self._layering = None if self.geoip is None else CountryLayering(self.geoip)
+        for name, flag in (
+            ("track_unknown_sites", track_unknown_sites),
+            ("compact_tables", compact_tables),
+        ):
+            if not isinstance(flag, bool):
+                raise ConfigError(f"{name} {flag!r} is not a bool")
+        self._unavailable = _unavailable_decisions(track_when_unavailable)
+        self._unknown = Decision(track_unknown_sites, Reason.unknown_site)
+        self.source = _as_source(source, compact_tables=compact_tables)
         self._rules_for: Callable[[str], SiteRules | None] = self.source.rules_for
-        self.bots = bots or BotDetector()
+        self._cold_wait = _cold_wait(self.source)
+        self._aensure_source = _optional(self.source, "aensure")
+        if bots is not None and not isinstance(bots, BotDetector):
+            raise ConfigError(f"bots {bots!r} is not a BotDetector")
+        self.geoip = _as_resolver(geoip)  # last of the checks: it opens a file
+        self._layering = None if self.geoip is None else CountryLayering(self.geoip)
+        self.bots = bots if bots is not None else BotDetector()
         self._bot_verdicts = self.bots.verdicts
         self._bot_verdict = self.bots.verdict
-        self._unknown = Decision(track_unknown_sites, Reason.unknown_site)
-        self._unavailable = Decision(track_when_unavailable, Reason.rules_unavailable)
         self._warned: set[str | None] = set()
-        if isinstance(self.source, StaticRules):
-            for _, rules in self.source:
-                self.check_rules(rules)
-            if self._layering is not None:
-                self._layering.schedule_all({id(rules): rules for _, rules in self.source}.values())
+        self._warned_unawaited = False
+        self._source_failure_logged = False
+        known = {id(rules): rules for rules in _optional(self.source, "known_sites")().values()}
+        for rules in known.values():
+            self.check_rules(rules)
+        if self._layering is not None:
+            self._layering.schedule_all(known.values())
 
     def check_rules(self, rules: SiteRules) -> None:
         """Warn once per site about rules this filter cannot apply."""
@@ -182,15 +345,18 @@ class EdgeFilter:
 
         One flat function of early returns, cheapest check first (see the module docstring
         for odd input); its branches are kept inline because every call costs on this path.
+        Never raises: every ``except`` below is free until something is raised, and the
+        slow paths they lead to read odd values safely. Inside a running event loop, use
+        ``await adecide(...)``: this call never waits for a cold site's rules.
         """
         try:
             rules = self._rules_for(site)  # type: ignore[arg-type]
-        except Exception:  # an odd site id (unhashable, ...) is an unknown site
+        except Exception:  # an odd site id (unhashable, hostile, ...): the slow path reads it
             rules = None
         if rules is None:
             found = self._resolve(site)
             if not isinstance(found, SiteRules):
-                return self._unknown if found is None else self._unavailable
+                return found
             rules = found
         if rules.needs_ip:
             try:
@@ -202,8 +368,8 @@ class EdgeFilter:
                 else:
                     packed = _inet_pton(_AF_INET, ip)  # type: ignore[arg-type]
                     is_v4 = True
-            except (OSError, TypeError, ValueError):
-                address = parse_hit_address(ip)
+            except Exception:  # not plain address text: the lenient read, which never raises
+                address = _read_hit_address(ip)
                 if address is None:
                     return INVALID_IP
                 is_v4, packed = address[0] == V4, pack_address(address)
@@ -229,7 +395,7 @@ class EdgeFilter:
         if rules.block_bots:
             try:
                 verdict = self._bot_verdicts[ua]  # the detector's cache, read directly
-            except (KeyError, TypeError):
+            except Exception:  # a miss, or a ua that is no dict key; verdict never raises
                 verdict = self._bot_verdict(ua)
             if verdict:  # a bot family; "" is a person
                 return BOT
@@ -276,27 +442,139 @@ class EdgeFilter:
         text = _inet_ntop(_AF_INET if is_v4 else _AF_INET6, packed)
         return self.geoip.country(text) in countries
 
-    def _resolve(self, site: object) -> SiteRules | Reason | None:
-        """The slow path after a miss: int ids as text, then the source's ``resolve``."""
-        if isinstance(site, int) and not isinstance(site, bool):
-            site = str(site)
-            rules = self._rules_for(site)
+    def _resolve(self, site: object) -> SiteRules | Decision:
+        """The slow path after a miss: the canonical id (none: an unknown site, the source
+        is not asked), its rules at hand, then the source's ``resolve``."""
+        kind = type(site)  # plain text or int, the usual case, without one more call
+        canonical = canonical_site_id(site) if kind is str or kind is int else _canonical_site(site)
+        if canonical is None:
+            return self._unknown
+        if canonical is not site:  # another spelling: its rules may be at hand after all
+            try:
+                rules = self._rules_for(canonical)
+            except Exception:  # a source's read must not break the hot path: ask resolve
+                rules = None
             if rules is not None:
                 return rules
-        if not isinstance(site, str):
-            return None
         try:
-            found = self.source.resolve(site)
+            found = self.source.resolve(canonical)
+            rules = found if isinstance(found, SiteRules) else None  # __class__ may raise
+            cause = found if isinstance(found, Reason) else None
         except Exception:  # a source must not break the hot path; count it as unavailable
-            logger.exception("rules source failed to resolve site %r", site)
-            return Reason.rules_unavailable
-        if isinstance(found, SiteRules):
-            self.check_rules(found)
-        return found
+            self._log_source_failure(canonical)
+            return self._unavailable[Reason.rules_unavailable]
+        if rules is not None:
+            self.check_rules(rules)
+            return rules
+        if found is None:
+            return self._unknown
+        decision = None if cause is None else self._unavailable.get(cause)
+        if decision is None:  # an answer the protocol does not name: the source is broken
+            self._log_source_failure(canonical, found)
+            decision = self._unavailable[Reason.rules_unavailable]
+        if not self._warned_unawaited and not _AWAITED.get():
+            self._warn_if_in_event_loop()
+        return decision
 
-    async def ensure(self, site: str, timeout: float | None = None) -> None:
-        """Wait (up to ``timeout``) until a fetching source has ``site``'s rules; the async
-        path's way to warm a cold site without blocking the event loop."""
-        aensure = getattr(self.source, "aensure", None)
-        if aensure is not None:
-            await aensure(site, timeout)
+    def _log_source_failure(self, site: str, answer: object = None) -> None:
+        """Log the first failure of the source (not one per hit: it may fail for each)."""
+        if self._source_failure_logged:
+            return
+        self._source_failure_logged = True
+        if answer is None:
+            logger.exception("rules source failed to resolve site %s (logged once)", site)
+        else:
+            logger.error("rules source answered %r for site %s (logged once)", answer, site)
+
+    def _warn_if_in_event_loop(self) -> None:
+        """Warn once when ``should_track`` met a site without rules at hand inside a running
+        event loop: the caller should have awaited ``adecide``."""
+        if _get_running_loop() is None:  # asyncio's own check, without raising
+            return
+        self._warned_unawaited = True
+        message = (
+            "EdgeFilter.should_track met a site whose rules are not at hand inside a running "
+            "event loop, where it never waits for them; use await edge_filter.adecide(site, "
+            "ip, ua) (warned once per EdgeFilter)"
+        )
+        try:
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
+        except Exception:  # warnings made errors: the hot path still never raises
+            logger.warning("%s", message)
+
+    async def adecide(self, site: object, ip: object, ua: object) -> Decision:
+        """``should_track`` for async callers: for a site whose rules are not at hand, await
+        the source's ``aensure`` (up to its ``cold_wait``) without blocking the event loop,
+        then decide. Never raises (a cancelled task is still cancelled)."""
+        try:
+            at_hand = self._rules_for(site) is not None  # type: ignore[arg-type]
+        except Exception:
+            at_hand = False
+        if at_hand:
+            return self.should_track(site, ip, ua)
+        canonical = _canonical_site(site)
+        if canonical is None:
+            return self._unknown
+        try:
+            cold = self._rules_for(canonical) is None
+            if cold:
+                await self._aensure_source(canonical, self._cold_wait)
+        except Exception:  # the decision below says what the source has
+            self._log_source_failure(canonical)
+        token = _AWAITED.set(True)
+        try:
+            return self.should_track(canonical, ip, ua)
+        finally:
+            _AWAITED.reset(token)
+
+    async def aensure(self, site: object, timeout: float | None = None) -> None:
+        """Await (up to ``timeout``) until the source has ``site``'s rules at hand, or has
+        failed to get them; the async way to warm a site. Not a site id: returns at once."""
+        canonical = _canonical_site(site)
+        if canonical is not None:
+            await self._aensure_source(canonical, timeout)
+
+
+def _as_source(
+    source: Mapping[str, SiteConfig | SiteRules] | RulesSource, *, compact_tables: bool
+) -> RulesSource:
+    """The ``RulesSource`` behind ``EdgeFilter(source)``: a mapping is compiled."""
+    if isinstance(source, Mapping):
+        return StaticRules(source, compact_tables=compact_tables)
+    missing = [name for name in ("rules_for", "resolve") if not hasattr(source, name)]
+    if missing:
+        raise ConfigError(
+            f"source {source!r} is neither a mapping of site ids nor a RulesSource: "
+            f"it has no {' and no '.join(missing)}"
+        )
+    if compact_tables:
+        raise ConfigError(
+            "compact_tables=True applies to a mapping of sites only; pass compact_tables "
+            "to the source instead, e.g. RulesCache(client, compact_tables=True)"
+        )
+    return source
+
+
+def _optional(source: RulesSource, name: str) -> Any:
+    """An optional member of ``source``, bound; ``RulesSource``'s default when it has none."""
+    try:
+        return getattr(source, name)
+    except AttributeError:
+        return getattr(RulesSource, name).__get__(source)
+
+
+def _cold_wait(source: RulesSource) -> float:
+    """The source's ``cold_wait``, checked: a number of seconds, at least 0."""
+    wait = getattr(source, "cold_wait", DEFAULT_COLD_WAIT)
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or not wait >= 0:
+        raise ConfigError(f"cold_wait {wait!r} of the source is not a number of seconds >= 0")
+    return float(wait)
+
+
+def _as_resolver(geoip: object) -> CountryResolver | None:
+    """The ``CountryResolver`` behind ``EdgeFilter(geoip=...)``: a path is opened."""
+    if geoip is None or isinstance(geoip, CountryResolver):
+        return geoip
+    if isinstance(geoip, str | bytes | os.PathLike):
+        return CountryResolver(geoip)
+    raise ConfigError(f"geoip {geoip!r} is not a path to a .mmdb database nor a CountryResolver")

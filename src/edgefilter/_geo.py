@@ -20,8 +20,11 @@ from typing import Any, Final
 import maxminddb
 
 from ._addresses import V4, V6, Interval, with_mapped_projection
-from ._errors import GeoIPError
+from ._errors import ConfigError, GeoIPError
 from ._intervals import AddressTable
+
+# What a database path may be: text, bytes, or any os.PathLike (pathlib.Path, ...).
+GeoIPPath = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
 logger = logging.getLogger("edgefilter")
 
@@ -42,12 +45,17 @@ class CountryResolver:
     corrupt database raises ``GeoIPError``; a lookup never raises: an invalid address, an
     address the database does not cover, a record without ``country`` and a record the
     database cannot decode all answer None. ``compile_tables=False`` skips the walk.
+    ``path`` is text, bytes or any ``os.PathLike``; ``self.path`` is its text. A ``path``
+    that is none of those is a ``ConfigError``.
     """
 
     __slots__ = ("_ended", "_intervals", "_reader", "path", "tables")
 
-    def __init__(self, path: str | os.PathLike[str], *, compile_tables: bool = True) -> None:
-        self.path = os.fspath(path)
+    def __init__(self, path: GeoIPPath, *, compile_tables: bool = True) -> None:
+        try:
+            self.path = os.fsdecode(path)
+        except TypeError:
+            raise ConfigError(f"path {path!r} is not a file path") from None
         try:
             self._reader: Any = maxminddb.open_database(self.path)
         except (OSError, ValueError, maxminddb.InvalidDatabaseError) as error:

@@ -218,7 +218,6 @@ class EdgeFilterMiddleware:
             for name in ("user-agent", "authorization", "content-encoding", proxy_header)
         }
         self.rules_for = source.rules_for
-        self.cold_wait: float = getattr(source, "cold_wait", 0.25)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.startup_error is not None:
@@ -302,15 +301,8 @@ class EdgeFilterMiddleware:
             override_ua = payload.get("user_agent")
             client_ip = override_ip if isinstance(override_ip, str) else client_ip
             user_agent = override_ua if isinstance(override_ua, str) else user_agent
-        decision = await self._ask(site, client_ip, user_agent)
+        decision = await self.edge_filter.adecide(site, client_ip, user_agent)
         return EdgeDecision(decision, site, client_ip, user_agent)
-
-    async def _ask(self, site: str, client_ip: str | None, user_agent: str) -> Decision:
-        """The filter's decision for a hit of a canonical ``site``: the one place the middleware
-        asks it, waiting (up to ``cold_wait``, off the event loop) for a cold site's rules."""
-        if self.rules_for(site) is None:
-            await self.edge_filter.ensure(site, self.cold_wait)
-        return self.edge_filter.should_track(site, client_ip, user_agent)
 
     def _label(self, decision: Decision, site: str) -> str:
         """The counters' label: the known site's own id (one per site, whichever form of it
