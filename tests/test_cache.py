@@ -690,6 +690,24 @@ def test_an_outage_is_logged_once_for_every_site(
     ]
 
 
+def test_a_site_that_keeps_failing_alone_does_not_make_the_log_flap(
+    sites_api: LiveApi, cache: RulesCache, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One site failing refresh after refresh while another answers: logged once, not each time."""
+    failing, fine = (str(sites_api.new_site()["siteId"]) for _ in range(2))
+    cache.ensure(failing)
+    cache.ensure(fine)
+    with caplog.at_level(logging.INFO, logger="edgefilter"):
+        for _ in range(3):
+            clock.advance(TTL)
+            cache.maintain()
+            sites_api.faults.mode = "500"
+            cache.ensure(failing)
+            sites_api.faults.mode = "ok"
+            cache.ensure(fine)
+    assert [record.levelno for record in caplog.records] == [logging.WARNING, logging.INFO]
+
+
 def test_a_refused_key_is_logged_once_as_an_error(
     sites_api: LiveApi, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -852,6 +870,19 @@ def test_check_with_a_missing_site_raises_not_found(
     with pytest.raises(SiteNotFoundError):
         run_check(cache, run, ref, "999999999")
     assert cache.rules_for(ref) is not None
+
+
+@RUNS
+def test_check_raises_a_refusal_before_a_missing_site(
+    sites_api: LiveApi, cache: RulesCache, run: str
+) -> None:
+    """A site the key may not read outranks a missing one: ApiAuthError, not a 404."""
+    other_org = sites_api.store.create_organization("Other")
+    with SitesApiClient(sites_api.url, sites_api.store.create_key(other_org, "owner")) as other:
+        theirs = str(other.create_site(other_org, "b.example", "Theirs")["siteId"])
+    with pytest.raises(ApiAuthError) as refused:
+        run_check(cache, run, "999999999", theirs)
+    assert refused.value.status == 403
 
 
 @RUNS
