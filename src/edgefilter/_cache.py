@@ -265,14 +265,10 @@ class RulesCache:
         if self.refresh_ahead > 1:
             raise _refuse("refresh_ahead", refresh_ahead, "<= 1")
         interval = None if tick is None else _above("tick", tick, 0)
-        maxsize, negatives = (
-            _count("maxsize", maxsize),
-            _count("negative_maxsize", negative_maxsize),
-        )
-        workers, cold_workers = (
-            _count("max_workers", max_workers),
-            _count("cold_workers", cold_workers),
-        )
+        maxsize = _count("maxsize", maxsize)
+        negatives = _count("negative_maxsize", negative_maxsize)
+        workers = _count("max_workers", max_workers)
+        cold_workers = _count("cold_workers", cold_workers)
         self.cold_queue = _count("cold_queue", cold_queue)
         if not callable(clock):
             raise _refuse("clock", clock, "a callable answering seconds")
@@ -325,8 +321,7 @@ class RulesCache:
             key = self._aliases.get(key, key)
             entry = self._entries.get(key)
             if entry is None:
-                settled = self._cold_settled(key, now)
-                if settled:
+                if self._cold_settled(key, now):
                     return self._answer(key)
             elif now < entry.refresh_at:  # fresh, or a failed refresh still backing off
                 return self._answer(key)

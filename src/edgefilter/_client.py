@@ -3,6 +3,10 @@
 Every call raises a ``SitesApiError`` subclass on failure (see ``_errors``), so callers can
 tell a bad key (``ApiAuthError``) from a missing site (``SiteNotFoundError``) from an outage
 (``ApiServerError``, ``ApiTimeoutError``, ``ApiUnreachableError``, ``MalformedResponseError``).
+
+A site's rules take three reads (the site, its excluded IPs, its excluded countries). The
+site is read first, so a site that does not exist, a refused key or an outage costs one
+read: during a flood of made-up ids, a third of the reads.
 """
 
 from __future__ import annotations
