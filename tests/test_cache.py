@@ -1002,22 +1002,44 @@ def test_stats_count_fetches_by_outcome(sites_api: LiveApi, clock: FakeClock) ->
         sites_api.faults.mode = "500"
         cache.ensure(failing)
         sites_api.faults.mode = "ok"
+        cache.ensure("999999996")  # a 404: the API answers again, so cold ids are pending
         assert cache.resolve(held) is Reason.rules_pending  # waited cold_wait, still held
         assert cache.resolve("999999997") is Reason.rules_pending  # the cold lane is full
         assert cache.stats() == {
-            "fetches_started": 6,
+            "fetches_started": 7,
             "fetches_ok": 1,
             "fetches_not_modified": 1,
-            "fetches_not_found": 1,
+            "fetches_not_found": 2,
             "fetches_auth": 1,
             "fetches_outage": 1,
             "cold_waits": 1,
             "pending_refusals": 1,
             "cold_in_flight": 1,
             "sites_held": 1,
-            "negative_held": 1,
+            "negative_held": 2,
             "cold_failures_held": 2,
         }
+    finally:
+        client.release.set()
+        cache.close()
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"), [("500", Reason.rules_unavailable), ("403", Reason.rules_unauthorized)]
+)
+def test_a_cold_id_not_answered_during_an_outage_is_not_pending(
+    sites_api: LiveApi, clock: FakeClock, mode: str, reason: Reason
+) -> None:
+    """While the API is known to be failing, an unanswered cold id answers that failure."""
+    down, cold = (str(sites_api.new_site()["siteId"]) for _ in range(2))
+    client = held_client(sites_api, held=lambda site: site == cold)
+    cache = make_cache(client, clock, cold_wait=0.0)
+    try:
+        sites_api.faults.mode = mode
+        cache.ensure(down)
+        assert cache.resolve(cold) is reason
+        assert client.finished == [down]
     finally:
         client.release.set()
         cache.close()

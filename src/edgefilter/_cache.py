@@ -37,7 +37,8 @@ What ``resolve`` answers when it has no rules, by cause:
 - None: not a site id, or the API said 404 (within ``negative_ttl``).
 - ``Reason.rules_pending``: the API is not known to be failing, but the id's first fetch
   did not answer within ``cold_wait`` seconds (a thread waits that long; an event loop
-  never waits: ``aensure`` first), or could not be queued.
+  never waits: ``aensure`` first), or could not be queued. While the API is known to be
+  failing, such an id answers that failure's reason instead.
 - ``Reason.rules_unavailable``: the last fetch failed (5xx, timeout, unreachable, malformed).
 - ``Reason.rules_unauthorized``: the last fetch was refused (401 or 403). Rybbit answers 403
   for an unknown site too, so there a made-up id answers this rather than None.
@@ -355,7 +356,9 @@ class RulesCache:
             if entry is not None and entry.failure is not None:
                 return entry.failure
             failure = self._cold_failed.get(key)
-        return Reason.rules_pending if failure is None else failure.failure
+        if failure is not None:
+            return failure.failure
+        return self._health.failing or Reason.rules_pending  # pending only while healthy
 
     async def aensure(self, site: str, timeout: float | None = None) -> None:
         """Wait (up to ``timeout``) until the site's rules are fetched or failed to be."""
