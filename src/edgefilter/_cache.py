@@ -361,7 +361,12 @@ class RulesCache:
         return self._health.failing or Reason.rules_pending  # pending only while healthy
 
     async def aensure(self, site: str, timeout: float | None = None) -> None:
-        """Wait (up to ``timeout``) until the site's rules are fetched or failed to be."""
+        """Wait (up to ``timeout``) until the site's rules are fetched or failed to be.
+
+        Returns at once for what cannot be a site id, a site with nothing to fetch (fresh,
+        a remembered 404, a failure still backing off), and a cold id the full cold lane
+        cannot take now.
+        """
         future = self._fetch_to_wait_for(site)
         if future is not None:
             await asyncio.wait([asyncio.wrap_future(future)], timeout=timeout)
@@ -532,13 +537,14 @@ class RulesCache:
     def check(self, *sites: str) -> None:
         """Check the key and the API at start-up, raising what they answered.
 
-        With ``sites``, fetch each one now (warming the cache): ``ApiAuthError`` when the
-        key is refused, ``SiteNotFoundError`` for a site that does not exist, and the
-        outage's error (``ApiUnreachableError``, ``ApiTimeoutError``, ``ApiServerError``,
-        ``MalformedResponseError``) when the API fails. Without, send one probe read of a
-        site that cannot exist: 404 means the key is good, 401 raises ``ApiAuthError``. A
-        403 cannot be told apart (Rybbit answers 403 for an unknown site with any key): it
-        is logged and not raised; pass a site to check the key against Rybbit.
+        With ``sites``, fetch each one now, ``max_workers`` at a time (warming the cache):
+        ``ApiAuthError`` when the key is refused, ``SiteNotFoundError`` for a site that does
+        not exist, and the outage's error (``ApiUnreachableError``, ``ApiTimeoutError``,
+        ``ApiServerError``, ``MalformedResponseError``) when the API fails. Without, send
+        one probe read of a site that cannot exist: 404 means the key is good, 401 raises
+        ``ApiAuthError``. A 403 cannot be told apart (Rybbit answers 403 for an unknown
+        site with any key): it is logged and not raised; pass a site to check the key
+        against Rybbit.
         """
         keys = self._checked_keys(sites)
         if not keys:
@@ -549,7 +555,8 @@ class RulesCache:
             else:
                 self._health.ok()
             return
-        _raise_first([self._fetch_once(key) for key in keys])
+        fetches = [self._refresher.submit(self._fetch_once, key) for key in keys]
+        _raise_first([fetch.result() for fetch in fetches])
 
     async def acheck(self, *sites: str) -> None:
         """``check`` on the event loop; the sites are fetched concurrently."""
