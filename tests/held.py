@@ -34,10 +34,18 @@ class HeldClient(SitesApiClient):
         self.release = threading.Event()
         self.started: list[str] = []
         self.finished: list[str] = []
+        self._arrivals = threading.Condition()
+
+    def wait_started(self, count: int) -> None:
+        """Block until ``count`` fetches have reached the client (or GUARD seconds)."""
+        with self._arrivals:
+            self._arrivals.wait_for(lambda: len(self.started) >= count, timeout=GUARD)
 
     def fetch_config(self, site: str, previous: FetchedConfig | None = None) -> FetchedConfig:
         """The real fetch, after ``release`` when the site is held."""
-        self.started.append(site)
+        with self._arrivals:
+            self.started.append(site)
+            self._arrivals.notify_all()
         try:
             if self.held(site):
                 self.release.wait(GUARD)

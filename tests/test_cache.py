@@ -453,6 +453,7 @@ def test_both_id_forms_fetched_at_once_end_in_one_entry(
     try:
         assert [cache.resolve(ref) for ref in ids] == [Reason.rules_pending] * 2
         assert cache.fetches == 2  # neither fetch has named the other id yet
+        client.wait_started(2)  # both fetches looked their id up before either answered
         client.release.set()
         for ref in ids:
             cache.ensure(ref)
