@@ -133,4 +133,5 @@ def test_an_async_consumer_lets_no_excluded_hit_through(sites_api: LiveApi) -> N
         finally:
             cache.close()
     assert {decision.reason for decision in decisions} == {Reason.excluded_ip}
-    assert cache.fetches == 1
+    # One compile; a hit racing the first fetch's publication may start one 304 refresh.
+    assert cache.stats()["fetches_ok"] == 1, cache.stats()

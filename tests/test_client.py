@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,9 +19,14 @@ from edgefilter import (
     SitesApiClient,
     compile_rules,
 )
+from edgefilter._serving import serve_in_thread
+from edgefilter.server import create_app
 
 from .conftest import LiveApi
+from .held import ReadGate
 from .live import unused_port
+
+READ_SUFFIXES = ("/excluded-ips", "/excluded-countries")
 
 
 def test_fetch_config_merges_the_three_reads(sites_api: LiveApi) -> None:
@@ -72,7 +79,7 @@ def test_writes_round_trip(sites_api: LiveApi) -> None:
 
 
 def test_async_calls(sites_api: LiveApi) -> None:
-    """The async methods do what the sync ones do; the three reads go out together."""
+    """The async methods do what the sync ones do."""
 
     async def scenario() -> None:
         client = sites_api.client()
@@ -142,3 +149,91 @@ def test_unreachable() -> None:
             client.fetch_config("1")
         with pytest.raises(ConnectionError):
             client.site("1")
+
+
+def fetch_once(client: SitesApiClient, site: str, run: str) -> None:
+    """One ``fetch_config`` (sync) or ``afetch_config`` (async, pool closed on its loop)."""
+    if run == "sync":
+        client.fetch_config(site)
+        return
+
+    async def scenario() -> None:
+        try:
+            await client.afetch_config(site)
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("run", ["sync", "async"])
+def test_a_missing_site_costs_one_read(sites_api: LiveApi, run: str) -> None:
+    """A 404 stops the fetch after the site read: the two list reads are not sent."""
+    missing = str(sites_api.new_site()["siteId"] + 1000)
+    sites_api.faults.requests.clear()
+    with sites_api.client() as client, pytest.raises(SiteNotFoundError):
+        fetch_once(client, missing, run)
+    assert sites_api.faults.requests == {f"GET /api/sites/{missing}": 1}
+
+
+@pytest.mark.parametrize("run", ["sync", "async"])
+def test_a_refused_key_costs_one_read(sites_api: LiveApi, run: str) -> None:
+    """A 401 on the site read stops the fetch there."""
+    site = str(sites_api.new_site()["siteId"])
+    sites_api.faults.requests.clear()
+    with SitesApiClient(sites_api.url, "ef_wrong") as client, pytest.raises(ApiAuthError):
+        fetch_once(client, site, run)
+    assert sites_api.faults.requests == {f"GET /api/sites/{site}": 1}
+
+
+@pytest.fixture
+def gated_api(tmp_path: Path) -> Iterator[tuple[str, str, str, ReadGate]]:
+    """A reference server behind a gate on list reads: its url, an org, its key, the gate."""
+    app = create_app(f"sqlite:///{tmp_path / 'sites.db'}")
+    org = app.state.store.create_organization("Gated")
+    key = app.state.store.create_key(org, "owner")
+    gate = ReadGate(app, suffixes=READ_SUFFIXES, together=2)
+    gate.armed = False
+    with serve_in_thread(gate) as url:
+        yield url, org, key, gate
+
+
+def test_async_first_fetch_sends_the_list_reads_together(
+    gated_api: tuple[str, str, str, ReadGate],
+) -> None:
+    """afetch_config sends both list reads at once after the site read (else it times out)."""
+    url, org, key, gate = gated_api
+
+    async def scenario() -> None:
+        client = SitesApiClient(url, key, timeout=3.0)
+        try:
+            site = str((await client.acreate_site(org, "a.example", "Gated"))["siteId"])
+            gate.armed = True
+            fetched = await client.afetch_config(site)
+            assert fetched.config.site_id == int(site)
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+    assert gate.arrived == 2
+
+
+def test_async_refresh_sends_all_three_reads_together(
+    gated_api: tuple[str, str, str, ReadGate],
+) -> None:
+    """afetch_config with a previous answer sends its three reads at once."""
+    url, org, key, gate = gated_api
+
+    async def scenario() -> None:
+        client = SitesApiClient(url, key, timeout=3.0)
+        try:
+            site = str((await client.acreate_site(org, "a.example", "Gated"))["siteId"])
+            first = await client.afetch_config(site)
+            gate.suffixes, gate.together, gate.armed = (f"/sites/{site}", *READ_SUFFIXES), 3, True
+            again = await client.afetch_config(site, first)
+            assert again.not_modified
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+    assert gate.arrived == 3

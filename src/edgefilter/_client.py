@@ -3,12 +3,16 @@
 Every call raises a ``SitesApiError`` subclass on failure (see ``_errors``), so callers can
 tell a bad key (``ApiAuthError``) from a missing site (``SiteNotFoundError``) from an outage
 (``ApiServerError``, ``ApiTimeoutError``, ``ApiUnreachableError``, ``MalformedResponseError``).
+
+A site's rules take three reads (the site, its excluded IPs, its excluded countries). The
+site is read first, so a site that does not exist, a refused key or an outage costs one
+read: during a flood of made-up ids, a third of the reads.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 from urllib.parse import quote
@@ -129,24 +133,43 @@ class SitesApiClient:
     # --- the three reads, as one config ------------------------------------------------
 
     def fetch_config(self, site: str, previous: FetchedConfig | None = None) -> FetchedConfig:
-        """The site's config from its three reads, conditional on ``previous``'s ETags."""
-        answers = [
-            self._send("GET", _site_path(site) + suffix, headers=_conditional(previous, index))
-            for index, (suffix, _) in enumerate(READS)
-        ]
-        return _assemble(answers, previous)
+        """The site's config from its three reads, conditional on ``previous``'s ETags.
+
+        The site itself is read first and each answer is checked as it comes, so a site
+        that does not exist (or a refused key, or an outage) costs one read, not three.
+        """
+        path = _site_path(site)
+        answers: list[httpx.Response] = []
+        bodies: list[Json] = []
+        for index, (suffix, _) in enumerate(READS):
+            answer = self._send("GET", path + suffix, headers=_conditional(previous, index))
+            bodies.append(_checked_body(answer, index, previous))
+            answers.append(answer)
+        return _assemble(answers, bodies)
 
     async def afetch_config(
         self, site: str, previous: FetchedConfig | None = None
     ) -> FetchedConfig:
-        """``fetch_config``, with the three reads sent concurrently."""
-        answers = await asyncio.gather(
-            *(
-                self._asend("GET", _site_path(site) + suffix, headers=_conditional(previous, i))
-                for i, (suffix, _) in enumerate(READS)
-            )
-        )
-        return _assemble(list(answers), previous)
+        """``fetch_config``, with reads sent concurrently.
+
+        A first fetch (no ``previous``) reads the site first and sends the two list reads
+        together only once it exists, so an unknown site costs one read. A refresh of a
+        known site (``previous`` given) sends all three at once.
+        """
+        path = _site_path(site)
+
+        def read(index: int) -> Awaitable[httpx.Response]:
+            return self._asend("GET", path + READS[index][0], headers=_conditional(previous, index))
+
+        answers: list[httpx.Response] = []
+        if previous is None:
+            answers.append(await read(0))
+            _checked_body(answers[0], 0, previous)  # an unknown site stops here, after one read
+            answers += await asyncio.gather(read(1), read(2))
+        else:
+            answers += await asyncio.gather(read(0), read(1), read(2))
+        bodies = [_checked_body(answer, index, previous) for index, answer in enumerate(answers)]
+        return _assemble(answers, bodies)
 
     # --- single endpoints, sync ----------------------------------------------------------
 
@@ -267,16 +290,19 @@ def _json_body(response: httpx.Response) -> Json:
     return body
 
 
-def _assemble(answers: list[httpx.Response], previous: FetchedConfig | None) -> FetchedConfig:
-    bodies: list[Json] = []
-    for index, (answer, (_, field)) in enumerate(zip(answers, READS, strict=True)):
-        if answer.status_code == 304 and previous is not None:
-            bodies.append(previous.bodies[index])
-            continue
-        body = _json_body(answer)
-        if field is not None:
-            _list(field)(body)
-        bodies.append(body)
+def _checked_body(answer: httpx.Response, index: int, previous: FetchedConfig | None) -> Json:
+    """The body of read ``index``: the previous one on a 304, else the answer's, checked."""
+    if answer.status_code == 304 and previous is not None:
+        return previous.bodies[index]
+    body = _json_body(answer)
+    field = READS[index][1]
+    if field is not None:
+        _list(field)(body)
+    return body
+
+
+def _assemble(answers: list[httpx.Response], bodies: list[Json]) -> FetchedConfig:
+    """One ``FetchedConfig`` from the three answers and their checked bodies."""
     site, ips, countries = bodies
     try:
         config = SiteConfig.from_api(
