@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgefilter import AddressTable, IntervalTable
-from edgefilter._intervals import BY_BYTE, WIDE
+from edgefilter._layout import BY_BYTE, WIDE
 
 from .oracle import fold, naive_excluded
 from .strategies import addresses, entry_lists

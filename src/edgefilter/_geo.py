@@ -21,7 +21,7 @@ import maxminddb
 
 from ._addresses import V4, V6, Interval, with_mapped_projection
 from ._errors import GeoIPError
-from ._intervals import AddressTable
+from ._tables import AddressTable
 
 logger = logging.getLogger("edgefilter")
 

@@ -29,7 +29,7 @@ from ._counters import DecisionCounters
 from ._decisions import UNAVAILABLE_REASONS, Decision, Reason
 from ._errors import ConfigError
 from ._filter import EdgeFilter
-from ._intervals import AddressTable
+from ._tables import AddressTable
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -36,9 +36,9 @@ from starlette.routing import Route
 
 from ._countries import normalize_country
 from ._errors import ConfigError
-from ._intervals import AddressTable
 from ._openapi import OPENAPI
 from ._store import FLAGS, WRITER_ROLES, Principal, SiteStore
+from ._tables import AddressTable
 
 DEFAULT_MAX_BODY: Final = 1 << 20
 DEFAULT_MAX_IPS: Final = 10_000
