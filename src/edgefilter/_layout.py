@@ -36,10 +36,10 @@ excluded IPs) and ``LAYER_COUNTRY`` (the addresses of its excluded countries); a
 (ASN) takes the next number and raises ``LAYER_COUNT``. ``by_layer`` turns a mapping from
 these numbers into the tuple a reader indexes with the layer it found.
 
-Readers. Whoever changes this layout changes all of these with it: ``AddressTable.
-layer_of_packed`` (``_tables``), the reference reader of both forms, through ``bucket_of``
-and ``compact_key``; ``AddressTable.__contains__``, an inline copy of it after its own
-``inet_pton`` (kept for ``benchmarks/bench_lookup.py``); ``EdgeFilter.should_track``
+Readers. Whoever changes this layout changes all of these with it:
+``AddressTable.layer_of_packed`` (``_tables``), the reference reader of both forms, through
+``bucket_of`` and ``compact_key``; ``AddressTable.__contains__``, an inline copy of it after
+its own ``inet_pton`` (kept for ``benchmarks/bench_lookup.py``); ``EdgeFilter.should_track``
 (``_filter``), an inline copy of its packed part (kept for ``benchmarks/bench_hot_path.py``),
 whose ``_EXCLUSIONS`` maps layers to decisions; ``EdgeFilter._decide_compact``, the compact
 reader, which calls ``layer_of_packed``; ``_layers.CountryLayering.layer``, which builds a
