@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgefilter import ConfigError
-from edgefilter._addresses import parse_address, parse_entry, parse_hit_address
+from edgefilter._addresses import pack_address, parse_address, parse_entry, parse_hit_address
 
 from .oracle import fold
 from .strategies import addresses
@@ -134,9 +134,18 @@ def test_parse_address_agrees_with_ipaddress_on_valid_text(text: str) -> None:
     assert parse_address(text) == (expected.version, int(expected))
 
 
-@given(st.text(alphabet="0123456789abcdefABCDEF:.x ", max_size=45))
+@given(addresses)
+def test_pack_address_packs_as_inet_pton_does(text: str) -> None:
+    """A parsed address packs into the bytes ``inet_pton`` gives, mapped forms folded."""
+    address = parse_address(text)
+    assert address is not None
+    assert pack_address(address) == fold(ipaddress.ip_address(text)).packed
+
+
+@given(st.one_of(st.text(alphabet="0123456789abcdefABCDEF:.x ", max_size=45), addresses))
 def test_parse_address_agrees_with_ipaddress_on_any_text(text: str) -> None:
-    """On arbitrary text, parsing succeeds exactly when ``ipaddress`` does, with its value."""
+    """On arbitrary text (valid addresses among it), parsing succeeds exactly when
+    ``ipaddress`` does, with its value."""
     try:
         expected = fold(ipaddress.ip_address(text))
     except ValueError:

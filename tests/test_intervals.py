@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import random
 
 import pytest
@@ -10,9 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgefilter import AddressTable, IntervalTable
-from edgefilter._intervals import BY_BYTE, WIDE
+from edgefilter._intervals import compile_entries, family_tables, layer_intervals, subtract
+from edgefilter._layout import BY_BYTE, WIDE
 
-from .oracle import fold, naive_excluded
+from .oracle import Address, fold, naive_excluded
 from .strategies import addresses, entry_lists
 
 
@@ -50,16 +52,95 @@ def test_interval_table_agrees_with_naive_membership(
     assert len(table) == len(list(table))
 
 
-def boundary_hits(entries: list[str]) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """Addresses just inside and outside each entry's edges, where off-by-one bugs live."""
+small_spans = st.lists(
+    st.tuples(st.integers(0, 60), st.integers(0, 8)).map(lambda span: (span[0], sum(span))),
+    max_size=8,
+)
+
+
+@given(small_spans, small_spans)
+def test_subtract_keeps_exactly_the_values_outside_the_taken_table(
+    intervals: list[tuple[int, int]], taken: list[tuple[int, int]]
+) -> None:
+    """``subtract`` leaves each value of the intervals that the taken table lacks, once."""
+    table = IntervalTable.from_intervals(taken)
+    parts = subtract(intervals, table)
+    kept = [value for first, last in parts for value in range(first, last + 1)]
+    expected = [
+        value
+        for first, last in intervals
+        for value in range(first, last + 1)
+        if not any(low <= value <= high for low, high in taken)
+    ]
+    assert kept == expected
+    assert all(first <= last for first, last in parts)
+
+
+@given(st.lists(small_spans, max_size=4))
+def test_layer_intervals_names_the_first_layer_holding_each_value(
+    layers: list[list[tuple[int, int]]],
+) -> None:
+    """Layered intervals are disjoint and sorted, and each value's layer is the first table
+    that holds it."""
+    spans = layer_intervals(IntervalTable.from_intervals(layer) for layer in layers)
+    assert spans == sorted(spans)
+    assert all(last < first for (_, last, _), (first, _, _) in itertools.pairwise(spans))
+    for value in range(-1, 71):
+        holders = [i for i, layer in enumerate(layers) if any(a <= value <= b for a, b in layer)]
+        found = [layer for first, last, layer in spans if first <= value <= last]
+        assert found == holders[:1], value
+
+
+def test_compile_entries_keeps_every_bad_entry_with_its_reason_in_order() -> None:
+    """Entries compile to intervals per family; each bad one comes back, in order, with why."""
+    intervals, rejected = compile_entries(["10.0.0.0/8", None, "::1", "1.2.3.9-1.2.3.4"])
+    assert intervals == [(4, 0x0A000000, 0x0AFFFFFF), (6, 1, 1)]
+    assert [entry for entry, _ in rejected] == [None, "1.2.3.9-1.2.3.4"]
+    assert "not a string" in rejected[0][1]
+    assert "reversed range" in rejected[1][1]
+    assert family_tables(intervals) == (
+        IntervalTable.from_intervals([(0x0A000000, 0x0AFFFFFF)]),
+        IntervalTable.from_intervals([(1, 1)]),
+    )
+
+
+def entry_span(entry: str) -> tuple[Address, Address]:
+    """The first and last address an entry names, by ``ipaddress`` alone."""
+    text = entry.strip()
+    if "*" in text:
+        fixed = [octet for octet in text.split(".") if octet != "*"]
+        text = ".".join(fixed + ["0"] * (4 - len(fixed))) + f"/{8 * len(fixed)}"
+    if "/" in text:
+        network = ipaddress.ip_network(text, strict=False)
+        return network[0], network[-1]
+    if "-" in text:
+        first, last = (ipaddress.ip_address(side.strip()) for side in text.split("-"))
+        return first, last
+    address = ipaddress.ip_address(text)
+    return address, address
+
+
+def neighbours(address: Address) -> list[Address]:
+    """The address and the ones just before and after it, within its family."""
+    top = 2 ** (32 if address.version == 4 else 128) - 1
+    kind = type(address)
+    return [
+        kind(value)
+        for value in (int(address) - 1, int(address), int(address) + 1)
+        if 0 <= value <= top
+    ]
+
+
+def boundary_hits(entries: list[str]) -> list[Address]:
+    """Addresses just inside and outside each entry's edges, where off-by-one bugs live,
+    and at the edges of the compiled table's merged intervals."""
     hits = []
+    for entry in entries:
+        hits += (hit for edge in entry_span(entry) for hit in neighbours(edge))
     table, _ = AddressTable.from_entries(entries)
     for family, kind in ((table.ipv4, ipaddress.IPv4Address), (table.ipv6, ipaddress.IPv6Address)):
-        top = 2 ** (32 if kind is ipaddress.IPv4Address else 128) - 1
         for first, last in family:
-            for value in (first - 1, first, last, last + 1):
-                if 0 <= value <= top:
-                    hits.append(kind(value))
+            hits += (*neighbours(kind(first)), *neighbours(kind(last)))
     return hits
 
 
@@ -91,6 +172,10 @@ def test_bad_entries_are_reported_and_the_rest_apply() -> None:
     """A bad entry is rejected with its reason; good entries beside it still compile."""
     table, rejected = AddressTable.from_entries(["10.0.0.0/8", "nonsense", "1.1.1.1/99"])
     assert "10.9.9.9" in table
+    assert "11.0.0.0" not in table
+    assert "1.1.1.1" not in table  # the rejected entry does not apply
+    assert table.ipv4 == IntervalTable.from_intervals([(0x0A000000, 0x0AFFFFFF)])
+    assert table.ipv6 == IntervalTable()
     assert [entry for entry, _ in rejected] == ["nonsense", "1.1.1.1/99"]
 
 
@@ -111,7 +196,8 @@ def test_bucketed_lookup_agrees_with_plain_bisect(version: int, spans: int, shif
     intervals = [(version, start, min(start + rng.getrandbits(8), 2**bits - 1)) for start in starts]
     intervals.append((version, 2**bits - 50, 2**bits - 1))
     table = AddressTable.from_intervals(intervals)
-    plain = table.ipv4 if version == 4 else table.ipv6
+    plain = IntervalTable.from_intervals(span[1:] for span in intervals)  # from the input
+    assert (table.ipv4 if version == 4 else table.ipv6) == plain
     assert (table.shift4 if version == 4 else table.shift6) == shift
     probes = [rng.getrandbits(bits) for _ in range(5_000)]
     probes += [
@@ -123,18 +209,26 @@ def test_bucketed_lookup_agrees_with_plain_bisect(version: int, spans: int, shif
 
 
 def test_large_table_compiles_and_answers() -> None:
-    """100,000 entries compile into one table that still answers exactly."""
+    """100,000 entries compile into one table that still answers exactly: inside each
+    network, and outside it, at its neighbours and at random addresses."""
     rng = random.Random(7)
-    entries = [
-        str(ipaddress.IPv4Address(rng.getrandbits(32) & ~0xFF)) + "/24" for _ in range(100_000)
-    ]
-    table, _ = AddressTable.from_entries(entries)
-    sample = entries[::9973]
-    for entry in sample:
-        network = ipaddress.ip_network(entry)
-        assert str(network[0]) in table
-        assert str(network[-1]) in table
-    assert len(table.ipv4) <= 100_000
+    networks = sorted({rng.getrandbits(24) for _ in range(100_000)})  # /24s by number
+    entries = [f"{ipaddress.IPv4Address(network << 8)}/24" for network in networks]
+    table, rejected = AddressTable.from_entries(entries)
+    assert rejected == ()
+    excluded = set(networks)
+    probes = [rng.getrandbits(32) for _ in range(20_000)]
+    for network in networks[::97]:
+        first = network << 8
+        probes += [first - 1, first, first + 255, first + 256]  # the neighbours are misses
+    answers = {}
+    for value in probes:
+        if 0 <= value < 2**32:
+            answers[value] = str(ipaddress.IPv4Address(value)) in table
+            assert answers[value] is (value >> 8 in excluded), value
+    assert 1_000 < sum(answers.values()) < len(answers) - 1_000  # many hits and many misses
+    runs = sum(1 for network in networks if network - 1 not in excluded)
+    assert len(table.ipv4) == runs  # adjacent /24s merge, nothing else does
 
 
 @given(entry_lists, entry_lists, st.lists(addresses, max_size=8), st.booleans())
@@ -225,7 +319,9 @@ def test_large_compact_table_searches_by_first_byte_and_agrees() -> None:
     intervals += [(4, 7 << 24, (9 << 24) + 5)]  # one span over a whole first byte
     packed = AddressTable.from_intervals(intervals)
     compact = AddressTable.from_intervals(intervals, compact=True)
+    plain = IntervalTable.from_intervals(span[1:] for span in intervals)  # from the input
     assert compact.compact_index4 is not None
+    assert compact.ipv4 == packed.ipv4 == plain
     probes = [rng.getrandbits(32) for _ in range(5_000)]
     probes += [byte << 24 | edge for byte in range(256) for edge in (0, 0xFFFFFF)]
     for first, last, _ in packed.layered_intervals(4):
@@ -233,4 +329,6 @@ def test_large_compact_table_searches_by_first_byte_and_agrees() -> None:
     for value in probes:
         if 0 <= value < 2**32:
             address = value.to_bytes(4, "big")
-            assert compact.layer_of_packed(address) == packed.layer_of_packed(address), value
+            expected = 0 if value in plain else None
+            assert compact.layer_of_packed(address) == expected, value
+            assert packed.layer_of_packed(address) == expected, value

@@ -28,8 +28,9 @@ from ._errors import (
 )
 from ._filter import EdgeFilter, RulesSource, StaticRules
 from ._geo import CountryResolver
-from ._intervals import AddressTable, IntervalTable
+from ._intervals import IntervalTable
 from ._rules import SiteConfig, SiteRules, compile_rules
+from ._tables import AddressTable
 
 if _typing.TYPE_CHECKING:
     from ._cache import RulesCache

@@ -53,21 +53,6 @@ def pack_address(address: Address) -> bytes:
     return address[1].to_bytes(4 if address[0] == V4 else 16, "big")
 
 
-def pack_hit(ip: object) -> bytes | None:
-    """A hit's address packed as ``inet_pton`` packs it, mapped IPv6 folded; None if invalid.
-
-    ``inet_pton`` first (the common case), the lenient ``parse_hit_address`` after.
-    """
-    try:
-        if ":" in ip:  # type: ignore[operator]
-            packed = socket.inet_pton(socket.AF_INET6, ip)  # type: ignore[arg-type]
-            return packed[12:] if packed.startswith(MAPPED_PACKED_PREFIX) else packed
-        return socket.inet_pton(socket.AF_INET, ip)  # type: ignore[arg-type]
-    except (OSError, TypeError, ValueError):
-        address = parse_hit_address(ip)
-        return None if address is None else pack_address(address)
-
-
 def parse_hit_address(ip: object) -> Address | None:
     """Parse a hit's address leniently: bytes, white space, brackets and zone ids are accepted.
 

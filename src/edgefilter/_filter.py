@@ -55,10 +55,11 @@ from ._decisions import (
 )
 from ._errors import ConfigError
 from ._geo import CountryResolver, GeoIPPath
-from ._intervals import WIDE, AddressTable
 from ._layers import CountryLayering
+from ._layout import LAYER_COUNTRY, LAYER_IP, WIDE, by_layer
 from ._rules import SiteConfig, SiteRules, compile_rules
 from ._siteids import canonical_site_id
+from ._tables import AddressTable
 
 logger = logging.getLogger("edgefilter")
 
@@ -67,12 +68,10 @@ _inet_pton = socket.inet_pton
 _inet_ntop = socket.inet_ntop
 _AF_INET: Final = socket.AF_INET
 _AF_INET6: Final = socket.AF_INET6
-_bisect_right = bisect_right
 _get_running_loop = asyncio.events._get_running_loop
 
-
-# The decision for each layer of a site's table: 0 its excluded IPs, 1 its excluded countries.
-_EXCLUSIONS: Final = (EXCLUDED_IP, EXCLUDED_COUNTRY)
+# The decision for each layer of a site's table, indexed by the layer a search finds.
+_EXCLUSIONS: Final = by_layer({LAYER_IP: EXCLUDED_IP, LAYER_COUNTRY: EXCLUDED_COUNTRY})
 
 
 @runtime_checkable
@@ -379,18 +378,20 @@ class EdgeFilter:
                 if layered is None:
                     return self._decide_unlayered(rules, is_v4, packed, ua)
                 table = layered
+            # An inline copy of AddressTable.layer_of_packed (the layout: _layout), pinned to
+            # it by tests/test_layout.py::test_inline_lookups_agree_with_layer_of_packed.
             if is_v4:
                 buckets, shift = table.buckets4, table.shift4
             else:
                 buckets, shift = table.buckets6, table.shift6
-            if shift < 0:  # the largest tables are indexed by two bytes; compact ones by value
+            if shift < 0:  # a tag: WIDE (two-byte index), or COMPACT (IPv4 as ints)
                 if shift != WIDE:
                     return self._decide_compact(rules, table, packed, ua)
                 bucket = buckets[packed[0] << 8 | packed[1]]
-            else:
+            else:  # a shift: FLAT or BY_BYTE
                 bucket = buckets[packed[0] >> shift]
-            index = _bisect_right(bucket, packed)
-            if index & 1:  # inside an interval: its end's last byte names the layer
+            index = bisect_right(bucket, packed)
+            if index & 1:  # inside an interval: its end's LAYER_BYTE (the last) names the layer
                 return _EXCLUSIONS[bucket[index][-1]]
         if rules.block_bots:
             try:
@@ -418,7 +419,8 @@ class EdgeFilter:
     def _decide_compact(
         self, rules: SiteRules, table: AddressTable, packed: bytes, ua: object
     ) -> Decision:
-        """``should_track`` after the address is read, for a compact IPv4 table."""
+        """``should_track`` after the address is read, for a compact IPv4 table: the compact
+        reader is ``AddressTable.layer_of_packed`` itself."""
         layer = table.layer_of_packed(packed)
         if layer is not None:
             return _EXCLUSIONS[layer]

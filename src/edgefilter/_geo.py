@@ -21,7 +21,7 @@ import maxminddb
 
 from ._addresses import V4, V6, Interval, with_mapped_projection
 from ._errors import ConfigError, GeoIPError
-from ._intervals import AddressTable
+from ._tables import AddressTable
 
 # What a database path may be: text, bytes, or any os.PathLike (pathlib.Path, ...).
 GeoIPPath = str | bytes | os.PathLike[str] | os.PathLike[bytes]

@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 from ._geo import CountryResolver
-from ._intervals import AddressTable
 from ._rules import SiteRules
+from ._tables import AddressTable
 
 logger = logging.getLogger("edgefilter")
 

@@ -10,7 +10,7 @@ from typing import Any, Final
 
 from ._countries import normalize_country
 from ._errors import ConfigError
-from ._intervals import AddressTable
+from ._tables import AddressTable
 
 logger = logging.getLogger("edgefilter")
 

@@ -76,8 +76,8 @@ from ._counters import UNKNOWN_SITE_LABEL, UNRESOLVED_REASONS, DecisionCounters
 from ._decisions import UNAVAILABLE_REASONS, Decision, Reason
 from ._errors import ConfigError
 from ._filter import EdgeFilter
-from ._intervals import AddressTable
 from ._siteids import canonical_site_id
+from ._tables import AddressTable
 
 logger = logging.getLogger("edgefilter")
 _inet_pton = socket.inet_pton

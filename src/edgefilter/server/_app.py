@@ -51,9 +51,9 @@ from starlette.routing import Route
 
 from .._countries import normalize_country
 from .._errors import ApiError, ConfigError
-from .._intervals import AddressTable
 from .._rules import _SCALAR_FIELDS, SITE_FLAGS
 from .._siteids import canonical_site_id
+from .._tables import AddressTable
 from ._openapi import (
     CONFIG_FLAGS,
     CREATE_FLAGS,
