@@ -417,6 +417,7 @@ def test_deleted_site_is_dropped(sites_api: LiveApi, cache: RulesCache, clock: F
         "g1b2c3d4e5f6",  # not hex
     ],
 )
+@pytest.mark.adversarial
 def test_what_cannot_be_a_site_id_is_unknown_without_a_fetch(
     sites_api: LiveApi, cache: RulesCache, site: object
 ) -> None:
@@ -483,6 +484,7 @@ def junk_ids(count: int) -> list[str]:
     return [shapes[n % len(shapes)].format(n) for n in range(count)]
 
 
+@pytest.mark.adversarial
 def test_a_flood_of_made_up_ids_is_bounded_and_starves_no_real_site(
     sites_api: LiveApi, clock: FakeClock
 ) -> None:
@@ -550,6 +552,7 @@ def test_a_flood_of_made_up_ids_is_bounded_and_starves_no_real_site(
         client.close()
 
 
+@pytest.mark.adversarial
 def test_negative_entries_never_evict_real_sites(sites_api: LiveApi, clock: FakeClock) -> None:
     """404s fill their own bounded store; the one real site stays, through an outage too."""
     site = sites_api.new_site(excludedIPs=["203.0.113.0/24"])

@@ -12,6 +12,8 @@ from edgefilter.middleware import EdgeFilterMiddleware, forwarded_hops, hop_addr
 from .conftest import CHROME
 from .test_middleware import US, RecordingApp, hit, run
 
+pytestmark = pytest.mark.adversarial
+
 PROXY = "127.0.0.2"
 CLIENT = "198.51.100.7"
 SITE = SiteConfig(site_id=1, block_bots=False, excluded_ips=("203.0.113.0/24",))

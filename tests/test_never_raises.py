@@ -37,6 +37,8 @@ from .hostile import (
     seeds,
 )
 
+pytestmark = pytest.mark.adversarial
+
 SITES = {
     "1": SiteConfig(
         site_id=1,

@@ -28,6 +28,8 @@ from edgefilter.server._store import SiteStore, excluded_countries, excluded_ips
 from .test_server import postgres_url
 from .test_server_spec import check_answer
 
+pytestmark = pytest.mark.adversarial
+
 MAX_BODY = 16 * 1024
 MAX_IPS = 50
 # Bounds on an answer: an error quotes at most 20 short details; a success answer is at most
