@@ -42,7 +42,7 @@ EXTRA_MODULES: Final[Mapping[str, tuple[str, ...]]] = {
     "demo": ("httpx", "cachetools", "starlette", "uvicorn", "sqlalchemy", "idna"),
     "postgres": ("psycopg",),
 }
-_PASSWORD: Final = re.compile(r"(//[^/:@]*:)[^@/]*@")
+_PASSWORD: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/:@]*:)[^@/]*@")
 
 logger = logging.getLogger("edgefilter")
 
@@ -346,7 +346,8 @@ class _VersionAction(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
 
     def __call__(self, parser: argparse.ArgumentParser, *_args: Any) -> None:
-        parser.exit(0, f"edgefilter {_version()}\n")
+        print(f"edgefilter {_version()}")
+        parser.exit(0)
 
 
 def _add(parser: argparse.ArgumentParser, option: Option, default: Any = None) -> None:
