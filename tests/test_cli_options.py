@@ -258,6 +258,7 @@ def test_redact_hides_only_the_password() -> None:
     ("argv", "blocked", "extra"),
     [
         (["serve-api"], ("sqlalchemy",), "server"),
+        (["serve-api"], ("sqlalchemy.engine",), "server"),  # found, but does not import
         (["list-keys"], ("starlette",), "server"),
         (["proxy", "--upstream", "u", "--api", "a"], ("httpx",), "proxy"),
         (["demo", "--rounds", "1"], ("httpx",), "demo"),
