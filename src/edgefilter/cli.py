@@ -45,6 +45,13 @@ EXTRA_MODULES: Final[Mapping[str, tuple[str, ...]]] = {
 _PASSWORD: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/:@]*:)[^@/]*@")
 
 logger = logging.getLogger("edgefilter")
+DESCRIPTION: Final = """\
+Decide at the edge of a web-analytics pipeline whether a tracking hit is recorded.
+
+Every option can also be set in the environment: each option's help names its variable
+and default, and the command line wins. Put secrets there (EDGEFILTER_API_KEY,
+EDGEFILTER_DB with a password): the command line shows in ps. Errors are one line with
+exit status 2 (bad option or configuration) or 1 (failure at run time)."""
 
 
 class CliError(Exception):
@@ -373,7 +380,7 @@ _METAVARS: Final[dict[Callable[[str], Any], str]] = {
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-command per job."""
     formatter = argparse.RawDescriptionHelpFormatter
-    parser = _Parser(prog="edgefilter", description=__doc__, formatter_class=formatter)
+    parser = _Parser(prog="edgefilter", description=DESCRIPTION, formatter_class=formatter)
     parser.add_argument("--version", action=_VersionAction)
     _add(parser, LOG_LEVEL_OPTION)
     common = _Parser(add_help=False)
@@ -431,7 +438,8 @@ def configure_logging(level: str, *, log_config: object = None) -> None:
     """Log at ``level``; through the handlers of ``log_config`` when uvicorn is given one."""
     if log_config is None:
         logging.basicConfig(level=level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    logger.setLevel(level.upper())
+    else:  # the file's handlers; the level still applies to edgefilter's own records
+        logger.setLevel(level.upper())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
