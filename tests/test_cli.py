@@ -17,7 +17,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from edgefilter import EdgeFilter, SiteConfig
 from edgefilter._serving import serve_in_thread, uvicorn_config
-from edgefilter.cli import build_parser, build_proxy, main
+from edgefilter.cli import build_proxy, main, parse_args
 from edgefilter.middleware import EdgeFilterMiddleware
 
 from .conftest import CHROME, LiveApi
@@ -114,7 +114,7 @@ def test_the_cli_proxy_stack_ignores_loopback_forwarding(sites_api: LiveApi) -> 
     """``edgefilter proxy`` as served: a loopback client cannot claim another address."""
     created = sites_api.new_site(excludedIPs=["127.0.0.1"])
     argv = ["proxy", "--upstream", "http://127.0.0.1:9", "--api", sites_api.url]
-    args = build_parser().parse_args([*argv, "--key", sites_api.key])
+    args = parse_args(argv, {"EDGEFILTER_API_KEY": sites_api.key})
     proxy = build_proxy(args)
     site = str(created["siteId"])
     body = f'{{"type": "pageview", "site_id": "{site}"}}'.encode()

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from edgefilter.cli import main
+from edgefilter.demo import DEMO_DATA
 
-from .conftest import CITY_DB, DATA
+from .conftest import CITY_DB
 
 
 def test_demo_decides_every_hit_as_expected(capsys: pytest.CaptureFixture[str]) -> None:
@@ -18,7 +19,7 @@ def test_demo_decides_every_hit_as_expected(capsys: pytest.CaptureFixture[str]) 
             "demo",
             "--offline",
             "--data",
-            str(DATA / "demo"),
+            str(DEMO_DATA),
             "--geoip",
             str(CITY_DB),
             "--repeat",
@@ -32,7 +33,7 @@ def test_demo_decides_every_hit_as_expected(capsys: pytest.CaptureFixture[str]) 
 
 def test_demo_fails_on_a_mismatch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A traffic line whose expectation is wrong makes the demo exit non-zero."""
-    (tmp_path / "sites.json").write_text((DATA / "demo" / "sites.json").read_text())
+    (tmp_path / "sites.json").write_text((DEMO_DATA / "sites.json").read_text())
     (tmp_path / "traffic.tsv").write_text(
         "site\tip\tuser_agent\texpected\n1\t10.1.1.1\tMozilla/5.0\ttracked\n"
     )
@@ -45,7 +46,7 @@ def test_demo_fails_on_a_mismatch(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 def test_live_demo_end_to_end(capsys: pytest.CaptureFixture[str]) -> None:
     """The full demo over loopback: every hit answered as expected, the change applied."""
-    status = main(["demo", "--data", str(DATA / "demo"), "--geoip", str(CITY_DB), "--rounds", "2"])
+    status = main(["demo", "--data", str(DEMO_DATA), "--geoip", str(CITY_DB), "--rounds", "2"])
     out = capsys.readouterr().out
     assert "MISMATCH" not in out
     assert "the new rule applied after" in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -177,11 +178,34 @@ def compile_rules(config: SiteConfig, *, compact: bool = False) -> SiteRules:
         needs_ip=bool(excluded_ips or countries),
         rejected=rejected + tuple(rejected_countries),
     )
-    if rules.rejected:
-        logger.warning(
-            "site %s: %d rule entries rejected: %s",
-            rules.site_id or rules.id,
-            len(rules.rejected),
-            "; ".join(reason for _, reason in rules.rejected[:5]),
-        )
+    _log_rejected(rules)
     return rules
+
+
+# The rejected entries last logged per site: a refresh that compiles the same ones again
+# logs nothing (Rybbit has no ETags, so every refresh recompiles). Bounded: past
+# REJECTED_MEMORY sites the oldest is forgotten, and at worst logged once more.
+REJECTED_MEMORY: Final = 10_000
+_logged_rejected: dict[object, tuple[tuple[object, str], ...]] = {}
+_logged_lock: Final = threading.Lock()
+
+
+def _log_rejected(rules: SiteRules) -> None:
+    """Warn about a site's rejected entries once per change of them, not once per compile."""
+    site = rules.site_id or rules.id
+    with _logged_lock:
+        if _logged_rejected.get(site) == rules.rejected:
+            return
+        if not rules.rejected:
+            _logged_rejected.pop(site, None)
+            return
+        if len(_logged_rejected) >= REJECTED_MEMORY:
+            del _logged_rejected[next(iter(_logged_rejected))]
+        _logged_rejected[site] = rules.rejected
+    logger.warning(
+        "site %s: %d rule entries rejected: %s",
+        site,
+        len(rules.rejected),
+        "; ".join(reason for _, reason in rules.rejected[:5]),
+        extra={"site": site},
+    )

@@ -29,9 +29,19 @@ def uvicorn_config(
     return uvicorn.Config(app, host=host, port=port, **{**options, **FIXED_SETTINGS})
 
 
-def serve(app: Any, *, host: str, port: int, **options: Any) -> bool:
+def serve(app: Any, *, host: str, port: int, workers: int = 1, **options: Any) -> bool:
     """Serve ``app`` in the foreground until interrupted (the CLI's servers); False when it
-    did not start. uvicorn exits the process (status 3) when the app's startup fails."""
+    did not start. uvicorn exits the process (status 3) when the app's startup fails.
+
+    With ``workers`` over 1, ``app`` must be an import string (``factory=True`` for a
+    factory): uvicorn's supervisor starts that many processes, each importing it, with the
+    same fixed settings.
+    """
+    if workers > 1:
+        if not isinstance(app, str):
+            raise TypeError("serving with several workers needs the app as an import string")
+        uvicorn.run(app, host=host, port=port, workers=workers, **{**options, **FIXED_SETTINGS})
+        return True
     server = uvicorn.Server(uvicorn_config(app, host=host, port=port, **options))
     server.run()
     return server.started

@@ -1,118 +1,802 @@
-"""The ``edgefilter`` command line: one entry point for the whole project."""
+"""The ``edgefilter`` command line: one entry point for the whole project.
+
+Every option can also be set in the environment (``--help`` names each one's variable);
+the command line wins. Secrets belong there: ``EDGEFILTER_API_KEY`` for the Sites API key
+and ``EDGEFILTER_DB`` for a database URL with a password, so neither shows in ``ps``.
+Errors are one line on stderr with a non-zero exit status: 2 for a bad option or
+configuration, 1 for a failure at run time (a database that cannot be reached, a missing
+extra, a server that did not start).
+
+This module imports only the standard library and the core at import time: each command
+loads its own stack (the ``server``, ``proxy`` or ``demo`` extra) when it runs, so
+``edgefilter --help`` and ``edgefilter --version`` work on a core install.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
+from typing import Any, Final, NoReturn
 
-from ._cache import RulesCache
-from ._client import SitesApiClient
-from ._errors import ConfigError
-from ._filter import EdgeFilter
-from ._serving import serve
-from .demo import run_live_demo, run_offline_demo
-from .middleware import PROXY_HEADERS, EdgeFilterMiddleware
-from .proxy import create_proxy_app
-from .server import create_app
-from .server._store import ROLES, SiteStore
+from ._errors import EdgeFilterError
+from .middleware import PROXY_HEADERS
 
-DEFAULT_DB = "sqlite:///edgefilter.db"
+LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
+DEFAULT_DB: Final = "sqlite:///edgefilter.db"
+ROLES: Final = ("owner", "admin", "member")  # edgefilter.server._store.ROLES (a test checks)
+DB_SCHEMES: Final = ("sqlite", "postgresql", "postgresql+psycopg")
+API_FACTORY: Final = "edgefilter.cli:api_app_from_environment"
+PROXY_FACTORY: Final = "edgefilter.cli:proxy_app_from_environment"
+# The modules each extra brings, checked before a command loads them.
+EXTRA_MODULES: Final[Mapping[str, tuple[str, ...]]] = {
+    "server": ("starlette", "uvicorn", "sqlalchemy", "idna"),
+    "proxy": ("httpx", "cachetools", "starlette", "uvicorn"),
+    "demo": ("httpx", "cachetools", "starlette", "uvicorn", "sqlalchemy", "idna"),
+    "postgres": ("psycopg",),
+}
+_PASSWORD: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/:@]*:)[^@/]*@")
+
+logger = logging.getLogger("edgefilter")
+DESCRIPTION: Final = """\
+Decide at the edge of a web-analytics pipeline whether a tracking hit is recorded.
+
+Every option can also be set in the environment: each option's help names its variable
+and default, and the command line wins. Put secrets there (EDGEFILTER_API_KEY,
+EDGEFILTER_DB with a password): the command line shows in ps. Errors are one line with
+exit status 2 (bad option or configuration) or 1 (failure at run time)."""
+
+
+class CliError(Exception):
+    """A command cannot go on; the message is the one line the user sees."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# --- option values -------------------------------------------------------------------------
+
+
+def port_number(text: str) -> int:
+    """A TCP port, 0 (any free port) to 65535."""
+    value = _integer(text, "port")
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {text!r} is not between 0 and 65535")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer of at least 1."""
+    value = _integer(text, "count")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not at least 1")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """A number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
+
+
+def log_level(text: str) -> str:
+    """A logging level name, in any case."""
+    level = text.strip().lower()
+    if level not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _integer(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} {text!r} is not an integer") from None
+
+
+def redact(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` part replaced by ``***``."""
+    return _PASSWORD.sub(r"\1***@", url)
+
+
+# --- options -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One option of a command: its flags, the variable that backs it and its default."""
+
+    flags: tuple[str, ...]
+    env: str
+    help: str
+    default: Any = None
+    convert: Callable[[str], Any] = str
+    choices: tuple[str, ...] | None = None
+    required: bool = False
+    secret: bool = False  # visible in ps when given as a flag: the variable is the way
+    many: bool = False  # repeatable; the variable holds a comma-separated list
+    shown: str | None = None  # the default as --help says it, when not the value itself
+    metavar: str | None = None
+
+    @property
+    def dest(self) -> str:
+        """The attribute the parsed value lands in."""
+        return self.flags[0].lstrip("-").replace("-", "_")
+
+    def help_text(self) -> str:
+        """The help line: what it is, its default and its variable."""
+        if self.required:
+            default = "required"
+        elif self.shown is not None:
+            default = f"default: {self.shown}"
+        else:
+            default = f"default: {self.default}"
+        return f"{self.help} [{default}; env: {self.env}]".replace("%", "%%")
+
+    def from_environment(self, environ: Mapping[str, str]) -> Any:
+        """The value the variable sets, or None when it is unset or empty."""
+        raw = environ.get(self.env, "").strip()
+        if not raw:
+            return None
+        texts = [item.strip() for item in raw.split(",") if item.strip()] if self.many else [raw]
+        try:
+            values = [self.convert(text) for text in texts]
+        except (argparse.ArgumentTypeError, ValueError) as error:
+            raise CliError(f"{self.env}: {error}", 2) from None
+        for value in values:
+            if self.choices is not None and value not in self.choices:
+                raise CliError(f"{self.env}: {value!r} is not one of {', '.join(self.choices)}", 2)
+        return values if self.many else values[0]
+
+    def as_environment(self, value: Any) -> str:
+        """``value`` as the variable spells it."""
+        if self.many:
+            return ",".join(str(item) for item in value)
+        return str(value)
+
+
+def _server_options(command: str, port: int) -> list[Option]:
+    """The listening and uvicorn options of ``serve-api`` and ``proxy``."""
+    return [
+        Option(
+            ("--host",), "EDGEFILTER_HOST", "address to listen on", "127.0.0.1", metavar="ADDRESS"
+        ),
+        Option(("--port",), "EDGEFILTER_PORT", "port to listen on", port, port_number),
+        Option(
+            ("--workers",),
+            "EDGEFILTER_WORKERS",
+            f"worker processes; over 1, each builds the {command} from the EDGEFILTER_* variables",
+            1,
+            positive_int,
+        ),
+        Option(
+            ("--root-path",),
+            "EDGEFILTER_ROOT_PATH",
+            "ASGI root_path when served under a path prefix",
+            "",
+            shown="none",
+        ),
+        Option(
+            ("--log-config",),
+            "EDGEFILTER_LOG_CONFIG",
+            "logging config file for uvicorn (.json, .yaml or .ini)",
+            None,
+            Path,
+            shown="uvicorn's",
+            metavar="FILE",
+        ),
+        Option(
+            ("--timeout-keep-alive",),
+            "EDGEFILTER_TIMEOUT_KEEP_ALIVE",
+            "seconds an idle keep-alive connection stays open",
+            5.0,
+            positive_seconds,
+        ),
+        Option(
+            ("--timeout-graceful-shutdown",),
+            "EDGEFILTER_TIMEOUT_GRACEFUL_SHUTDOWN",
+            "seconds to let open requests finish on shutdown",
+            None,
+            positive_seconds,
+            shown="wait for all",
+        ),
+    ]
+
+
+DB_OPTION: Final = Option(
+    ("--db",),
+    "EDGEFILTER_DB",
+    "database URL: sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB",
+    DEFAULT_DB,
+    secret=True,
+    metavar="URL",
+)
+DEMO_OPTIONS: Final = [
+    Option(
+        ("--data",),
+        "EDGEFILTER_DEMO_DATA",
+        "folder with sites.json, traffic.tsv and e2e-traffic.tsv",
+        None,
+        Path,
+        shown="the sample shipped in the package",
+        metavar="DIR",
+    ),
+    Option(
+        ("--geoip",),
+        "EDGEFILTER_GEOIP",
+        "MaxMind .mmdb file",
+        None,
+        Path,
+        shown="MaxMind's test database shipped in the package",
+        metavar="FILE",
+    ),
+    Option(("--repeat",), "EDGEFILTER_DEMO_REPEAT", "offline replays (rate)", 2000, positive_int),
+    Option(("--rounds",), "EDGEFILTER_DEMO_ROUNDS", "live replays", 40, positive_int),
+]
+PROXY_OPTIONS: Final = [
+    Option(
+        ("--upstream",),
+        "EDGEFILTER_UPSTREAM",
+        "the Rybbit to forward to",
+        required=True,
+        metavar="URL",
+    ),
+    Option(
+        ("--api",),
+        "EDGEFILTER_API",
+        "Sites API base URL (Rybbit or serve-api)",
+        required=True,
+        metavar="URL",
+    ),
+    Option(
+        ("--key",),
+        "EDGEFILTER_API_KEY",
+        "Sites API key (set the variable: a flag shows in ps)",
+        required=True,
+        secret=True,
+        metavar="KEY",
+    ),
+    Option(
+        ("--geoip",),
+        "EDGEFILTER_GEOIP",
+        ".mmdb file for country rules",
+        None,
+        Path,
+        shown="no country rules",
+        metavar="FILE",
+    ),
+    Option(
+        ("--trusted-proxy",),
+        "EDGEFILTER_TRUSTED_PROXIES",
+        "address or CIDR that may set the client address; repeatable, the variable comma-separated",
+        [],
+        many=True,
+        shown="none",
+        metavar="CIDR",
+    ),
+    Option(
+        ("--proxy-header",),
+        "EDGEFILTER_PROXY_HEADER",
+        "the one header trusted proxies set the client address in",
+        "x-forwarded-for",
+        str.lower,
+        choices=PROXY_HEADERS,
+    ),
+    Option(("--ttl",), "EDGEFILTER_TTL", "rules cache TTL, seconds", 60.0, positive_seconds),
+    Option(
+        ("--upstream-timeout",),
+        "EDGEFILTER_UPSTREAM_TIMEOUT",
+        "seconds to wait for the upstream before answering 502",
+        10.0,
+        positive_seconds,
+    ),
+    *_server_options("proxy", 8080),
+]
+SERVE_API_OPTIONS: Final = [DB_OPTION, *_server_options("Sites API", 8000)]
+LOG_LEVEL_OPTION: Final = Option(
+    ("--log-level",),
+    "EDGEFILTER_LOG_LEVEL",
+    "logging level, before or after the command",
+    "warning",
+    log_level,
+    choices=LOG_LEVELS,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A sub-command: its help, its options, the extra it needs and what runs it."""
+
+    help: str
+    run: Callable[[argparse.Namespace], int]
+    options: list[Option] = field(default_factory=list)
+    extra: str | None = None
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None
+
+
+# --- the parser ----------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``edgefilter serve-api: error: ...``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version("edgefilter")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the installed distribution's version, read only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any) -> None:
+        print(f"edgefilter {_version()}")
+        parser.exit(0)
+
+
+def _add(parser: argparse.ArgumentParser, option: Option, default: Any = None) -> None:
+    parser.add_argument(
+        *option.flags,
+        dest=option.dest,
+        type=option.convert,
+        default=default,
+        choices=option.choices,
+        action="append" if option.many else "store",
+        help=option.help_text(),
+        metavar=option.metavar or _METAVARS.get(option.convert),
+    )
+
+
+_METAVARS: Final[dict[Callable[[str], Any], str]] = {
+    port_number: "PORT",
+    positive_int: "N",
+    positive_seconds: "SECONDS",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-command per job."""
-    parser = argparse.ArgumentParser(prog="edgefilter", description=__doc__)
-    parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser(
-        "demo", help="end to end on loopback: Sites API, live rules, middleware, sample traffic"
-    )
-    demo.add_argument("--data", type=Path, default=Path("data/demo"), help="sites and traffic")
-    demo.add_argument(
-        "--geoip", type=Path, default=Path("data/geo/GeoLite2-City-Test.mmdb"), help=".mmdb file"
-    )
-    demo.add_argument("--offline", action="store_true", help="decide in-process, no servers")
-    demo.add_argument("--repeat", type=int, default=2000, help="offline replays (rate)")
-    demo.add_argument("--rounds", type=int, default=40, help="live replays of the traffic")
-
-    proxy = commands.add_parser("proxy", help="edge proxy: filter hits, forward the rest")
-    proxy.add_argument("--upstream", required=True, help="the Rybbit server to forward to")
-    proxy.add_argument("--api", required=True, help="Sites API base URL (Rybbit or serve-api)")
-    proxy.add_argument("--key", required=True, help="Sites API key")
-    proxy.add_argument("--geoip", type=Path, default=None, help=".mmdb file for country rules")
-    proxy.add_argument("--trusted-proxy", action="append", default=[], help="address or CIDR")
-    proxy.add_argument(
-        "--proxy-header",
-        choices=PROXY_HEADERS,
-        default="x-forwarded-for",
-        help="the one header trusted proxies set the client address in (default %(default)s)",
-    )
-    proxy.add_argument("--ttl", type=float, default=60.0, help="rules cache TTL in seconds")
-    proxy.add_argument("--host", default="127.0.0.1")
-    proxy.add_argument("--port", type=int, default=8080)
-
-    serve = commands.add_parser("serve-api", help="serve the reference Sites API with uvicorn")
-    serve.add_argument("--db", default=DEFAULT_DB, help=f"database URL (default {DEFAULT_DB})")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-
-    org = commands.add_parser("create-org", help="create an organisation; prints its id")
-    org.add_argument("name")
-    org.add_argument("--db", default=DEFAULT_DB)
-
-    key = commands.add_parser("create-key", help="create an API key; prints it, once")
-    key.add_argument("--org", required=True, help="organisation id")
-    key.add_argument("--role", choices=ROLES, default="member")
-    key.add_argument("--user", default=None, help="user id (default: a new user)")
-    key.add_argument("--db", default=DEFAULT_DB)
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(prog="edgefilter", description=DESCRIPTION, formatter_class=formatter)
+    parser.add_argument("--version", action=_VersionAction)
+    _add(parser, LOG_LEVEL_OPTION)
+    common = _Parser(add_help=False)
+    _add(common, LOG_LEVEL_OPTION, argparse.SUPPRESS)  # after the command too
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        extra = f" (extra: {command.extra})" if command.extra else ""
+        sub = commands.add_parser(
+            name, help=command.help + extra, description=command.help + extra, parents=[common]
+        )
+        if command.arguments is not None:
+            command.arguments(sub)
+        for option in command.options:
+            _add(sub, option)
     return parser
 
 
-def build_proxy(args: argparse.Namespace) -> EdgeFilterMiddleware:
-    """The edge proxy app from the ``proxy`` command's options."""
-    client = SitesApiClient(args.api, args.key)
-    geoip = str(args.geoip) if args.geoip else None
-    edge_filter = EdgeFilter(RulesCache(client, ttl=args.ttl), geoip=geoip)
-    return create_proxy_app(
-        args.upstream,
-        edge_filter,
-        trusted_proxies=args.trusted_proxy,
-        proxy_header=args.proxy_header,
+def resolve(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> argparse.Namespace:
+    """Fill in what the command line left out from ``environ`` (the process environment),
+    then from the defaults; ``CliError`` for a missing required option or a bad variable."""
+    environ = os.environ if environ is None else environ
+    command = COMMANDS[args.command]
+    for option in [LOG_LEVEL_OPTION, *command.options]:
+        value = getattr(args, option.dest, None)
+        if value is not None and option.secret and option.dest in vars(args):
+            _warn_visible(option, value)
+        if value is None:
+            value = option.from_environment(environ)
+        if value is None and option.required:
+            raise CliError(f"{'/'.join(option.flags)} or {option.env} is required", 2)
+        setattr(args, option.dest, option.default if value is None else value)
+    return args
+
+
+def _warn_visible(option: Option, value: str) -> None:
+    """A secret given as a flag is visible to every user in ``ps``: say so (not the value)."""
+    if option.dest == "db" and redact(value) == value:
+        return  # a URL without a password holds no secret
+    print(
+        f"edgefilter: warning: {option.flags[0]} shows in ps; set {option.env} instead",
+        file=sys.stderr,
     )
+
+
+def parse_args(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> argparse.Namespace:
+    """The command line parsed and completed from the environment (see ``resolve``)."""
+    return resolve(build_parser().parse_args(argv), environ)
+
+
+def configure_logging(level: str, *, log_config: object = None) -> None:
+    """Log at ``level``; through the handlers of ``log_config`` when uvicorn is given one."""
+    if log_config is None:
+        logging.basicConfig(level=level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    else:  # the file's handlers; the level still applies to edgefilter's own records
+        logger.setLevel(level.upper())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command named on the command line; the exit status is the return value."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    if args.command == "demo" and args.offline:
-        return run_offline_demo(args.data, args.geoip, repeat=args.repeat)
-    if args.command == "demo":
-        return run_live_demo(args.data, args.geoip, rounds=args.rounds)
-    if args.command == "proxy":
-        try:
-            proxy = build_proxy(args)
-        except ConfigError as error:
-            print(f"edgefilter: {error}", file=sys.stderr)
-            return 2
-        return 0 if serve(proxy, host=args.host, port=args.port) else 1
-    if args.command == "serve-api":
-        return 0 if serve(create_app(args.db), host=args.host, port=args.port) else 1
-    store = SiteStore(args.db)
+    command = COMMANDS[args.command]
     try:
-        if args.command == "create-org":
-            print(store.create_organization(args.name))
-        else:
-            print(store.create_key(args.org, args.role, args.user))
+        resolve(args)
+        configure_logging(args.log_level, log_config=getattr(args, "log_config", None))
+        return command.run(args)
+    except CliError as error:
+        return _fail(str(error), error.status)
+    except EdgeFilterError as error:  # a bad rule, trusted proxy or GeoIP file: configuration
+        return _fail(str(error), 2)
+    except ModuleNotFoundError as error:
+        extra = command.extra or "all"
+        return _fail(f"needs {error.name!r}: pip install 'edgefilter[{extra}]'", 1)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"edgefilter: error: {message}", file=sys.stderr)
+    return status
+
+
+def require(extra: str, command: str) -> None:
+    """``CliError`` naming the extra to install when a module it brings is missing."""
+    missing = [name for name in EXTRA_MODULES[extra] if find_spec(name) is None]
+    if missing:
+        raise CliError(
+            f"{command} needs the {extra!r} extra ({', '.join(missing)} missing): "
+            f"pip install 'edgefilter[{extra}]'"
+        )
+
+
+# --- the database --------------------------------------------------------------------------
+
+
+def check_db_url(url: str) -> None:
+    """``CliError`` unless ``url`` is a SQLite or PostgreSQL URL whose driver is installed."""
+    scheme = url.partition(":")[0].lower() if "://" in url else ""
+    if scheme not in DB_SCHEMES:
+        raise CliError(
+            f"--db {redact(url)!r} is not a database URL: "
+            "use sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB",
+            2,
+        )
+    from sqlalchemy.engine import make_url  # noqa: PLC0415
+    from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError) as error:
+        raise CliError(f"--db {redact(url)!r} is not a valid URL: {error}", 2) from None
+    if scheme.startswith("postgresql"):
+        require("postgres", "a PostgreSQL --db")
+
+
+@contextmanager
+def database_errors(url: str) -> Iterator[None]:
+    """Turn the database's errors into one ``CliError`` naming the (redacted) URL."""
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
+
+    try:
+        yield
+    except SQLAlchemyError as error:
+        cause = getattr(error, "orig", None) or error
+        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise CliError(f"cannot use the database {redact(url)}: {reason}") from None
+
+
+def open_store(url: str) -> Any:
+    """The ``SiteStore`` at ``url`` (migrated), with every failure as a ``CliError``."""
+    require("server", "this command")
+    check_db_url(url)
+    from .server._store import SiteStore  # noqa: PLC0415
+
+    with database_errors(url):
+        return SiteStore(url)
+
+
+def _with_store(args: argparse.Namespace, work: Callable[[Any], None]) -> int:
+    store = open_store(args.db)
+    try:
+        with database_errors(args.db):
+            work(store)
     except (LookupError, ValueError) as error:
-        print(f"edgefilter: {error}", file=sys.stderr)
-        return 1
+        raise CliError(str(error)) from None
     finally:
         store.close()
     return 0
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Rows in columns under their headers, two spaces apart."""
+    widths = [
+        max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)
+    ]
+    for row in [headers, *rows]:
+        print(
+            "  ".join(
+                str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
+            ).rstrip()
+        )
+
+
+# --- the commands --------------------------------------------------------------------------
+
+
+def _create_org(args: argparse.Namespace) -> int:
+    return _with_store(args, lambda store: print(store.create_organization(args.name)))
+
+
+def _create_key(args: argparse.Namespace) -> int:
+    return _with_store(args, lambda store: print(store.create_key(args.org, args.role, args.user)))
+
+
+def _list_orgs(args: argparse.Namespace) -> int:
+    def work(store: Any) -> None:
+        rows = [(org.id, org.name, org.created_at) for org in store.organizations()]
+        print_table(("ORGANISATION", "NAME", "CREATED"), rows)
+
+    return _with_store(args, work)
+
+
+def _list_keys(args: argparse.Namespace) -> int:
+    def work(store: Any) -> None:
+        rows = [
+            (key.key_id, key.organization_id, key.user_id, key.role, key.created_at)
+            for key in store.keys(args.org)
+        ]
+        print_table(("KEY ID", "ORGANISATION", "USER", "ROLE", "CREATED"), rows)
+
+    return _with_store(args, work)
+
+
+def _revoke_key(args: argparse.Namespace) -> int:
+    def work(store: Any) -> None:
+        key = store.revoke_key(args.key_id)
+        print(f"revoked key {key.key_id} of {key.user_id} ({key.role}, {key.organization_id})")
+
+    return _with_store(args, work)
+
+
+def uvicorn_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The uvicorn settings the server options ask for (proxy headers stay off regardless)."""
+    options: dict[str, Any] = {
+        "root_path": args.root_path,
+        "timeout_keep_alive": args.timeout_keep_alive,
+        "timeout_graceful_shutdown": args.timeout_graceful_shutdown,
+        "log_level": args.log_level,
+    }
+    if args.log_config is not None:
+        if not args.log_config.is_file():
+            raise CliError(f"--log-config {str(args.log_config)!r} is not a file", 2)
+        options["log_config"] = str(args.log_config)
+    return options
+
+
+def export_settings(args: argparse.Namespace, options: Sequence[Option]) -> None:
+    """Put the resolved settings in the environment, where each worker's factory reads them."""
+    for option in [LOG_LEVEL_OPTION, *options]:
+        value = getattr(args, option.dest)
+        if value is None:
+            os.environ.pop(option.env, None)
+        else:
+            os.environ[option.env] = option.as_environment(value)
+
+
+def _run_server(app: Any, args: argparse.Namespace) -> int:
+    from ._serving import serve  # noqa: PLC0415
+
+    options = uvicorn_options(args)
+    if args.workers > 1:
+        options["factory"] = True
+    return 0 if serve(app, host=args.host, port=args.port, workers=args.workers, **options) else 1
+
+
+def _serve_api(args: argparse.Namespace) -> int:
+    require("server", "serve-api")
+    check_db_url(args.db)
+    from .server import create_app  # noqa: PLC0415
+
+    with database_errors(args.db):
+        app = create_app(args.db)  # migrates: once, here, before any worker starts
+    if args.workers == 1:
+        return _run_server(app, args)
+    app.state.store.close()
+    export_settings(args, SERVE_API_OPTIONS)
+    return _run_server(API_FACTORY, args)
+
+
+def _proxy(args: argparse.Namespace) -> int:
+    require("proxy", "proxy")
+    proxy = build_proxy(args)  # configuration errors surface here, before any worker starts
+    if args.workers == 1:
+        return _run_server(proxy, args)
+    close_proxy(proxy)
+    export_settings(args, PROXY_OPTIONS)
+    return _run_server(PROXY_FACTORY, args)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import DEMO_DATA, TEST_GEOIP, run_live_demo, run_offline_demo  # noqa: PLC0415
+
+    data = args.data if args.data is not None else DEMO_DATA
+    geoip = args.geoip if args.geoip is not None else TEST_GEOIP
+    traffic = "traffic.tsv" if args.offline else "e2e-traffic.tsv"
+    for name in ("sites.json", traffic):
+        if not (data / name).is_file():
+            raise CliError(f"--data {str(data)!r} has no {name}", 2)
+    if not geoip.is_file():
+        raise CliError(f"--geoip {str(geoip)!r} is not a file", 2)
+    if args.offline:
+        return run_offline_demo(data, geoip, repeat=args.repeat)
+    require("demo", "the live demo (without --offline)")
+    return run_live_demo(data, geoip, rounds=args.rounds)
+
+
+def _upstream_transport(timeout: float) -> Any:
+    """An httpx transport that gives every upstream request ``timeout`` seconds per phase."""
+    import httpx  # noqa: PLC0415
+
+    class UpstreamTimeout(httpx.AsyncHTTPTransport):
+        """Overrides the forwarding client's timeout on each request it sends."""
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            request.extensions = {
+                **request.extensions,
+                "timeout": httpx.Timeout(timeout).as_dict(),
+            }
+            return await super().handle_async_request(request)
+
+    return UpstreamTimeout()
+
+
+def build_proxy(args: argparse.Namespace) -> Any:
+    """The edge proxy app (an ``EdgeFilterMiddleware``) from the ``proxy`` command's options."""
+    from ._cache import RulesCache  # noqa: PLC0415
+    from ._client import SitesApiClient  # noqa: PLC0415
+    from ._filter import EdgeFilter  # noqa: PLC0415
+    from .proxy import create_proxy_app  # noqa: PLC0415
+
+    client = SitesApiClient(args.api, args.key)
+    geoip = str(args.geoip) if args.geoip else None
+    cache = RulesCache(client, ttl=args.ttl)
+    try:
+        return create_proxy_app(
+            args.upstream,
+            EdgeFilter(cache, geoip=geoip),
+            trusted_proxies=args.trusted_proxy,
+            proxy_header=args.proxy_header,
+            transport=_upstream_transport(args.upstream_timeout),
+        )
+    except BaseException:
+        cache.close()
+        client.close()
+        raise
+
+
+def close_proxy(proxy: Any) -> None:
+    """Stop a proxy's rules cache and close its Sites API client."""
+    cache = proxy.edge_filter.source
+    cache.close()
+    cache.client.close()
+
+
+def _settings(command: str) -> argparse.Namespace:
+    """A command's settings from the environment alone, as a worker process reads them."""
+    args = argparse.Namespace(command=command)
+    resolve(args)
+    configure_logging(args.log_level, log_config=args.log_config)
+    return args
+
+
+def api_app_from_environment() -> Any:
+    """The Sites API app from ``EDGEFILTER_DB``: the factory ``serve-api --workers`` runs.
+
+    Served by hand (``uvicorn --factory edgefilter.cli:api_app_from_environment``), pass
+    ``--no-proxy-headers``: the app does not read forwarded addresses, uvicorn would.
+    """
+    from .server import create_app  # noqa: PLC0415
+
+    return create_app(_settings("serve-api").db)
+
+
+def proxy_app_from_environment() -> Any:
+    """The edge proxy from the ``EDGEFILTER_*`` variables: the factory ``proxy --workers`` runs.
+
+    Served by hand, pass uvicorn ``--no-proxy-headers``: client addresses are the
+    middleware's job alone (see ``edgefilter._serving``).
+    """
+    return build_proxy(_settings("proxy"))
+
+
+def _organization_name(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="the organisation's name")
+
+
+def _key_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--org", required=True, help="organisation id (org_...)")
+    parser.add_argument(
+        "--role", choices=ROLES, default="member", help="the key's role [default: %(default)s]"
+    )
+    parser.add_argument("--user", default=None, help="user id [default: a new user]")
+
+
+def _org_filter(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--org", default=None, help="only this organisation's keys")
+
+
+def _key_id(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("key_id", metavar="KEY_ID", help="the KEY ID list-keys shows (8+ hex)")
+
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--offline", action="store_true", help="decide in-process, no servers")
+
+
+COMMANDS: Final[dict[str, Command]] = {
+    "demo": Command(
+        "end to end on loopback: Sites API, live rules, middleware, sample traffic "
+        "(--offline: in-process, core only)",
+        _demo,
+        DEMO_OPTIONS,
+        "demo",
+        _demo_arguments,
+    ),
+    "proxy": Command(
+        "edge proxy: filter hits, forward the rest to Rybbit", _proxy, PROXY_OPTIONS, "proxy"
+    ),
+    "serve-api": Command(
+        "serve the reference Sites API with uvicorn", _serve_api, SERVE_API_OPTIONS, "server"
+    ),
+    "create-org": Command(
+        "create an organisation; prints its id",
+        _create_org,
+        [DB_OPTION],
+        "server",
+        _organization_name,
+    ),
+    "create-key": Command(
+        "create an API key; prints it, once", _create_key, [DB_OPTION], "server", _key_arguments
+    ),
+    "list-orgs": Command("list the organisations", _list_orgs, [DB_OPTION], "server"),
+    "list-keys": Command(
+        "list the API keys: id (start of its hash), organisation, user, role, created; never a key",
+        _list_keys,
+        [DB_OPTION],
+        "server",
+        _org_filter,
+    ),
+    "revoke-key": Command(
+        "revoke (delete) an API key by its id", _revoke_key, [DB_OPTION], "server", _key_id
+    ),
+}
 
 
 if __name__ == "__main__":

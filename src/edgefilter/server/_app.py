@@ -33,9 +33,11 @@ Hostile input gets a 4xx and changes nothing; a 5xx means a fault of the server'
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
@@ -66,6 +68,8 @@ from ._store import WRITER_ROLES, Principal, SiteStore
 
 __all__ = ["ApiError", "SitesApi", "create_app", "normalize_domain"]
 
+logger = logging.getLogger("edgefilter")
+
 DEFAULT_MAX_BODY: Final = 1 << 20
 DEFAULT_MAX_IPS: Final = 10_000
 DEFAULT_MAX_COUNTRIES: Final = 250
@@ -77,6 +81,7 @@ CONFIG_FIELDS: Final = frozenset(SITE_FLAGS) | {"domain", "name"} | LIST_FIELDS
 PRIVATE_LINK_ACTIONS: Final = frozenset({"generate_private_link_key", "revoke_private_link_key"})
 MAX_QUOTED: Final = 40  # characters of a client's value an error message quotes
 MAX_REASON: Final = 160  # characters of one detail's reason
+READY_TIMEOUT: Final = 5.0  # seconds /readyz waits for the database's SELECT 1
 
 
 def _error_answer(error: ApiError) -> JSONResponse:
@@ -449,6 +454,43 @@ async def _http_error(_request: Request, error: Exception) -> Response:
     return JSONResponse({"success": False, "error": text}, status_code=error.status_code)
 
 
+class Health:
+    """``/healthz`` (the process answers) and ``/readyz`` (the database answers ``SELECT 1``).
+
+    ``/readyz`` answers 503 with a reason when the database cannot be reached or does not
+    answer within ``timeout`` seconds; the database's own error is logged, once per change
+    of state, not put in the answer (it may name hosts and users).
+    """
+
+    def __init__(self, store: SiteStore, *, timeout: float = READY_TIMEOUT) -> None:
+        self.store = store
+        self.timeout = timeout
+        self._failing = False
+
+    async def healthz(self, _request: Request) -> Response:
+        """GET /healthz"""
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, _request: Request) -> Response:
+        """GET /readyz"""
+        try:
+            await asyncio.wait_for(run_in_threadpool(self.store.ping), self.timeout)
+        except TimeoutError:
+            return self._unready(f"the database did not answer within {self.timeout:g} s", None)
+        except Exception as error:  # any failure of the database is "not ready", never a 500
+            return self._unready(f"the database cannot be reached ({type(error).__name__})", error)
+        if self._failing:
+            self._failing = False
+            logger.info("readyz: the database answers again")
+        return JSONResponse({"status": "ready"})
+
+    def _unready(self, reason: str, error: BaseException | None) -> Response:
+        if not self._failing:
+            self._failing = True
+            logger.warning("readyz: %s: %s", reason, error)
+        return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+
+
 def create_app(
     db_url: str = "sqlite:///edgefilter.db",
     *,
@@ -465,12 +507,16 @@ def create_app(
         max_excluded_countries=max_excluded_countries,
     )
 
+    health = Health(store)
+
     async def openapi(_request: Request) -> Response:
         return JSONResponse(OPENAPI)
 
     site = "/api/sites/{siteId}"
     routes = [
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
         Route("/api/sites/{orgId}", _guard(api.create_site), methods=["POST"]),
         Route(site, _guard(api.get_site), methods=["GET"]),
         Route(site, _guard(api.delete_site), methods=["DELETE"]),
@@ -489,4 +535,5 @@ def create_app(
         routes=routes, exception_handlers={HTTPException: _http_error}, lifespan=lifespan
     )
     app.state.store = store
+    app.state.health = health
     return app

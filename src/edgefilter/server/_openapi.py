@@ -120,6 +120,9 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     "Success": _answer({"success": {"const": True}}),
+    "Health": _answer({"status": {"const": "ok"}}),
+    "Ready": _answer({"status": {"const": "ready"}}),
+    "Unready": _answer({"status": {"const": "unavailable"}, "reason": {"type": "string"}}),
     "CreateSite": {
         "type": "object",
         "required": ["domain", "name"],
@@ -191,6 +194,23 @@ OPENAPI: dict[str, Any] = {
                 "summary": "This description",
                 "security": [],
                 "responses": {"200": _json({"type": "object"}, "The OpenAPI document")},
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Liveness: the process answers",
+                "security": [],
+                "responses": {"200": _json(_ref("Health"), "The process is up")},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: the database answers SELECT 1",
+                "security": [],
+                "responses": {
+                    "200": _json(_ref("Ready"), "Ready to serve"),
+                    "503": _json(_ref("Unready"), "The database cannot be reached; the reason"),
+                },
             }
         },
         "/api/sites/{orgId}": {

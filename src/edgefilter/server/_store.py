@@ -22,6 +22,7 @@ Deleting a site deletes its rule rows by cascade: every child table's foreign ke
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -44,6 +45,7 @@ from sqlalchemy import (
     event,
     insert,
     select,
+    text,
     update,
 )
 
@@ -52,6 +54,9 @@ from .._rules import SITE_FLAGS
 ROLES: Final = ("owner", "admin", "member")
 MAX_STORED_SITE_ID: Final = 2**31 - 1  # sites.site_id is a 32-bit INTEGER on PostgreSQL
 WRITER_ROLES: Final = frozenset({"owner", "admin"})
+KEY_ID_LENGTH: Final = 12  # hex characters of a key's hash that name it in listings
+MIN_KEY_ID_LENGTH: Final = 8  # the shortest hash prefix that may name a key to revoke
+_KEY_ID: Final = re.compile(f"[0-9a-f]{{{MIN_KEY_ID_LENGTH},64}}")
 
 
 def _organization_column() -> Column[str]:
@@ -197,6 +202,26 @@ class Principal:
     user_id: str
     organization_id: str
     role: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """An API key as listings show it: never the key, only the start of its hash."""
+
+    key_id: str
+    organization_id: str
+    user_id: str
+    role: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrganizationRecord:
+    """An organisation as listings show it."""
+
+    id: str
+    name: str
+    created_at: str
 
 
 def engine_for(url: str) -> Engine:
@@ -405,3 +430,56 @@ class SiteStore:
                         for i, code in enumerate(countries)
                     ],
                 )
+
+    # --- operations -------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Run ``SELECT 1``; raises the database's error when it cannot be reached."""
+        with self.transaction(write=False) as connection:
+            connection.execute(text("SELECT 1"))
+
+    def organizations(self) -> list[OrganizationRecord]:
+        """Every organisation, oldest first."""
+        query = select(organizations).order_by(organizations.c.created_at, organizations.c.id)
+        with self.transaction(write=False) as connection:
+            return [
+                OrganizationRecord(row.id, row.name, row.created_at)
+                for row in connection.execute(query)
+            ]
+
+    def keys(self, organization_id: str | None = None) -> list[KeyRecord]:
+        """Every API key (of one organisation when given), oldest first; no secret in them."""
+        query = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.key_hash)
+        if organization_id is not None:
+            query = query.where(api_keys.c.organization_id == organization_id)
+        with self.transaction(write=False) as connection:
+            return [_key_record(row) for row in connection.execute(query)]
+
+    def revoke_key(self, key_id: str) -> KeyRecord:
+        """Delete the one key whose hash starts with ``key_id``; the key it was.
+
+        ``ValueError`` when ``key_id`` is not 8 to 64 hex digits or names several keys,
+        ``LookupError`` when it names none.
+        """
+        prefix = key_id.strip().lower()
+        if not _KEY_ID.fullmatch(prefix):
+            raise ValueError(
+                f"key id {key_id!r} is not {MIN_KEY_ID_LENGTH} to 64 hex digits "
+                "(the KEY ID column of list-keys)"
+            )
+        with self.transaction() as connection:
+            query = select(api_keys).where(api_keys.c.key_hash.startswith(prefix)).limit(2)
+            rows = connection.execute(query).all()
+            if not rows:
+                raise LookupError(f"no API key has the id {prefix!r}")
+            if len(rows) > 1:
+                raise ValueError(f"key id {prefix!r} names several keys: give more of it")
+            connection.execute(delete(api_keys).where(api_keys.c.key_hash == rows[0].key_hash))
+        return _key_record(rows[0])
+
+
+def _key_record(row: Any) -> KeyRecord:
+    """The listing form of an ``api_keys`` row."""
+    return KeyRecord(
+        row.key_hash[:KEY_ID_LENGTH], row.organization_id, row.user_id, row.role, row.created_at
+    )
