@@ -162,3 +162,13 @@ def test_many_bad_entries_are_answered_with_bounded_details(api: Api, org: Org) 
     assert status == 400
     assert len(answer["details"]) == 20
     assert answer["omittedDetails"] == 80
+
+
+@pytest.mark.parametrize("suffix", ["/", "%2F", "/excluded-paths/"])
+def test_a_trailing_slash_is_a_404_not_a_redirect(api: Api, org: Org, suffix: str) -> None:
+    """A site path with a trailing slash answers 404 JSON (it was an undocumented 307)."""
+    site = api.site(org)
+    with api.client(org.member) as client:
+        answer = client.get(f"/api/sites/{site['siteId']}{suffix}", follow_redirects=False)
+    assert answer.status_code == 404
+    assert answer.json()["success"] is False
