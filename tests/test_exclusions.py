@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgefilter import (
     AsnResolver,
@@ -258,3 +260,29 @@ def test_every_exclusion_reason_has_rybbits_answer_text() -> None:
     assert dict(EXCLUSION_MESSAGES) == {
         reason: f"Event not tracked - {label} excluded" for reason, label in labels.items()
     }
+
+
+ODD_VALUES = st.one_of(
+    st.none(),
+    st.text(max_size=64),
+    st.binary(max_size=64),
+    st.integers(),
+    st.floats(),
+    st.lists(st.text(max_size=4), max_size=3),
+    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+    st.sampled_from(["/admin", "a.internal.example", "\ud800", "x" * 10_000]),
+)
+
+
+@settings(max_examples=300)
+@given(path=ODD_VALUES, hostname=ODD_VALUES, ua=ODD_VALUES)
+def test_should_track_never_raises_for_odd_paths_and_hostnames(
+    path: object, hostname: object, ua: object
+) -> None:
+    """Whatever the path, hostname and user agent are, a Decision comes back."""
+    edge_filter = EdgeFilter({"1": FULL_RULES})
+    decision = edge_filter.should_track("1", NOWHERE, ua, path=path, hostname=hostname)
+    assert isinstance(decision.reason, Reason)
+
+
+FULL_RULES = compile_rules(FULL)

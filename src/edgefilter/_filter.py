@@ -491,9 +491,9 @@ class EdgeFilter:
             self._layering.schedule(rules)
         if rules.excluded_ips.contains_packed(packed):
             return EXCLUDED_IP
-        if self._in_countries(rules.excluded_countries, is_v4, packed):
+        if _in_records(self.geoip, rules.excluded_countries, is_v4, packed):
             return EXCLUDED_COUNTRY
-        if self._in_asns(rules.excluded_asns, is_v4, packed):
+        if _in_records(self.asn_db, rules.excluded_asns, is_v4, packed):
             return EXCLUDED_ASN
         return self._decide_after_address(rules, ua, path, hostname)
 
@@ -533,28 +533,6 @@ class EdgeFilter:
         if not rules.needs_layers:
             return True
         return self._layering is not None and self._layering.layer(rules) is not None
-
-    def _in_countries(self, countries: frozenset[str], is_v4: bool, packed: bytes) -> bool:
-        """Whether the address lies in ``countries``: their table if the walk has ended, else
-        the address's record."""
-        if self.geoip is None:
-            return False
-        table = self.geoip.table_for(countries)
-        if table is not None:
-            return table.contains_packed(packed)
-        text = _inet_ntop(_AF_INET if is_v4 else _AF_INET6, packed)
-        return self.geoip.country(text) in countries
-
-    def _in_asns(self, asns: frozenset[int], is_v4: bool, packed: bytes) -> bool:
-        """Whether the address lies in ``asns``: their table if the walk has ended, else the
-        address's record."""
-        if not asns or self.asn_db is None:
-            return False
-        table = self.asn_db.table_for(asns)
-        if table is not None:
-            return table.contains_packed(packed)
-        text = _inet_ntop(_AF_INET if is_v4 else _AF_INET6, packed)
-        return self.asn_db.asn(text) in asns
 
     def _resolve(self, site: object) -> SiteRules | Decision:
         """The slow path after a miss: the canonical id (none: an unknown site, the source
@@ -675,6 +653,19 @@ def _as_source(
             "to the source instead, e.g. RulesCache(client, compact_tables=True)"
         )
     return source
+
+
+def _in_records(
+    resolver: RecordResolver[Any] | None, keys: frozenset[Any], is_v4: bool, packed: bytes
+) -> bool:
+    """Whether the address's record has one of ``keys`` (countries, ASNs): their table if the
+    walk has ended, else the record itself. False without keys or without a database."""
+    if not keys or resolver is None:
+        return False
+    table = resolver.table_for(keys)
+    if table is not None:
+        return table.contains_packed(packed)
+    return resolver.lookup(_inet_ntop(_AF_INET if is_v4 else _AF_INET6, packed)) in keys
 
 
 def _optional(source: RulesSource, name: str) -> Any:
