@@ -11,6 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 CITY_DB = ROOT / "data" / "geo" / "GeoLite2-City-Test.mmdb"
+ASN_DB = ROOT / "data" / "geo" / "GeoLite2-ASN-Test.mmdb"
 
 
 def per_call_ns(

@@ -11,6 +11,15 @@ excluded countries (layered into the site's IP table: one search answers both ru
 ``compact=True`` (IPv4 bounds in one array of ints, for many sites in little memory).
 Hits: 1,000 seeded addresses, mostly misses, half of them inside networks of the test
 GeoIP database so that the naive loop really decodes records.
+
+Then, in the same run, the exclusions of issue 14 against the same site without them:
+"100 of each pattern" (100 excluded IPs, paths, hostnames and user agents, blockBots) vs
+"ip only" (the same IPs and blockBots), on hits whose path, hostname and user agent are
+drawn from a seeded realistic set (about one in twenty excluded); and a site with ASN
+rules layered in (the walk done) vs the same site without them, alone and beside three
+countries, and vs a site excluding the same networks as IP entries (the same table size:
+what the ASN rule itself costs). Both sides of each pair are called the same way, with
+path and hostname.
 """
 
 from __future__ import annotations
@@ -26,8 +35,8 @@ from typing import Any
 import maxminddb
 import user_agents
 
-from _common import CITY_DB, fmt_ns, per_call_ns, print_table
-from edgefilter import CountryResolver, EdgeFilter, SiteConfig, compile_rules
+from _common import ASN_DB, CITY_DB, fmt_ns, per_call_ns, print_table
+from edgefilter import AsnResolver, CountryResolver, EdgeFilter, SiteConfig, compile_rules
 
 SIZES = (10, 1_000, 100_000)
 COUNTRIES = ("CN", "RU", "KP")
@@ -146,8 +155,147 @@ def naive_ns(scenario: Scenario, repeats: int = 3) -> float:
     return statistics.median(runs)
 
 
+PATTERNS = 100
+EXCLUDED_ASNS = (15169, 1221, 7018, 209, 237)  # networks of the ASN test database
+WORDS = ("blog", "shop", "docs", "news", "products", "account", "search", "help")
+
+
+def pattern_config(rng: random.Random, with_patterns: bool) -> SiteConfig:
+    """100 excluded IPs and blockBots, and 100 patterns of each kind when asked."""
+    entries = tuple(random_entries(random.Random(SEED + PATTERNS), PATTERNS))
+    if not with_patterns:
+        return SiteConfig(excluded_ips=entries, block_bots=True)
+    paths = [f"/admin{n}*" if n % 2 else f"/internal/{n}/*/draft" for n in range(PATTERNS - 2)]
+    hostnames = [
+        f"*.internal{n}.example" if n % 2 else f"staging{n}.example.com" for n in range(98)
+    ]
+    agents = [f"monitor-{n}/" if n % 2 else f"qa-bot-{rng.randint(0, 10**6)}" for n in range(98)]
+    return SiteConfig(
+        excluded_ips=entries,
+        block_bots=True,
+        excluded_paths=(*paths, "/admin*", "/health"),
+        excluded_hostnames=(*hostnames, "*.internal.example", "staging.example.com"),
+        excluded_user_agents=(*agents, "UptimeRobot", "internal-qa"),
+    )
+
+
+def pattern_hits(rng: random.Random, pairs: list[tuple[str, str]]) -> list[tuple[object, ...]]:
+    """(site, ip, ua, path, hostname) per hit; about one in twenty matches a pattern."""
+    calls: list[tuple[object, ...]] = []
+    for ip, ua in pairs:
+        path = f"/{rng.choice(WORDS)}/{rng.randint(1, 400)}"
+        hostname = rng.choice(("www.example.com", "example.com", "shop.example.com"))
+        agent = ua
+        draw = rng.random()
+        if draw < 0.02:
+            path = f"/admin/{rng.randint(1, 9)}"
+        elif draw < 0.035:
+            hostname = f"a{rng.randint(1, 9)}.internal.example"
+        elif draw < 0.05:
+            agent = "Mozilla/5.0 (compatible; UptimeRobot/2.0; http://www.uptimerobot.com/)"
+        calls.append(("1", ip, agent, path, hostname))
+    return calls
+
+
+def asn_hits(rng: random.Random, resolver: AsnResolver) -> list[tuple[object, ...]]:
+    """(site, ip, ua, path, hostname): half the addresses inside ASN test networks."""
+    with maxminddb.open_database(str(ASN_DB)) as reader:
+        inside = [str(network[0]) for network, _ in reader]
+    calls: list[tuple[object, ...]] = []
+    for index, ua in enumerate(browser_user_agents(rng)):
+        ip = rng.choice(inside) if index % 2 else str(ipaddress.IPv4Address(rng.getrandbits(32)))
+        calls.append(("1", ip, ua, "/", "www.example.com"))
+    return calls
+
+
+def asn_networks(asns: tuple[int, ...]) -> list[str]:
+    """The networks of the ASN test database whose record names one of ``asns``."""
+    with maxminddb.open_database(str(ASN_DB)) as reader:
+        return [
+            str(network)
+            for network, record in reader
+            if record.get("autonomous_system_number") in asns
+        ]
+
+
+def keyword_call(edge_filter: EdgeFilter) -> Callable[..., object]:
+    """should_track called with path and hostname, as the middleware calls it."""
+    should_track = edge_filter.should_track
+
+    def call(site: object, ip: object, ua: object, path: object, hostname: object) -> object:
+        return should_track(site, ip, ua, path=path, hostname=hostname)
+
+    return call
+
+
+def exclusion_scenarios(
+    rng: random.Random,
+    pairs: list[tuple[str, str]],
+    geoip: CountryResolver,
+    asn_db: AsnResolver,
+) -> list[tuple[str, Callable[..., object], list[tuple[object, ...]]]]:
+    """The (name, call, hits) of each exclusion scenario, checked to decide something."""
+    hits = pattern_hits(rng, pairs)
+    addresses = asn_hits(rng, asn_db)
+    shapes: dict[str, tuple[SiteConfig, list[tuple[object, ...]]]] = {
+        "100 of each pattern": (pattern_config(rng, True), hits),
+        "ip only": (pattern_config(rng, False), hits),
+        "ip + 5 ASNs": (
+            SiteConfig(excluded_ips=("10.0.0.0/8",), excluded_asns=EXCLUDED_ASNS),
+            addresses,
+        ),
+        "ip, no ASNs": (SiteConfig(excluded_ips=("10.0.0.0/8",)), addresses),
+        "ip + the 5 ASNs' networks as IPs": (
+            SiteConfig(excluded_ips=("10.0.0.0/8", *asn_networks(EXCLUDED_ASNS))),
+            addresses,
+        ),
+        "ip + 3 countries + 5 ASNs": (
+            SiteConfig(
+                excluded_ips=("10.0.0.0/8",),
+                excluded_countries=COUNTRIES,
+                excluded_asns=EXCLUDED_ASNS,
+            ),
+            addresses,
+        ),
+        "ip + 3 countries": (
+            SiteConfig(excluded_ips=("10.0.0.0/8",), excluded_countries=COUNTRIES),
+            addresses,
+        ),
+    }
+    scenarios = []
+    for name, (config, calls) in shapes.items():
+        rules = compile_rules(config)
+        edge_filter = EdgeFilter({"1": rules}, geoip=geoip, asn_db=asn_db)
+        assert edge_filter.prepare(rules)  # ASNs and countries layered now
+        call = keyword_call(edge_filter)
+        dropped = sum(not call(*hit) for hit in calls)
+        assert 0 < dropped < len(calls), (name, dropped)
+        scenarios.append((name, call, calls * 20))
+    return scenarios
+
+
+def print_exclusions(
+    scenarios: list[tuple[str, Callable[..., object], list[tuple[object, ...]]]],
+) -> None:
+    """Best of interleaved rounds per scenario, and the ratio of each pair."""
+    best = dict.fromkeys((name for name, _, _ in scenarios), float("inf"))
+    for _ in range(ROUNDS):
+        for name, call, calls in scenarios:
+            best[name] = min(best[name], per_call_ns(call, calls, repeats=1))
+    print("\nExclusions (issue 14), same run, should_track with path and hostname\n")
+    print_table(["site", "should_track"], [[name, fmt_ns(ns)] for name, ns in best.items()])
+    pairs = (
+        ("100 of each pattern", "ip only", "goal <= 1.3x"),
+        ("ip + 5 ASNs", "ip, no ASNs", "goal <= 1.1x"),
+        ("ip + 5 ASNs", "ip + the 5 ASNs' networks as IPs", "the same table, by ASN"),
+        ("ip + 3 countries + 5 ASNs", "ip + 3 countries", "goal <= 1.1x"),
+    )
+    for with_rules, without, goal in pairs:
+        print(f"{with_rules} / {without}: {best[with_rules] / best[without]:.2f}x ({goal})")
+
+
 def main() -> int:
-    """Print the table; exit 0."""
+    """Print the tables; exit 0."""
     rng = random.Random(SEED)
     resolver = CountryResolver(CITY_DB)
     resolver.wait_compiled()
@@ -174,6 +322,9 @@ def main() -> int:
     for size in SIZES:
         ratio = ours[SHAPES[3], size] / ours[SHAPES[2], size]
         print(f"{size:,} entries: compact / packed tables: {ratio:.2f}x")
+    asn_db = AsnResolver(ASN_DB)
+    asn_db.wait_compiled()
+    print_exclusions(exclusion_scenarios(rng, pairs, resolver, asn_db))
     return 0
 
 

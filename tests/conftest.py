@@ -23,6 +23,7 @@ settings.load_profile("edgefilter")
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CITY_DB = DATA / "geo" / "GeoLite2-City-Test.mmdb"
+ASN_DB = DATA / "geo" / "GeoLite2-ASN-Test.mmdb"
 
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "

@@ -13,12 +13,13 @@ from hypothesis import strategies as st
 
 from edgefilter import AddressTable, CountryResolver, Decision, EdgeFilter, SiteRules
 from edgefilter._addresses import pack_address, parse_hit_address
-from edgefilter._decisions import EXCLUDED_COUNTRY, EXCLUDED_IP, INVALID_IP, TRACKED
+from edgefilter._decisions import EXCLUDED_ASN, EXCLUDED_COUNTRY, EXCLUDED_IP, INVALID_IP, TRACKED
 from edgefilter._intervals import IntervalTable, layer_intervals
 from edgefilter._layout import (
     BY_BYTE,
     COMPACT,
     FLAT,
+    LAYER_ASN,
     LAYER_COUNT,
     LAYER_COUNTRY,
     LAYER_IP,
@@ -35,7 +36,7 @@ from .conftest import CITY_DB
 from .strategies import addresses, entry_lists
 
 SITE = "1"
-DECISIONS = {LAYER_IP: EXCLUDED_IP, LAYER_COUNTRY: EXCLUDED_COUNTRY}
+DECISIONS = {LAYER_IP: EXCLUDED_IP, LAYER_COUNTRY: EXCLUDED_COUNTRY, LAYER_ASN: EXCLUDED_ASN}
 # Hits that are not an address in inet_pton's form: the lenient parser's inputs and garbage.
 ODD_HITS = [None, 1234, b"\xff\xfe", "", "1.2.3", "1.2.3.4.5", "x" * 200, "::ffff:1.2.3.999"]
 

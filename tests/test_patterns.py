@@ -130,11 +130,45 @@ def test_bad_entries_are_rejected_with_a_reason(entry: object) -> None:
     assert matcher.matches("/OK")
 
 
-@pytest.mark.parametrize("value", [None, 7, b"/admin", ["/admin"]])
+@pytest.mark.parametrize("value", [None, 7, 7.5, ["/admin"], {"/admin": 1}, object()])
 def test_non_text_values_are_not_excluded(value: object) -> None:
-    """A path, hostname or user agent that is not text matches nothing (and never raises)."""
+    """A path, hostname or user agent that is neither text nor bytes matches nothing."""
     matcher, _ = compile_globs("path", ["*"])
     assert matcher.matches(value) is False
+
+
+@pytest.mark.parametrize(
+    ("value", "excluded"),
+    [
+        (b"/ADMIN/x", True),
+        (bytearray(b"/admin"), True),
+        (memoryview(b"/admin"), True),
+        ("/adm\xefn".encode("latin-1"), False),  # decoded as Latin-1: not /admin
+        (b"/public", False),
+    ],
+)
+def test_bytes_are_read_as_latin_1(value: object, excluded: bool) -> None:
+    """Bytes are matched as their Latin-1 text, as the bot check reads a bytes user agent."""
+    matcher, _ = compile_globs("path", ["/admin*"])
+    assert matcher.matches(value) is excluded
+
+
+def test_a_hostile_str_subclass_is_read_as_its_plain_value() -> None:
+    """A str subclass whose methods raise is matched as its plain text, never raising."""
+
+    class Hostile(str):
+        __slots__ = ()
+
+        def lower(self) -> str:  # type: ignore[override]
+            raise RuntimeError("lower")
+
+        def __hash__(self) -> int:
+            raise RuntimeError("hash")
+
+    matcher, _ = compile_globs("path", ["/admin*"])
+    assert matcher.matches(Hostile("/Admin/x"))
+    assert not matcher.matches(Hostile("/public"))
+    assert all(type(key) is str for key in matcher.verdicts)
 
 
 def test_verdict_cache_is_bounded() -> None:

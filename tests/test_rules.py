@@ -51,7 +51,8 @@ def test_from_api_reads_the_seed_site_and_keeps_every_field() -> None:
     assert config.site_id == 123
     assert config.block_bots is True
     assert config.extra == {"isOwner": True}
-    assert config.to_api() == {**SEED_SITE, "excludedIPs": [], "excludedCountries": []}
+    lists = ("IPs", "Countries", "Paths", "Hostnames", "UserAgents", "ASNs")
+    assert config.to_api() == {**SEED_SITE, **{f"excluded{kind}": [] for kind in lists}}
 
 
 def test_from_api_unwraps_the_config_answer() -> None:

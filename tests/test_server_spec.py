@@ -127,6 +127,6 @@ def test_site_flags_are_declared_once() -> None:
     assert attributes <= set(SiteConfig.__dataclass_fields__)
     assert attributes <= {column.name for column in sites.columns}
     schemas = OPENAPI["components"]["schemas"]
-    assert set(schemas["Config"]["properties"]) == set(SITE_FLAGS) | LIST_FIELDS
+    assert set(schemas["Config"]["properties"]) == set(SITE_FLAGS) | LIST_FIELDS | {"type"}
     assert set(SITE_FLAGS) <= set(schemas["Site"]["required"])
     assert set(SITE_FLAGS) <= set(schemas["ConfigUpdate"]["properties"])

@@ -16,10 +16,9 @@ from edgefilter._errors import EdgeFilterError
 from edgefilter.server import ApiError, _store, create_app
 from edgefilter.server._store import (
     MIGRATIONS,
+    RULE_LISTS,
     SiteStore,
     engine_for,
-    excluded_countries,
-    excluded_ips,
     metadata,
     new_public_id,
     sites,
@@ -132,7 +131,52 @@ def test_migration_1_is_frozen(new_database: Database, monkeypatch: pytest.Monke
         columns = {column["name"] for column in inspect(connection).get_columns("sites")}
     engine.dispose()
     assert "added_later" not in columns
-    assert columns == {column.name for column in sites.columns}
+    assert columns == {column.name for column in sites.columns} - ADDED_BY_MIGRATION_2
+
+
+ADDED_BY_MIGRATION_2 = frozenset({"type"})
+
+
+def test_migration_2_adds_the_v27_lists_and_the_site_type(new_database: Database) -> None:
+    """Migration 2 adds four rule tables and sites.type, which is 'web' for existing sites."""
+    url = new_database()
+    store = SiteStore(url, migrate=False)
+    store.migrate(1)
+    organization_id = store.create_organization("Before")
+    with store.transaction() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO sites (id, organization_id, domain, name, created_by, created_at,"
+                " updated_at, version, public, salt_user_ids, block_bots, session_replay,"
+                " web_vitals, track_errors, track_outbound, track_url_params)"
+                " VALUES ('ab12cd34ef56', :org, 'a.b', 'x', 'u', 't', 't', 1,"
+                " false, false, true, true, true, true, true, false)"
+            ),
+            {"org": organization_id},
+        )
+    before = set(inspect(store.engine).get_table_names())
+    store.migrate()
+    after = set(inspect(store.engine).get_table_names())
+    assert after - before == {
+        "excluded_paths",
+        "excluded_hostnames",
+        "excluded_user_agents",
+        "excluded_asns",
+    }
+    with store.transaction(write=False) as connection:
+        row = store.find_site(connection, "ab12cd34ef56")
+        assert row.type == "web"
+        assert store.site_lists(connection, row.site_id)["excludedASNs"] == []
+    store.close()
+
+
+def test_asns_past_32_bits_signed_are_stored(store: SiteStore) -> None:
+    """The largest AS number (2**32 - 1) fits its column on both backends."""
+    site_id = new_site(store)
+    with store.transaction() as connection:
+        store.update_site(connection, site_id, {}, {"excludedASNs": [2**32 - 1, 15169]})
+    with store.transaction(write=False) as connection:
+        assert store.site_lists(connection, site_id)["excludedASNs"] == [2**32 - 1, 15169]
 
 
 # --- the rules version and deletes ---------------------------------------------------------
@@ -164,25 +208,43 @@ def test_version_moves_with_the_change_in_one_transaction(store: SiteStore) -> N
     site_id = new_site(store)
     assert version_of(store, site_id) == 1
     with store.transaction() as connection:
-        store.update_site(connection, site_id, {"block_bots": False}, ["10.0.0.0/8"], ["FR"])
+        store.update_site(
+            connection,
+            site_id,
+            {"block_bots": False},
+            {"excludedIPs": ["10.0.0.0/8"], "excludedCountries": ["FR"]},
+        )
     assert version_of(store, site_id) == 2
     with pytest.raises(RuntimeError), store.transaction() as connection:
-        store.update_site(connection, site_id, {}, ["192.0.2.1"], [])
+        store.update_site(connection, site_id, {}, {"excludedIPs": ["192.0.2.1"]})
         raise RuntimeError("the rest of the change failed")
     assert version_of(store, site_id) == 2
     with store.transaction(write=False) as connection:
-        assert store.site_lists(connection, site_id) == (["10.0.0.0/8"], ["FR"])
+        lists = store.site_lists(connection, site_id)
+        assert (lists["excludedIPs"], lists["excludedCountries"]) == (["10.0.0.0/8"], ["FR"])
 
 
 def test_delete_removes_the_rule_rows_by_cascade(store: SiteStore) -> None:
     """Deleting the site row alone removes its excluded IPs and countries."""
     site_id = new_site(store)
     with store.transaction() as connection:
-        store.update_site(connection, site_id, {}, ["10.0.0.0/8", "::1"], ["FR", "DE"])
+        store.update_site(
+            connection,
+            site_id,
+            {},
+            {
+                "excludedIPs": ["10.0.0.0/8", "::1"],
+                "excludedCountries": ["FR", "DE"],
+                "excludedPaths": ["/admin*"],
+                "excludedHostnames": ["*.internal"],
+                "excludedUserAgents": ["bot"],
+                "excludedASNs": [15169],
+            },
+        )
     with store.transaction() as connection:
         store.delete_site(connection, site_id)
     with store.transaction(write=False) as connection:
-        for table in (excluded_ips, excluded_countries):
+        for table, _ in RULE_LISTS.values():
             query = select(table).where(table.c.site_id == site_id)
             assert connection.execute(query).first() is None
 

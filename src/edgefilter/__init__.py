@@ -10,6 +10,7 @@ extra); the applications live in subpackages (``edgefilter.server``, ``edgefilte
 import importlib as _importlib
 import typing as _typing
 
+from ._asn import AsnResolver
 from ._bots import BotDetector
 from ._counters import DecisionCounters
 from ._decisions import Decision, Reason
@@ -46,6 +47,7 @@ __all__ = [
     "ApiServerError",
     "ApiTimeoutError",
     "ApiUnreachableError",
+    "AsnResolver",
     "BotDetector",
     "ConfigError",
     "CountryResolver",

@@ -4,9 +4,12 @@ Every call raises a ``SitesApiError`` subclass on failure (see ``_errors``), so 
 tell a bad key (``ApiAuthError``) from a missing site (``SiteNotFoundError``) from an outage
 (``ApiServerError``, ``ApiTimeoutError``, ``ApiUnreachableError``, ``MalformedResponseError``).
 
-A site's rules take three reads (the site, its excluded IPs, its excluded countries). The
-site is read first, so a site that does not exist, a refused key or an outage costs one
-read: during a flood of made-up ids, a third of the reads.
+A site's rules take seven reads: the site, its excluded IPs and countries, and the lists of
+Rybbit v2.7 and edgefilter (paths, hostnames, user agents, ASNs). The site is read first, so
+a site that does not exist, a refused key or an outage costs one read: during a flood of
+made-up ids, a seventh of the reads. A server that lacks one of the four newer endpoints
+(an older Rybbit: 404 on that sub-path while the site read succeeded) has no such rules:
+that list is empty, and the config is fetched without failing.
 """
 
 from __future__ import annotations
@@ -34,28 +37,42 @@ from ._rules import SiteConfig
 
 T = TypeVar("T")
 Json = dict[str, Any]
-# The three reads that make one site's rules, and the list field each one must carry.
+# The reads that make one site's rules, and the list field each one must carry.
 READS: Final = (
     ("", None),
     ("/excluded-ips", "excludedIPs"),
     ("/excluded-countries", "excludedCountries"),
+    ("/excluded-paths", "excludedPaths"),
+    ("/excluded-hostnames", "excludedHostnames"),
+    ("/excluded-user-agents", "excludedUserAgents"),
+    ("/excluded-asns", "excludedASNs"),
 )
+# From this index on, a read's 404 (the server predates the endpoint) means an empty list.
+FIRST_OPTIONAL_READ: Final = 3
+SITE_NOT_FOUND: Final = "Site not found"  # the error of a 404 for the site, not the route
+# The body that stands for each optional read the server lacks: an empty list.
+_LACKING: Final[dict[int, Json]] = {
+    index: {field: []}
+    for index, (_, field) in enumerate(READS)
+    if index >= FIRST_OPTIONAL_READ and field is not None
+}
 DEFAULT_TIMEOUT: Final = 5.0
 PRIVATE_LINK: Final = "/private-link-config"
 
 
 @dataclass(frozen=True, slots=True)
 class FetchedConfig:
-    """One site's config as its three reads answered, with their ETags.
+    """One site's config as its reads (``READS``) answered, with their ETags.
 
     Pass it back as ``previous`` to fetch again conditionally: reads whose ETag still
-    matches answer 304 and reuse the body kept here. ``not_modified`` is true when all three
-    did, so the compiled rules need not change.
+    matches answer 304 and reuse the body kept here. ``not_modified`` is true when all of
+    them did (a read the server lacks answers 404 each time and counts as unchanged when
+    it did before), so the compiled rules need not change.
     """
 
     config: SiteConfig
-    bodies: tuple[Json, Json, Json]
-    etags: tuple[str | None, str | None, str | None]
+    bodies: tuple[Json, ...]
+    etags: tuple[str | None, ...]
     not_modified: bool = False
 
 
@@ -130,13 +147,13 @@ class SitesApiClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # --- the three reads, as one config ------------------------------------------------
+    # --- the reads, as one config ------------------------------------------------------
 
     def fetch_config(self, site: str, previous: FetchedConfig | None = None) -> FetchedConfig:
-        """The site's config from its three reads, conditional on ``previous``'s ETags.
+        """The site's config from its reads, conditional on ``previous``'s ETags.
 
         The site itself is read first and each answer is checked as it comes, so a site
-        that does not exist (or a refused key, or an outage) costs one read, not three.
+        that does not exist (or a refused key, or an outage) costs one read, not seven.
         """
         path = _site_path(site)
         answers: list[httpx.Response] = []
@@ -145,16 +162,16 @@ class SitesApiClient:
             answer = self._send("GET", path + suffix, headers=_conditional(previous, index))
             bodies.append(_checked_body(answer, index, previous))
             answers.append(answer)
-        return _assemble(answers, bodies)
+        return _assemble(answers, bodies, previous)
 
     async def afetch_config(
         self, site: str, previous: FetchedConfig | None = None
     ) -> FetchedConfig:
         """``fetch_config``, with reads sent concurrently.
 
-        A first fetch (no ``previous``) reads the site first and sends the two list reads
+        A first fetch (no ``previous``) reads the site first and sends the six list reads
         together only once it exists, so an unknown site costs one read. A refresh of a
-        known site (``previous`` given) sends all three at once.
+        known site (``previous`` given) sends all seven at once.
         """
         path = _site_path(site)
 
@@ -165,11 +182,11 @@ class SitesApiClient:
         if previous is None:
             answers.append(await read(0))
             _checked_body(answers[0], 0, previous)  # an unknown site stops here, after one read
-            answers += await asyncio.gather(read(1), read(2))
+            answers += await asyncio.gather(*(read(index) for index in range(1, len(READS))))
         else:
-            answers += await asyncio.gather(read(0), read(1), read(2))
+            answers += await asyncio.gather(*(read(index) for index in range(len(READS))))
         bodies = [_checked_body(answer, index, previous) for index, answer in enumerate(answers)]
-        return _assemble(answers, bodies)
+        return _assemble(answers, bodies, previous)
 
     # --- single endpoints, sync ----------------------------------------------------------
 
@@ -248,7 +265,7 @@ def _site_path(site: str) -> str:
 
 
 def _conditional(previous: FetchedConfig | None, index: int) -> dict[str, str]:
-    etag = None if previous is None else previous.etags[index]
+    etag = None if previous is None or index >= len(previous.etags) else previous.etags[index]
     return {"If-None-Match": etag} if etag else {}
 
 
@@ -291,9 +308,12 @@ def _json_body(response: httpx.Response) -> Json:
 
 
 def _checked_body(answer: httpx.Response, index: int, previous: FetchedConfig | None) -> Json:
-    """The body of read ``index``: the previous one on a 304, else the answer's, checked."""
+    """The body of read ``index``: the previous one on a 304, an empty list for a newer
+    read the server lacks, else the answer's, checked."""
     if answer.status_code == 304 and previous is not None:
         return previous.bodies[index]
+    if index in _LACKING and answer.status_code == 404 and not _names_site(answer):
+        return dict(_LACKING[index])
     body = _json_body(answer)
     field = READS[index][1]
     if field is not None:
@@ -301,22 +321,44 @@ def _checked_body(answer: httpx.Response, index: int, previous: FetchedConfig | 
     return body
 
 
-def _assemble(answers: list[httpx.Response], bodies: list[Json]) -> FetchedConfig:
-    """One ``FetchedConfig`` from the three answers and their checked bodies."""
-    site, ips, countries = bodies
+def _names_site(answer: httpx.Response) -> bool:
+    """Whether a 404 says the site is not found (rather than the route)."""
     try:
-        config = SiteConfig.from_api(
-            {
-                **site,
-                "excludedIPs": ips["excludedIPs"],
-                "excludedCountries": countries["excludedCountries"],
-            }
-        )
+        body = answer.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("error") == SITE_NOT_FOUND
+
+
+def _assemble(
+    answers: list[httpx.Response], bodies: list[Json], previous: FetchedConfig | None = None
+) -> FetchedConfig:
+    """One ``FetchedConfig`` from the answers and their checked bodies."""
+    site, *lists = bodies
+    fields = {field: body[field] for (_, field), body in zip(READS[1:], lists, strict=True)}
+    try:
+        config = SiteConfig.from_api({**site, **fields})
     except ConfigError as error:
         raise MalformedResponseError(f"site config is malformed: {error}") from error
     etags = tuple(answer.headers.get("etag") for answer in answers)
-    not_modified = all(answer.status_code == 304 for answer in answers)
-    return FetchedConfig(config, (site, ips, countries), etags, not_modified)
+    not_modified = previous is not None and all(
+        _unchanged(answer, index, previous) for index, answer in enumerate(answers)
+    )
+    return FetchedConfig(config, tuple(bodies), etags, not_modified)
+
+
+def _unchanged(answer: httpx.Response, index: int, previous: FetchedConfig) -> bool:
+    """Whether read ``index`` answered what ``previous`` holds: a 304, or again the 404 of
+    an endpoint the server lacks."""
+    if answer.status_code == 304:
+        return True
+    return (
+        index in _LACKING
+        and index < len(previous.bodies)
+        and answer.status_code == 404
+        and previous.etags[index] is None
+        and previous.bodies[index] == _LACKING[index]
+    )
 
 
 def _identity(body: Json) -> Json:

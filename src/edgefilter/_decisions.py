@@ -11,20 +11,31 @@ so that ``EdgeFilter(track_when_unavailable=...)`` can decide each one on its ow
 - ``rules_unavailable``: the API failed (5xx, timeout, unreachable, malformed answer);
 - ``rules_unauthorized``: the API refused the key (401 or 403).
 
+Each exclusion reason has the text Rybbit answers for it in ``EXCLUSION_MESSAGES`` (the
+``message`` of its ``200 {"success": true, "message": ...}``), for the middleware and the
+proxy to answer with; ``excluded_asn`` is edgefilter's own (Rybbit has no ASN rules).
+
 ``invalid_payload`` is the middleware's own: a body it could not read as a track payload
 with a ``site_id`` (``should_track`` never answers it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Final
 
 __all__ = [
     "BOT",
+    "EXCLUDED_ASN",
     "EXCLUDED_COUNTRY",
+    "EXCLUDED_HOSTNAME",
     "EXCLUDED_IP",
+    "EXCLUDED_PATH",
+    "EXCLUDED_USER_AGENT",
+    "EXCLUSION_MESSAGES",
     "INVALID_IP",
     "TRACKED",
     "UNAVAILABLE_REASONS",
@@ -39,6 +50,10 @@ class Reason(StrEnum):
     tracked = "tracked"
     excluded_ip = "excluded_ip"
     excluded_country = "excluded_country"
+    excluded_asn = "excluded_asn"
+    excluded_path = "excluded_path"
+    excluded_hostname = "excluded_hostname"
+    excluded_user_agent = "excluded_user_agent"
     bot = "bot"
     unknown_site = "unknown_site"
     invalid_ip = "invalid_ip"
@@ -67,5 +82,21 @@ class Decision:
 TRACKED: Final = Decision(True, Reason.tracked)
 EXCLUDED_IP: Final = Decision(False, Reason.excluded_ip)
 EXCLUDED_COUNTRY: Final = Decision(False, Reason.excluded_country)
+EXCLUDED_ASN: Final = Decision(False, Reason.excluded_asn)
+EXCLUDED_PATH: Final = Decision(False, Reason.excluded_path)
+EXCLUDED_HOSTNAME: Final = Decision(False, Reason.excluded_hostname)
+EXCLUDED_USER_AGENT: Final = Decision(False, Reason.excluded_user_agent)
 BOT: Final = Decision(False, Reason.bot)
 INVALID_IP: Final = Decision(False, Reason.invalid_ip)
+
+# What Rybbit answers for an excluded hit, by reason: ``200 {"success": true, "message": ...}``.
+EXCLUSION_MESSAGES: Final[Mapping[Reason, str]] = MappingProxyType(
+    {
+        Reason.excluded_ip: "Event not tracked - IP excluded",
+        Reason.excluded_country: "Event not tracked - country excluded",
+        Reason.excluded_asn: "Event not tracked - ASN excluded",
+        Reason.excluded_path: "Event not tracked - path excluded",
+        Reason.excluded_hostname: "Event not tracked - hostname excluded",
+        Reason.excluded_user_agent: "Event not tracked - user agent excluded",
+    }
+)

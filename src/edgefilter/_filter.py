@@ -1,6 +1,7 @@
-"""The hot path: ``EdgeFilter.should_track(site, ip, ua)``, and ``adecide`` for async callers.
+"""The hot path: ``EdgeFilter.should_track(site, ip, ua, *, path=None, hostname=None)``, and
+``adecide`` for async callers.
 
-Decisions for odd input (the hot path never raises, whatever its three arguments are:
+Decisions for odd input (the hot path never raises, whatever its arguments are:
 unhashable, hostile objects whose methods raise, huge, ...):
 
 - ``site`` unknown, or not a site id (see ``edgefilter._siteids``: ASCII digits or 12 hex
@@ -10,7 +11,7 @@ unhashable, hostile objects whose methods raise, huge, ...):
   plain value: none of its own methods run.
 - ``ip`` that is not an address (None, garbage, bytes that are not ASCII, too long, an
   object that is not text or bytes) for a site whose rules look at the address (excluded
-  IPs or countries): ``Reason.invalid_ip``, not tracked: an address that cannot be read
+  IPs, countries or ASNs): ``Reason.invalid_ip``, not tracked: an address that cannot be read
   could be an excluded one. For a site without such rules the address is never read.
 - ``ua`` empty, missing or not text, for a site that blocks bots: ``Reason.bot``; bytes
   are decoded as Latin-1 and lone surrogates replaced (see ``edgefilter._bots``).
@@ -19,7 +20,14 @@ unhashable, hostile objects whose methods raise, huge, ...):
   also a source that raises or answers something else) or ``Reason.rules_unauthorized``
   (the API refused the key). ``track_when_unavailable`` decides each (see ``EdgeFilter``).
 
-When several rules match, the reason is the first of: IP, country, bot.
+- ``path``, ``hostname`` (the payload's ``pathname`` and ``hostname``) and ``ua`` for the
+  path, hostname and user-agent rules: text (a ``str`` subclass as its plain value) or
+  bytes (decoded as Latin-1) are matched; None (a hit without one) and anything else are
+  not excluded by those rules.
+
+When several rules match, the reason is the first of: IP, country, ASN, path, hostname,
+user agent, bot (Rybbit v2.7's order, with ASN after country). A mobile site
+(``type: mobile``) gets no user-agent bot check; its excluded user agents still apply.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, runtime_checkable
 
 from ._addresses import (
     MAPPED_PACKED_PREFIX,
@@ -42,11 +50,16 @@ from ._addresses import (
     pack_address,
     parse_hit_address,
 )
+from ._asn import AsnResolver
 from ._bots import BotDetector
 from ._decisions import (
     BOT,
+    EXCLUDED_ASN,
     EXCLUDED_COUNTRY,
+    EXCLUDED_HOSTNAME,
     EXCLUDED_IP,
+    EXCLUDED_PATH,
+    EXCLUDED_USER_AGENT,
     INVALID_IP,
     TRACKED,
     UNAVAILABLE_REASONS,
@@ -54,9 +67,9 @@ from ._decisions import (
     Reason,
 )
 from ._errors import ConfigError
-from ._geo import CountryResolver, GeoIPPath
+from ._geo import CountryResolver, GeoIPPath, RecordResolver
 from ._layers import CountryLayering
-from ._layout import LAYER_COUNTRY, LAYER_IP, WIDE, by_layer
+from ._layout import LAYER_ASN, LAYER_COUNTRY, LAYER_IP, WIDE, by_layer
 from ._rules import SiteConfig, SiteRules, compile_rules
 from ._siteids import canonical_site_id
 from ._tables import AddressTable
@@ -69,9 +82,12 @@ _inet_ntop = socket.inet_ntop
 _AF_INET: Final = socket.AF_INET
 _AF_INET6: Final = socket.AF_INET6
 _get_running_loop = asyncio.events._get_running_loop
+R = TypeVar("R", bound=RecordResolver[Any])
 
 # The decision for each layer of a site's table, indexed by the layer a search finds.
-_EXCLUSIONS: Final = by_layer({LAYER_IP: EXCLUDED_IP, LAYER_COUNTRY: EXCLUDED_COUNTRY})
+_EXCLUSIONS: Final = by_layer(
+    {LAYER_IP: EXCLUDED_IP, LAYER_COUNTRY: EXCLUDED_COUNTRY, LAYER_ASN: EXCLUDED_ASN}
+)
 
 
 @runtime_checkable
@@ -259,7 +275,9 @@ class EdgeFilter:
     ``source`` is a mapping of site id to ``SiteConfig`` or ``SiteRules`` (compiled once,
     here, into ``StaticRules``) or any ``RulesSource``. ``geoip`` is a ``.mmdb`` path (text,
     bytes or any ``os.PathLike``) or a ``CountryResolver``; without one, country rules are
-    skipped (with one warning per site). ``bots`` is a ``BotDetector``; a default one is
+    skipped (with one warning per site). ``asn_db`` is likewise a GeoLite2-ASN or GeoIP2-ISP
+    ``.mmdb`` path or an ``AsnResolver``; without one, ASN rules are skipped (one warning
+    per site). ``bots`` is a ``BotDetector``; a default one is
     made when not given. ``compact_tables=True`` compiles the configs of a mapping with
     ``compile_rules(config, compact=True)``: many sites in little memory (a live source
     takes the option itself, e.g. ``RulesCache(client, compact_tables=True)``).
@@ -278,12 +296,14 @@ class EdgeFilter:
         "_bot_verdicts",
         "_cold_wait",
         "_layering",
+        "_layers_key",
         "_rules_for",
         "_source_failure_logged",
         "_unavailable",
         "_unknown",
         "_warned",
         "_warned_unawaited",
+        "asn_db",
         "bots",
         "geoip",
         "source",
@@ -294,6 +314,7 @@ class EdgeFilter:
         source: Mapping[str, SiteConfig | SiteRules] | RulesSource,
         *,
         geoip: GeoIPPath | CountryResolver | None = None,
+        asn_db: GeoIPPath | AsnResolver | None = None,
         bots: BotDetector | None = None,
         track_unknown_sites: bool = False,
         track_when_unavailable: bool | Mapping[Reason, bool] = DEFAULT_TRACK_WHEN_UNAVAILABLE,
@@ -313,12 +334,19 @@ class EdgeFilter:
         self._aensure_source = _optional(self.source, "aensure")
         if bots is not None and not isinstance(bots, BotDetector):
             raise ConfigError(f"bots {bots!r} is not a BotDetector")
-        self.geoip = _as_resolver(geoip)  # last of the checks: it opens a file
-        self._layering = None if self.geoip is None else CountryLayering(self.geoip)
+        self.geoip = _as_resolver(geoip, "geoip", CountryResolver)  # last checks: open files
+        self.asn_db = _as_resolver(asn_db, "asn_db", AsnResolver)
+        self._layering = (
+            None
+            if self.geoip is None and self.asn_db is None
+            else CountryLayering(self.geoip, self.asn_db)
+        )
+        # Where this filter's layered tables live in SiteRules.country_layers.
+        self._layers_key = None if self._layering is None else self._layering.key
         self.bots = bots if bots is not None else BotDetector()
         self._bot_verdicts = self.bots.verdicts
         self._bot_verdict = self.bots.verdict
-        self._warned: set[str | None] = set()
+        self._warned: set[object] = set()
         self._warned_unawaited = False
         self._source_failure_logged = False
         known = {id(rules): rules for rules in _optional(self.source, "known_sites")().values()}
@@ -338,9 +366,25 @@ class EdgeFilter:
                 rules.site_id or rules.id,
                 ",".join(sorted(rules.excluded_countries)),
             )
+        if rules.excluded_asns and self.asn_db is None and ("asn", site) not in self._warned:
+            self._warned.add(("asn", site))
+            logger.warning(
+                "site %s excludes ASNs %s but no ASN database is loaded: ASN rules are skipped",
+                site,
+                ",".join(str(asn) for asn in sorted(rules.excluded_asns)),
+            )
 
-    def should_track(self, site: object, ip: object, ua: object) -> Decision:  # noqa: PLR0912
-        """Whether to track the hit of ``site`` from ``ip`` with user agent ``ua``, and why.
+    def should_track(  # noqa: PLR0912, PLR0915
+        self,
+        site: object,
+        ip: object,
+        ua: object,
+        *,
+        path: object = None,
+        hostname: object = None,
+    ) -> Decision:
+        """Whether to track the hit of ``site`` from ``ip`` with user agent ``ua``, on page
+        ``path`` of ``hostname`` (None: not known, so not excluded by those rules), and why.
 
         One flat function of early returns, cheapest check first (see the module docstring
         for odd input); its branches are kept inline because every call costs on this path.
@@ -373,10 +417,12 @@ class EdgeFilter:
                     return INVALID_IP
                 is_v4, packed = address[0] == V4, pack_address(address)
             table = rules.excluded_ips
-            if rules.excluded_countries:  # IPs and countries layered in one table, once ready
-                layered = rules.country_layers.get(self.geoip)
+            if rules.needs_layers:  # IPs, countries and ASNs in one table, once ready
+                layered = rules.country_layers.get(self._layers_key)
                 if layered is None:
-                    return self._decide_unlayered(rules, is_v4, packed, ua)
+                    return self._decide_unlayered(
+                        rules, is_v4, packed, ua, path=path, hostname=hostname
+                    )
                 table = layered
             # An inline copy of AddressTable.layer_of_packed (the layout: _layout), pinned to
             # it by tests/test_layout.py::test_inline_lookups_agree_with_layer_of_packed.
@@ -386,13 +432,40 @@ class EdgeFilter:
                 buckets, shift = table.buckets6, table.shift6
             if shift < 0:  # a tag: WIDE (two-byte index), or COMPACT (IPv4 as ints)
                 if shift != WIDE:
-                    return self._decide_compact(rules, table, packed, ua)
+                    return self._decide_compact(
+                        rules, table, packed, ua, path=path, hostname=hostname
+                    )
                 bucket = buckets[packed[0] << 8 | packed[1]]
             else:  # a shift: FLAT or BY_BYTE
                 bucket = buckets[packed[0] >> shift]
             index = bisect_right(bucket, packed)
             if index & 1:  # inside an interval: its end's LAYER_BYTE (the last) names the layer
                 return _EXCLUSIONS[bucket[index][-1]]
+        if rules.has_patterns:  # paths, hostnames, user agents; each None when the site has none
+            matcher = rules.excluded_paths
+            if matcher is not None and path is not None:
+                try:
+                    matched = matcher.verdicts[path]  # type: ignore[index]  # its cache, directly
+                except Exception:  # a miss, or no dict key; matches never raises
+                    matched = matcher.matches(path)
+                if matched:
+                    return EXCLUDED_PATH
+            matcher = rules.excluded_hostnames
+            if matcher is not None and hostname is not None:
+                try:
+                    matched = matcher.verdicts[hostname]  # type: ignore[index]
+                except Exception:
+                    matched = matcher.matches(hostname)
+                if matched:
+                    return EXCLUDED_HOSTNAME
+            agents = rules.excluded_user_agents
+            if agents is not None:
+                try:
+                    matched = agents.verdicts[ua]  # type: ignore[index]
+                except Exception:
+                    matched = agents.matches(ua)
+                if matched:
+                    return EXCLUDED_USER_AGENT
         if rules.block_bots:
             try:
                 verdict = self._bot_verdicts[ua]  # the detector's cache, read directly
@@ -403,46 +476,66 @@ class EdgeFilter:
         return TRACKED
 
     def _decide_unlayered(
-        self, rules: SiteRules, is_v4: bool, packed: bytes, ua: object
+        self,
+        rules: SiteRules,
+        is_v4: bool,
+        packed: bytes,
+        ua: object,
+        *,
+        path: object = None,
+        hostname: object = None,
     ) -> Decision:
-        """``should_track`` after the address is read, for a site with country rules whose
-        layered table is not built yet: have it built in the background, and meanwhile check
-        the IP table, then the countries' table (or the address's record)."""
+        """``should_track`` after the address is read, for a site with country or ASN rules
+        whose layered table is not built yet: have it built in the background, and meanwhile
+        check the IP table, then the countries' table and the ASNs' table (or the address's
+        record in each database)."""
         if self._layering is not None:
             self._layering.schedule(rules)
         if rules.excluded_ips.contains_packed(packed):
             return EXCLUDED_IP
-        if self._in_countries(rules.excluded_countries, is_v4, packed):
+        if _in_records(self.geoip, rules.excluded_countries, is_v4, packed):
             return EXCLUDED_COUNTRY
-        return BOT if rules.block_bots and self.bots.is_bot(ua) else TRACKED
+        if _in_records(self.asn_db, rules.excluded_asns, is_v4, packed):
+            return EXCLUDED_ASN
+        return self._decide_after_address(rules, ua, path, hostname)
 
     def _decide_compact(
-        self, rules: SiteRules, table: AddressTable, packed: bytes, ua: object
+        self,
+        rules: SiteRules,
+        table: AddressTable,
+        packed: bytes,
+        ua: object,
+        *,
+        path: object = None,
+        hostname: object = None,
     ) -> Decision:
         """``should_track`` after the address is read, for a compact IPv4 table: the compact
         reader is ``AddressTable.layer_of_packed`` itself."""
         layer = table.layer_of_packed(packed)
         if layer is not None:
             return _EXCLUSIONS[layer]
+        return self._decide_after_address(rules, ua, path, hostname)
+
+    def _decide_after_address(
+        self, rules: SiteRules, ua: object, path: object, hostname: object
+    ) -> Decision:
+        """The checks of ``should_track`` after the address rules, for its slow paths: path,
+        hostname and user-agent rules, then bots."""
+        paths, hostnames = rules.excluded_paths, rules.excluded_hostnames
+        if paths is not None and path is not None and paths.matches(path):
+            return EXCLUDED_PATH
+        if hostnames is not None and hostname is not None and hostnames.matches(hostname):
+            return EXCLUDED_HOSTNAME
+        if rules.excluded_user_agents is not None and rules.excluded_user_agents.matches(ua):
+            return EXCLUDED_USER_AGENT
         return BOT if rules.block_bots and self.bots.is_bot(ua) else TRACKED
 
     def prepare(self, rules: SiteRules) -> bool:
-        """Layer a site's country rules into its IP table now, rather than in the background
-        after its first hit; whether its hits are now answered by one search."""
-        if not rules.excluded_countries:
+        """Layer a site's country and ASN rules into its IP table now, rather than in the
+        background after its first hit; whether its hits are now answered by one search."""
+        if not rules.needs_layers:
             return True
         return self._layering is not None and self._layering.layer(rules) is not None
-
-    def _in_countries(self, countries: frozenset[str], is_v4: bool, packed: bytes) -> bool:
-        """Whether the address lies in ``countries``: their table if the walk has ended, else
-        the address's record."""
-        if self.geoip is None:
-            return False
-        table = self.geoip.table_for(countries)
-        if table is not None:
-            return table.contains_packed(packed)
-        text = _inet_ntop(_AF_INET if is_v4 else _AF_INET6, packed)
-        return self.geoip.country(text) in countries
 
     def _resolve(self, site: object) -> SiteRules | Decision:
         """The slow path after a miss: the canonical id (none: an unknown site, the source
@@ -504,7 +597,15 @@ class EdgeFilter:
         except Exception:  # warnings made errors: the hot path still never raises
             logger.warning("%s", message)
 
-    async def adecide(self, site: object, ip: object, ua: object) -> Decision:
+    async def adecide(
+        self,
+        site: object,
+        ip: object,
+        ua: object,
+        *,
+        path: object = None,
+        hostname: object = None,
+    ) -> Decision:
         """``should_track`` for async callers: for a site whose rules are not at hand, await
         the source's ``aensure`` (up to its ``cold_wait``) without blocking the event loop,
         then decide. Never raises (a cancelled task is still cancelled)."""
@@ -513,7 +614,7 @@ class EdgeFilter:
         except Exception:
             at_hand = False
         if at_hand:
-            return self.should_track(site, ip, ua)
+            return self.should_track(site, ip, ua, path=path, hostname=hostname)
         canonical = _canonical_site(site)
         if canonical is None:
             return self._unknown
@@ -525,7 +626,7 @@ class EdgeFilter:
             self._log_source_failure(canonical)
         token = _AWAITED.set(True)
         try:
-            return self.should_track(canonical, ip, ua)
+            return self.should_track(canonical, ip, ua, path=path, hostname=hostname)
         finally:
             _AWAITED.reset(token)
 
@@ -557,6 +658,19 @@ def _as_source(
     return source
 
 
+def _in_records(
+    resolver: RecordResolver[Any] | None, keys: frozenset[Any], is_v4: bool, packed: bytes
+) -> bool:
+    """Whether the address's record has one of ``keys`` (countries, ASNs): their table if the
+    walk has ended, else the record itself. False without keys or without a database."""
+    if not keys or resolver is None:
+        return False
+    table = resolver.table_for(keys)
+    if table is not None:
+        return table.contains_packed(packed)
+    return resolver.lookup(_inet_ntop(_AF_INET if is_v4 else _AF_INET6, packed)) in keys
+
+
 def _optional(source: RulesSource, name: str) -> Any:
     """An optional member of ``source``, bound; ``RulesSource``'s default when it has none."""
     try:
@@ -573,10 +687,10 @@ def _cold_wait(source: RulesSource) -> float:
     return float(wait)
 
 
-def _as_resolver(geoip: object) -> CountryResolver | None:
-    """The ``CountryResolver`` behind ``EdgeFilter(geoip=...)``: a path is opened."""
-    if geoip is None or isinstance(geoip, CountryResolver):
-        return geoip
-    if isinstance(geoip, str | bytes | os.PathLike):
-        return CountryResolver(geoip)
-    raise ConfigError(f"geoip {geoip!r} is not a path to a .mmdb database nor a CountryResolver")
+def _as_resolver(option: object, name: str, kind: type[R]) -> R | None:
+    """The resolver behind ``EdgeFilter(geoip=...)`` or ``asn_db=...``: a path is opened."""
+    if option is None or isinstance(option, kind):
+        return option
+    if isinstance(option, str | bytes | os.PathLike):
+        return kind(option)
+    raise ConfigError(f"{name} {option!r} is not a path to a .mmdb database nor a {kind.__name__}")

@@ -1,10 +1,11 @@
 """Country of an IP address from a MaxMind ``.mmdb`` database (City or Country).
 
-Two ways to answer: ``country(ip)`` decodes the address's record (microseconds), and
-``table_for(countries)`` gives an ``AddressTable`` of every address in those countries, so
-that the hot path answers with one ``bisect`` instead. The tables come from one walk over
-the whole database, run in a background thread when the resolver opens; until it ends,
-``table_for`` answers None and callers fall back to ``country``.
+``RecordResolver`` reads a database as one key per address (here the country; in ``_asn``
+the AS number). Two ways to answer: ``country(ip)`` decodes the address's record
+(microseconds), and ``table_for(countries)`` gives an ``AddressTable`` of every address
+in those countries, so that the hot path answers with one ``bisect`` instead. The tables
+come from one walk over the whole database, run in a background thread when the resolver
+opens; until it ends, ``table_for`` answers None and callers fall back to ``country``.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
-from typing import Any, Final
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, Final, Generic, Self, TypeVar
 
 import maxminddb
 
@@ -27,6 +28,7 @@ from ._tables import AddressTable
 GeoIPPath = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
 logger = logging.getLogger("edgefilter")
+K = TypeVar("K")
 
 # Where a MaxMind IPv6 database also answers for IPv4 addresses: (base, shift, host mask).
 # An IPv4 value v appears at base | v << shift, followed by shift free host bits.
@@ -38,18 +40,20 @@ IPV4_ALIASES: Final = (
 MAX_MEMOIZED_TABLES: Final = 4096
 
 
-class CountryResolver:
-    """Looks up the ISO 3166-1 alpha-2 code of an address's ``country`` record.
+class RecordResolver(Generic[K]):
+    """An ``.mmdb`` database read as one key per address: the base of ``CountryResolver``
+    and ``AsnResolver``, which say what the key of a record is (``key_of``).
 
-    Only ``country`` counts (not ``registered_country``), as in Rybbit. Opening a missing or
-    corrupt database raises ``GeoIPError``; a lookup never raises: an invalid address, an
-    address the database does not cover, a record without ``country`` and a record the
-    database cannot decode all answer None. ``compile_tables=False`` skips the walk.
-    ``path`` is text, bytes or any ``os.PathLike``; ``self.path`` is its text. A ``path``
-    that is none of those is a ``ConfigError``.
+    Opening a missing or corrupt database raises ``GeoIPError``; a lookup never raises: an
+    invalid address, an address the database does not cover, a record without the key and
+    a record the database cannot decode all answer None. ``compile_tables=False`` skips the
+    walk. ``path`` is text, bytes or any ``os.PathLike``; ``self.path`` is its text. A
+    ``path`` that is none of those is a ``ConfigError``.
     """
 
     __slots__ = ("_ended", "_intervals", "_reader", "path", "tables")
+    kind: ClassVar[str] = "keys"  # what the keys are, plural, for the log
+    thread_name: ClassVar[str] = "edgefilter-geoip"
 
     def __init__(self, path: GeoIPPath, *, compile_tables: bool = True) -> None:
         try:
@@ -61,31 +65,43 @@ class CountryResolver:
         except (OSError, ValueError, maxminddb.InvalidDatabaseError) as error:
             raise GeoIPError(f"cannot open GeoIP database {self.path!r}: {error}") from error
         metadata = self._reader.metadata()
+        try:
+            self.check_database_type(metadata.database_type)
+        except GeoIPError:
+            self._reader.close()
+            raise
         logger.info("GeoIP database %s opened: %s", self.path, metadata.database_type)
-        self._intervals: dict[str, list[Interval]] | None = None
-        # Compiled tables by country set; read-only for callers (EdgeFilter reads it directly).
-        self.tables: dict[frozenset[str], AddressTable] = {}
+        self._intervals: dict[K, list[Interval]] | None = None
+        # Compiled tables by key set; read-only for callers (EdgeFilter reads it directly).
+        self.tables: dict[frozenset[K], AddressTable] = {}
         self._ended = threading.Event()  # the walk has ended, or will not run
         if compile_tables:
-            walker = threading.Thread(target=self._walk, name="edgefilter-geoip", daemon=True)
+            walker = threading.Thread(target=self._walk, name=self.thread_name, daemon=True)
             walker.start()
         else:
             self._ended.set()
 
-    def country(self, ip: object) -> str | None:
-        """The country code of ``ip`` (text or ``ipaddress`` object), or None when unknown."""
+    @staticmethod
+    def key_of(record: Any) -> K:
+        """The key of a record; raises ``KeyError`` or ``TypeError`` when it has none."""
+        raise NotImplementedError
+
+    def check_database_type(self, database_type: str) -> None:
+        """Raise ``GeoIPError`` when a database of this type cannot answer; any type can."""
+
+    def lookup(self, ip: object) -> K | None:
+        """The key of ``ip``'s record (``ip`` text or an ``ipaddress`` object), or None."""
         try:
-            record = self._reader.get(ip)
-            return record["country"]["iso_code"]  # type: ignore[no-any-return]
+            return self.key_of(self._reader.get(ip))
         except Exception:  # a lookup must never raise, whatever the database holds
             return None
 
-    def table_for(self, countries: frozenset[str]) -> AddressTable | None:
-        """Every address of ``countries`` as one table; None until the walk has ended."""
+    def table_for(self, keys: frozenset[K]) -> AddressTable | None:
+        """Every address whose key is in ``keys`` as one table; None until the walk has ended."""
         try:
-            return self.tables[countries]
+            return self.tables[keys]
         except KeyError:
-            return self._compile_table(countries)
+            return self._compile_table(keys)
 
     @property
     def compiled(self) -> bool:
@@ -93,28 +109,28 @@ class CountryResolver:
         return self._intervals is not None
 
     def wait_compiled(self, timeout: float | None = None) -> bool:
-        """Block until the walk has ended (or ``timeout``); whether the country tables are
-        ready. False at once when the walk failed or was not asked for."""
+        """Block until the walk has ended (or ``timeout``); whether the tables are ready.
+        False at once when the walk failed or was not asked for."""
         self._ended.wait(timeout)
         return self.compiled
 
-    def _compile_table(self, countries: frozenset[str]) -> AddressTable | None:
+    def _compile_table(self, keys: frozenset[K]) -> AddressTable | None:
         intervals = self._intervals
         if intervals is None:
             return None
         table = AddressTable.from_intervals(
-            interval for country in countries for interval in intervals.get(country, ())
+            interval for key in keys for interval in intervals.get(key, ())
         )
         if len(self.tables) >= MAX_MEMOIZED_TABLES:
             self.tables.clear()
-        self.tables[countries] = table
+        self.tables[keys] = table
         return table
 
     def _walk(self) -> None:
         started = time.perf_counter()
         try:
-            intervals = country_intervals(self._reader)
-            add_ipv4_aliases(self._reader, intervals)
+            intervals = record_intervals(self._reader, self.key_of)
+            add_ipv4_aliases(self._reader, intervals, self.key_of)
         except Exception:  # a corrupt record deep in the tree: stay on direct lookups
             logger.exception("GeoIP database %s: walk failed, using direct lookups", self.path)
             self._ended.set()
@@ -122,9 +138,10 @@ class CountryResolver:
         self._intervals = intervals
         self._ended.set()
         logger.info(
-            "GeoIP database %s: %d countries compiled in %.2f s",
+            "GeoIP database %s: %d %s compiled in %.2f s",
             self.path,
             len(intervals),
+            self.kind,
             time.perf_counter() - started,
         )
 
@@ -132,30 +149,59 @@ class CountryResolver:
         """Release the database file (the compiled tables stay usable)."""
         self._reader.close()
 
-    def __enter__(self) -> CountryResolver:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
-def country_intervals(networks: Iterable[tuple[Any, Any]]) -> dict[str, list[Interval]]:
-    """Per country code, the merged intervals of the networks whose record names it.
+def country_of(record: Any) -> str:
+    """The ISO code of a record's ``country`` (not ``registered_country``, as in Rybbit)."""
+    return record["country"]["iso_code"]  # type: ignore[no-any-return]
+
+
+class CountryResolver(RecordResolver[str]):
+    """Looks up the ISO 3166-1 alpha-2 code of an address's ``country`` record, from a City
+    or Country database (see ``RecordResolver`` for errors and the walk).
+
+    Only ``country`` counts (not ``registered_country``), as in Rybbit.
+    """
+
+    __slots__ = ()
+    kind = "countries"
+    key_of = staticmethod(country_of)
+
+    def country(self, ip: object) -> str | None:
+        """The country code of ``ip`` (text or ``ipaddress`` object), or None when unknown."""
+        return self.lookup(ip)
+
+
+def record_intervals(
+    networks: Iterable[tuple[Any, Any]], key_of: Callable[[Any], K]
+) -> dict[K, list[Interval]]:
+    """Per key, the merged intervals of the networks whose record has that key.
 
     ``networks`` yields ``(ipaddress network, record)`` in address order, as iterating a
-    maxminddb reader does, so each country's intervals arrive sorted and merge as they come.
+    maxminddb reader does, so each key's intervals arrive sorted and merge as they come.
+    A record without a key (``key_of`` raises ``KeyError`` or ``TypeError``) is skipped.
     """
-    result: dict[str, list[Interval]] = {}
+    result: dict[K, list[Interval]] = {}
     for network, record in networks:
         try:
-            code = record["country"]["iso_code"]
+            key = key_of(record)
         except (KeyError, TypeError):
             continue
         version = V4 if network.version == 4 else V6
         first, last = int(network.network_address), int(network.broadcast_address)
         for interval in with_mapped_projection(version, first, last):
-            _append_merged(result.setdefault(code, []), interval)
+            _append_merged(result.setdefault(key, []), interval)
     return result
+
+
+def country_intervals(networks: Iterable[tuple[Any, Any]]) -> dict[str, list[Interval]]:
+    """Per country code, the merged intervals of the networks whose record names it."""
+    return record_intervals(networks, country_of)
 
 
 def _append_merged(intervals: list[Interval], interval: Interval) -> None:
@@ -166,7 +212,11 @@ def _append_merged(intervals: list[Interval], interval: Interval) -> None:
         intervals.append(interval)
 
 
-def add_ipv4_aliases(reader: Any, intervals: dict[str, list[Interval]]) -> None:
+def add_ipv4_aliases(
+    reader: Any,
+    intervals: dict[K, list[Interval]],
+    key_of: Callable[[Any], K] = country_of,  # type: ignore[assignment]
+) -> None:
     """Add the IPv6 images of IPv4 intervals where the database aliases them.
 
     Iterating a reader skips aliased subtrees, but looking an address up follows them; each
@@ -182,7 +232,7 @@ def add_ipv4_aliases(reader: Any, intervals: dict[str, list[Interval]]) -> None:
     for base, shift, host_mask in IPV4_ALIASES:
         address = _ipv6_text(base | value << shift)
         try:
-            aliased = reader.get(address)["country"]["iso_code"] == code
+            aliased = key_of(reader.get(address)) == code
         except Exception:  # not aliased in this database (or an IPv4-only one)
             aliased = False
         if not aliased:

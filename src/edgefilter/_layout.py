@@ -32,8 +32,9 @@ byte's values start: the values of first byte ``b`` (``value >> COMPACT_FIRST_BY
 b``) are ``compact4[compact_index4[b]:compact_index4[b + 1]]``; otherwise it is None.
 
 Layers. A site's table layers its rules in the order of the layer numbers: ``LAYER_IP`` (its
-excluded IPs) and ``LAYER_COUNTRY`` (the addresses of its excluded countries); a later rule
-(ASN) takes the next number and raises ``LAYER_COUNT``. ``by_layer`` turns a mapping from
+excluded IPs), ``LAYER_COUNTRY`` (the addresses of its excluded countries) and ``LAYER_ASN``
+(the addresses of its excluded autonomous systems); a later rule takes the next number and
+raises ``LAYER_COUNT``. ``by_layer`` turns a mapping from
 these numbers into the tuple a reader indexes with the layer it found.
 
 Readers. Whoever changes this layout changes all of these with it:
@@ -61,7 +62,8 @@ from ._intervals import LayeredInterval
 # Layer numbers, named once: the index of a site's rule in its layered table.
 LAYER_IP: Final = 0
 LAYER_COUNTRY: Final = 1
-LAYER_COUNT: Final = 2
+LAYER_ASN: Final = 2
+LAYER_COUNT: Final = 3
 
 # The packed form.
 LAYER_BYTE: Final = -1  # the index, in an interval's end, of the byte that names its layer

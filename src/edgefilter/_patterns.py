@@ -82,19 +82,37 @@ def _entries(kind: str, raw: Iterable[object]) -> tuple[list[str], list[tuple[ob
     return list(kept), rejected
 
 
+def _plain_text(value: object) -> str | None:
+    """``value`` as plain text: a ``str`` subclass copied without calling its methods,
+    bytes-like values decoded as Latin-1; None for anything else. Never raises."""
+    try:
+        if isinstance(value, str):
+            return "".join((value,))
+        if isinstance(value, bytes | bytearray | memoryview):
+            return bytes(value).decode("latin-1")
+    except Exception:  # a released memoryview, a hostile __class__, ...
+        return None
+    return None
+
+
 class _CachedMatcher:
     """A verdict cache in front of ``_judge``; bounded by dropping its older half."""
 
     __slots__ = ("verdicts",)
+    patterns: tuple[str, ...]  # a slot of each subclass
 
     def __init__(self) -> None:
         self.verdicts: dict[str, bool] = {}
 
     def matches(self, value: object) -> bool:
-        """Whether ``value`` (a string) is excluded; anything else is not."""
-        verdict = self.verdicts.get(value) if isinstance(value, str) else False
+        """Whether ``value`` is excluded. Never raises: text (a ``str`` subclass as its
+        plain value, without calling its methods) and bytes-like values (decoded as
+        Latin-1) are judged; anything else (None, numbers, ...) is not excluded."""
+        if type(value) is not str:
+            text = _plain_text(value)
+            return False if text is None else self.matches(text)
+        verdict = self.verdicts.get(value)
         if verdict is None:
-            assert isinstance(value, str)
             verdict = self._judge(_rybbit_text(value))
             if len(value) <= MAX_VALUE_LENGTH:
                 if len(self.verdicts) >= MAX_CACHED_VERDICTS:
@@ -102,6 +120,15 @@ class _CachedMatcher:
                         del self.verdicts[key]
                 self.verdicts[value] = verdict
         return verdict
+
+    def __eq__(self, other: object) -> bool:
+        """Matchers are equal when they are of one kind with the same patterns."""
+        return isinstance(other, _CachedMatcher) and (
+            type(other) is type(self) and other.patterns == self.patterns
+        )
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.patterns))
 
     def _judge(self, text: str) -> bool:
         raise NotImplementedError

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
+from ._asn import parse_asn
 from ._countries import normalize_country
 from ._errors import ConfigError
+from ._patterns import GlobMatcher, SubstringMatcher, compile_globs, compile_substrings
 from ._tables import AddressTable
 
 logger = logging.getLogger("edgefilter")
+T = TypeVar("T", bound=Hashable)
 
 # The site flags, declared once: API field name -> (attribute and column name, the value a
 # new site gets). SiteConfig, the server's store, its answers and its OpenAPI spec derive
@@ -42,9 +45,22 @@ _SCALAR_FIELDS: Final[dict[str, tuple[str, type | tuple[type, ...]]]] = {
     "createdBy": ("created_by", str),
     "createdAt": ("created_at", str),
     "updatedAt": ("updated_at", str),
+    "type": ("type", str),
     **{api_name: (attribute, bool) for api_name, (attribute, _) in SITE_FLAGS.items()},
 }
-_LIST_FIELDS: Final = {"excludedIPs": "excluded_ips", "excludedCountries": "excluded_countries"}
+# Rybbit v2.7's site types; a mobile site skips the user-agent bot check.
+SITE_TYPES: Final = ("web", "mobile")
+MOBILE: Final = "mobile"
+# API list field name -> attribute name, in the order to_api writes them. The last four are
+# read from endpoints of their own (see ``SitesApiClient.fetch_config``).
+_LIST_FIELDS: Final = {
+    "excludedIPs": "excluded_ips",
+    "excludedCountries": "excluded_countries",
+    "excludedPaths": "excluded_paths",
+    "excludedHostnames": "excluded_hostnames",
+    "excludedUserAgents": "excluded_user_agents",
+    "excludedASNs": "excluded_asns",
+}
 # Envelope keys of API answers; not part of a site's config.
 _ENVELOPE: Final = frozenset({"success", "message", "config"})
 
@@ -75,8 +91,13 @@ class SiteConfig:
     track_errors: bool | None = None
     track_outbound: bool | None = None
     track_url_params: bool | None = None
+    type: str | None = None
     excluded_ips: tuple[object, ...] = ()
     excluded_countries: tuple[object, ...] = ()
+    excluded_paths: tuple[object, ...] = ()
+    excluded_hostnames: tuple[object, ...] = ()
+    excluded_user_agents: tuple[object, ...] = ()
+    excluded_asns: tuple[object, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
@@ -84,8 +105,10 @@ class SiteConfig:
         """Build from Sites API JSON: a site object, a config object, or an answer wrapping one.
 
         The answers of ``GET /api/sites/:siteId``, ``PUT .../config`` (its ``config``),
-        ``GET .../excluded-ips`` and ``GET .../excluded-countries`` are all accepted, and so is
-        their union. A field of the wrong type raises ``ConfigError`` naming it.
+        ``GET .../excluded-ips``, ``.../excluded-countries``, ``.../excluded-paths``,
+        ``.../excluded-hostnames``, ``.../excluded-user-agents`` and ``.../excluded-asns``
+        are all accepted, and so is their union. A field of the wrong type raises
+        ``ConfigError`` naming it.
         """
         if not isinstance(obj, Mapping):
             raise ConfigError(f"a site config must be a JSON object, not {type(obj).__name__}")
@@ -129,10 +152,17 @@ class SiteRules:
 
     ``rejected`` lists every entry that could not be compiled, as ``(entry, reason)``; all
     other entries apply. ``needs_ip`` is true when any rule looks at the client address.
-    ``country_layers`` is filled by ``EdgeFilter`` once a GeoIP database's country tables
-    are ready: per resolver, the excluded IPs (layer 0) and the excluded countries' addresses
-    (layer 1) in one ``AddressTable``, so that both rules cost one search. It is a memo, not
-    part of the rules' value: equality and ``repr`` ignore it.
+    ``block_bots`` is whether the user-agent bot check applies: the site's ``blockBots``,
+    false for a mobile site (``mobile``), as Rybbit's mobile sites skip the user-agent
+    layers. ``excluded_paths``, ``excluded_hostnames`` (globs) and ``excluded_user_agents``
+    (substrings) are one matcher each, None when the site has no such rule; ``has_patterns``
+    says whether any is set, so that a site without them costs one attribute test.
+
+    ``country_layers`` is filled by ``EdgeFilter`` once its databases' tables are ready:
+    per filter (its GeoIP resolver, or its GeoIP and ASN resolvers), the excluded IPs
+    (layer 0), the excluded countries' addresses (layer 1) and the excluded ASNs' addresses
+    (layer 2) in one ``AddressTable``, so that these rules cost one search. It is a memo,
+    not part of the rules' value: equality and ``repr`` ignore it.
     """
 
     site_id: str | None = None
@@ -142,16 +172,26 @@ class SiteRules:
     block_bots: bool = False
     needs_ip: bool = False
     rejected: tuple[tuple[object, str], ...] = ()
+    excluded_asns: frozenset[int] = frozenset()
+    excluded_paths: GlobMatcher | None = None
+    excluded_hostnames: GlobMatcher | None = None
+    excluded_user_agents: SubstringMatcher | None = None
+    mobile: bool = False
+    has_patterns: bool = field(default=False, init=False)
+    needs_layers: bool = field(default=False, init=False, compare=False, repr=False)
     country_layers: dict[object, AddressTable] = field(
         default_factory=lambda: _NO_LAYERS, init=False, compare=False, repr=False
     )
 
     def __post_init__(self) -> None:
-        if self.excluded_countries:  # only a site with country rules needs its own memo
+        patterns = (self.excluded_paths, self.excluded_hostnames, self.excluded_user_agents)
+        object.__setattr__(self, "has_patterns", any(patterns))
+        if self.excluded_countries or self.excluded_asns:  # only these need their own memo
+            object.__setattr__(self, "needs_layers", True)
             object.__setattr__(self, "country_layers", {})
 
 
-# Shared by every site without country rules; nothing is ever stored in it.
+# Shared by every site without country or ASN rules; nothing is ever stored in it.
 _NO_LAYERS: Final[dict[object, AddressTable]] = {}
 
 
@@ -161,22 +201,30 @@ def compile_rules(config: SiteConfig, *, compact: bool = False) -> SiteRules:
     ``compact=True`` keeps the IPv4 rules as one array of ints (see ``AddressTable``): about a
     fifth of the memory, for a slower lookup.
     """
-    excluded_ips, rejected = AddressTable.from_entries(config.excluded_ips, compact=compact)
-    countries: set[str] = set()
-    rejected_countries: list[tuple[object, str]] = []
-    for code in config.excluded_countries:
-        try:
-            countries.add(normalize_country(code))
-        except ConfigError as error:
-            rejected_countries.append((code, str(error)))
+    excluded_ips, rejected_ips = AddressTable.from_entries(config.excluded_ips, compact=compact)
+    rejected: list[tuple[object, str]] = list(rejected_ips)
+    countries = _compiled_set(config.excluded_countries, normalize_country, rejected)
+    asns = _compiled_set(config.excluded_asns, parse_asn, rejected)
+    paths, rejected_paths = compile_globs("path", config.excluded_paths)
+    hostnames, rejected_hostnames = compile_globs("hostname", config.excluded_hostnames)
+    user_agents, rejected_agents = compile_substrings("user agent", config.excluded_user_agents)
+    rejected += rejected_paths + rejected_hostnames + rejected_agents
+    if config.type is not None and config.type not in SITE_TYPES:
+        rejected.append((config.type, f"site type {config.type!r} is not web or mobile: web"))
+    mobile = config.type == MOBILE
     rules = SiteRules(
         site_id=None if config.site_id is None else str(config.site_id),
         id=config.id,
         excluded_ips=excluded_ips,
-        excluded_countries=frozenset(countries),
-        block_bots=config.block_bots,
-        needs_ip=bool(excluded_ips or countries),
-        rejected=rejected + tuple(rejected_countries),
+        excluded_countries=countries,
+        block_bots=config.block_bots and not mobile,
+        needs_ip=bool(excluded_ips or countries or asns),
+        rejected=tuple(rejected),
+        excluded_asns=asns,
+        excluded_paths=paths or None,
+        excluded_hostnames=hostnames or None,
+        excluded_user_agents=user_agents or None,
+        mobile=mobile,
     )
     _log_rejected(rules)
     return rules
@@ -209,3 +257,18 @@ def _log_rejected(rules: SiteRules) -> None:
         "; ".join(reason for _, reason in rules.rejected[:5]),
         extra={"site": site},
     )
+
+
+def _compiled_set(
+    entries: tuple[object, ...],
+    parse: Callable[[object], T],
+    rejected: list[tuple[object, str]],
+) -> frozenset[T]:
+    """The entries ``parse`` reads; each it refuses (a ``ConfigError``) goes to ``rejected``."""
+    kept: set[T] = set()
+    for entry in entries:
+        try:
+            kept.add(parse(entry))
+        except ConfigError as error:
+            rejected.append((entry, str(error)))
+    return frozenset(kept)

@@ -73,7 +73,7 @@ from typing import Any, Final, Literal, NamedTuple
 import orjson
 
 from ._counters import UNKNOWN_SITE_LABEL, UNRESOLVED_REASONS, DecisionCounters
-from ._decisions import UNAVAILABLE_REASONS, Decision, Reason
+from ._decisions import EXCLUSION_MESSAGES, UNAVAILABLE_REASONS, Decision, Reason
 from ._errors import ConfigError
 from ._filter import EdgeFilter
 from ._siteids import canonical_site_id
@@ -104,12 +104,11 @@ _JSON_HEADERS: Final = [(b"content-type", b"application/json")]
 _SLASH_RUNS: Final = re.compile("/{2,}")
 # What Rybbit answers for hits it does not track; the browser tracker ignores the body.
 DROP_ANSWERS: Final[dict[Reason, tuple[int, dict[str, Any]]]] = {
-    Reason.excluded_ip: (200, {"success": True, "message": "Event not tracked - IP excluded"}),
-    Reason.invalid_ip: (200, {"success": True, "message": "Event not tracked - IP excluded"}),
-    Reason.excluded_country: (
-        200,
-        {"success": True, "message": "Event not tracked - country excluded"},
-    ),
+    **{
+        reason: (200, {"success": True, "message": message})
+        for reason, message in EXCLUSION_MESSAGES.items()
+    },
+    Reason.invalid_ip: (200, {"success": True, "message": EXCLUSION_MESSAGES[Reason.excluded_ip]}),
     Reason.bot: (200, {"success": True}),
     Reason.unknown_site: (404, {"success": False, "error": "Site not found"}),
     Reason.invalid_payload: (400, {"success": False, "error": "Invalid payload"}),
@@ -301,7 +300,13 @@ class EdgeFilterMiddleware:
             override_ua = payload.get("user_agent")
             client_ip = override_ip if isinstance(override_ip, str) else client_ip
             user_agent = override_ua if isinstance(override_ua, str) else user_agent
-        decision = await self.edge_filter.adecide(site, client_ip, user_agent)
+        decision = await self.edge_filter.adecide(
+            site,
+            client_ip,
+            user_agent,
+            path=payload.get("pathname"),
+            hostname=payload.get("hostname"),
+        )
         return EdgeDecision(decision, site, client_ip, user_agent)
 
     def _label(self, decision: Decision, site: str) -> str:

@@ -14,7 +14,12 @@ Where it differs from Rybbit, and why:
 - Excluded IPs are validated by the same compiler as the hot path, so IPv6 ranges and
   mapped addresses are accepted and a reversed range is refused (Rybbit stores it and it
   never matches). Unknown fields are refused with 400 naming them.
-- The three reads carry an ``ETag`` and answer ``If-None-Match`` with 304.
+- The reads carry an ``ETag`` and answer ``If-None-Match`` with 304.
+- Rybbit v2.7's ``excludedPaths``, ``excludedHostnames``, ``excludedUserAgents`` (its zod
+  limits: at most 100 entries of 1-2048, 1-253 and 1-512 characters after trimming; stored
+  trimmed) and ``type`` (``web`` or ``mobile``) are accepted, with a read endpoint per
+  list as Rybbit has. ``excludedASNs`` is ours: at most 100 AS numbers, as ints or
+  ``AS15169`` text (any case), between 1 and 4,294,967,295, stored and answered as ints.
 
 Hostile input gets a 4xx and changes nothing; a 5xx means a fault of the server's own:
 
@@ -51,20 +56,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .._asn import parse_asn
 from .._countries import normalize_country
 from .._errors import ApiError, ConfigError
-from .._rules import _SCALAR_FIELDS, SITE_FLAGS
+from .._rules import _SCALAR_FIELDS, SITE_FLAGS, SITE_TYPES
 from .._siteids import canonical_site_id
 from .._tables import AddressTable
 from ._openapi import (
-    CONFIG_FLAGS,
+    CONFIG_SCALARS,
     CREATE_FLAGS,
     CREATED_FIELDS,
+    LIST_READS,
     MAX_DETAILS,
     OPENAPI,
+    PATTERN_LISTS,
     SITE_FIELDS,
 )
-from ._store import WRITER_ROLES, Principal, SiteStore
+from ._store import RULE_LISTS, WRITER_ROLES, Principal, SiteStore
 
 __all__ = ["ApiError", "SitesApi", "create_app", "normalize_domain"]
 
@@ -74,10 +82,12 @@ DEFAULT_MAX_BODY: Final = 1 << 20
 DEFAULT_MAX_IPS: Final = 10_000
 DEFAULT_MAX_COUNTRIES: Final = 250
 MAX_ENTRY_LENGTH: Final = 256
+MAX_PATTERNS: Final = 100  # Rybbit's limit on each pattern list
 MAX_NAME_LENGTH: Final = 256
-LIST_FIELDS: Final = frozenset({"excludedIPs", "excludedCountries"})
+LIST_FIELDS: Final = frozenset(RULE_LISTS)
+MAX_ASNS: Final = 100
 CREATE_FIELDS: Final = frozenset({"domain", "name", *CREATE_FLAGS})
-CONFIG_FIELDS: Final = frozenset(SITE_FLAGS) | {"domain", "name"} | LIST_FIELDS
+CONFIG_FIELDS: Final = frozenset(SITE_FLAGS) | {"domain", "name", "type"} | LIST_FIELDS
 PRIVATE_LINK_ACTIONS: Final = frozenset({"generate_private_link_key", "revoke_private_link_key"})
 MAX_QUOTED: Final = 40  # characters of a client's value an error message quotes
 MAX_REASON: Final = 160  # characters of one detail's reason
@@ -282,19 +292,17 @@ class SitesApi:
             "isOwner": principal is not None and principal.role == "owner",
         }
 
-    async def excluded_ips(self, request: Request) -> Response:
-        """GET /api/sites/:siteId/excluded-ips"""
-        return await run_in_threadpool(
-            self._read, request, lambda _r, _p, lists: {"success": True, "excludedIPs": lists[0]}
-        )
+    def list_read(self, field: str) -> Callable[[Request], Awaitable[Response]]:
+        """The endpoint ``GET /api/sites/:siteId/<list>`` of one rule list (``LIST_READS``)."""
 
-    async def excluded_countries(self, request: Request) -> Response:
-        """GET /api/sites/:siteId/excluded-countries"""
-        return await run_in_threadpool(
-            self._read,
-            request,
-            lambda _r, _p, lists: {"success": True, "excludedCountries": lists[1]},
-        )
+        def render(_row: Any, _principal: Principal | None, lists: Any) -> dict[str, Any]:
+            return {"success": True, field: lists[field]}
+
+        async def read(request: Request) -> Response:
+            return await run_in_threadpool(self._read, request, render)
+
+        read.__doc__ = f"GET /api/sites/:siteId/{LIST_READS[field]}"
+        return read
 
     def _read(
         self,
@@ -335,22 +343,15 @@ class SitesApi:
             columns["domain"] = normalize_domain(body["domain"])
         if "name" in body:
             columns["name"] = _name(body["name"])
-        ips = self._valid_ips(body["excludedIPs"]) if "excludedIPs" in body else None
-        countries = (
-            self._valid_countries(body["excludedCountries"])
-            if "excludedCountries" in body
-            else None
-        )
+        if "type" in body:
+            columns["type"] = _site_type(body["type"])
+        lists = self._valid_lists(body)
         with self.store.transaction() as connection:
             row, _ = self.site(connection, request, write=True, lock=True)
-            self.store.update_site(connection, row.site_id, columns, ips, countries)
+            self.store.update_site(connection, row.site_id, columns, lists)
             row = self.store.find_site(connection, str(row.site_id))
-            ip_list, country_list = self.store.site_lists(connection, row.site_id)
-        config = {
-            **_row_json(row, CONFIG_FLAGS),
-            "excludedIPs": ip_list,
-            "excludedCountries": country_list,
-        }
+            stored = self.store.site_lists(connection, row.site_id)
+        config = {**_row_json(row, CONFIG_SCALARS), **stored}
         return JSONResponse(
             {
                 "success": True,
@@ -358,6 +359,20 @@ class SitesApi:
                 "config": config,
             }
         )
+
+    def _valid_lists(self, body: dict[str, Any]) -> dict[str, list[Any]]:
+        """Each rule list the body sets, checked (400 with details for bad entries)."""
+        lists: dict[str, list[Any]] = {}
+        if "excludedIPs" in body:
+            lists["excludedIPs"] = self._valid_ips(body["excludedIPs"])
+        if "excludedCountries" in body:
+            lists["excludedCountries"] = self._valid_countries(body["excludedCountries"])
+        for field, (max_length, error) in PATTERN_LISTS.items():
+            if field in body:
+                lists[field] = _valid_patterns(field, body[field], max_length, error)
+        if "excludedASNs" in body:
+            lists["excludedASNs"] = _valid_asns(body["excludedASNs"])
+        return lists
 
     def _valid_ips(self, value: object) -> list[str]:
         entries = _strings("excludedIPs", value, self.max_excluded_ips)
@@ -403,10 +418,48 @@ class SitesApi:
             if body is not None:
                 generate = body["action"] == "generate_private_link_key"
                 key = secrets.token_hex(6) if generate else None
-                self.store.update_site(
-                    connection, row.site_id, {"private_link_key": key}, None, None
-                )
+                self.store.update_site(connection, row.site_id, {"private_link_key": key})
         return JSONResponse({"success": True, "data": {"privateLinkKey": key}})
+
+
+def _valid_patterns(field: str, value: object, max_length: int, error: str) -> list[str]:
+    """Rybbit's limits on a pattern list: at most ``MAX_PATTERNS`` strings of 1 to
+    ``max_length`` characters after trimming; the entries trimmed, in order."""
+    entries = _strings(field, value, MAX_PATTERNS)
+    details = []
+    for entry in entries:
+        text = entry.strip()
+        if not text:
+            details.append(f"{_quoted(entry)}: empty after trimming")
+        elif len(text) > max_length:
+            details.append(f"{_cut(entry)}: longer than {max_length} characters")
+    if details:
+        raise ApiError(400, error, details)
+    return [entry.strip() for entry in entries]
+
+
+def _valid_asns(value: object) -> list[int]:
+    """At most ``MAX_ASNS`` AS numbers (ints or ``AS15169`` text), as ints, first kept."""
+    if not isinstance(value, list):
+        raise ApiError(400, "excludedASNs must be a list of AS numbers")
+    if len(value) > MAX_ASNS:
+        raise ApiError(400, f"excludedASNs has {len(value)} entries; the limit is {MAX_ASNS}")
+    valid, details = [], []
+    for entry in value:
+        try:
+            valid.append(parse_asn(entry))
+        except ConfigError as error:
+            details.append(f"{_quoted(entry)}: {_cut(str(error), MAX_REASON)}")
+    if details:
+        raise ApiError(400, "Invalid ASNs", details)
+    return list(dict.fromkeys(valid))
+
+
+def _site_type(value: object) -> str:
+    if value not in SITE_TYPES:
+        raise ApiError(400, f"type must be one of {', '.join(SITE_TYPES)}")
+    assert isinstance(value, str)
+    return value
 
 
 def _refuse_unknown(body: dict[str, Any], allowed: frozenset[str]) -> None:
@@ -521,8 +574,10 @@ def create_app(
         Route(site, _guard(api.get_site), methods=["GET"]),
         Route(site, _guard(api.delete_site), methods=["DELETE"]),
         Route(site + "/config", _guard(api.update_config), methods=["PUT"]),
-        Route(site + "/excluded-ips", _guard(api.excluded_ips), methods=["GET"]),
-        Route(site + "/excluded-countries", _guard(api.excluded_countries), methods=["GET"]),
+        *(
+            Route(f"{site}/{suffix}", _guard(api.list_read(field)), methods=["GET"])
+            for field, suffix in LIST_READS.items()
+        ),
         Route(site + "/private-link-config", _guard(api.private_link), methods=["GET", "POST"]),
     ]
 
@@ -534,6 +589,9 @@ def create_app(
     app = Starlette(
         routes=routes, exception_handlers={HTTPException: _http_error}, lifespan=lifespan
     )
+    # No 307 to the path without its trailing slash: an answer the spec does not describe
+    # (hypothesis found GET /api/sites/0%2F); such a path is a 404 like any unknown one.
+    app.router.redirect_slashes = False
     app.state.store = store
     app.state.health = health
     return app

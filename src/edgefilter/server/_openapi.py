@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from .._rules import _SCALAR_FIELDS, SITE_FLAGS
+from .._asn import MAX_ASN
+from .._rules import _SCALAR_FIELDS, SITE_FLAGS, SITE_TYPES
 
 # The fields of the server's answers, in the order it writes them (Rybbit's order). Their
 # values come from the site row's column of the same attribute name (``_SCALAR_FIELDS``).
@@ -28,14 +29,33 @@ SITE_FIELDS: Final = (
     "createdBy",
     "organizationId",
     *SITE_FLAGS,
+    "type",
 )
 CONFIG_FLAGS: Final = tuple(SITE_FLAGS)
+CONFIG_SCALARS: Final = (*CONFIG_FLAGS, "type")  # the config answer's fields besides lists
+# Each rule list's read endpoint, by API field, in Rybbit's spelling.
+LIST_READS: Final = {
+    "excludedIPs": "excluded-ips",
+    "excludedCountries": "excluded-countries",
+    "excludedPaths": "excluded-paths",
+    "excludedHostnames": "excluded-hostnames",
+    "excludedUserAgents": "excluded-user-agents",
+    "excludedASNs": "excluded-asns",
+}
+# Rybbit v2.7's pattern lists: the longest entry after trimming, and the 400's error text.
+PATTERN_LISTS: Final = {
+    "excludedPaths": (2048, "Invalid path patterns"),
+    "excludedHostnames": (253, "Invalid hostname patterns"),
+    "excludedUserAgents": (512, "Invalid user agent patterns"),
+}
+MAX_LIST_ENTRIES: Final = 100  # of each pattern list and of excludedASNs
 MAX_DETAILS: Final = 20  # details an error answer lists; omittedDetails counts the rest
 _JSON_TYPES: Final = {int: "integer", str: "string", bool: "boolean"}
-_FORMATS: Final[dict[str, dict[str, str]]] = {
+_FORMATS: Final[dict[str, dict[str, Any]]] = {
     "id": {"pattern": "^[0-9a-f]{12}$"},
     "createdAt": {"format": "date-time"},
     "updatedAt": {"format": "date-time"},
+    "type": {"enum": list(SITE_TYPES)},
 }
 
 
@@ -102,6 +122,29 @@ _SITE_ID = {
 _IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}}
 _BOOL = {"type": "boolean"}
 _STRINGS = {"type": "array", "items": {"type": "string"}}
+_ASNS = {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": MAX_ASN}}
+_ASN_ENTRIES = {
+    "type": "array",
+    "maxItems": MAX_LIST_ENTRIES,
+    "items": {
+        "oneOf": [
+            {"type": "integer", "minimum": 1, "maximum": MAX_ASN},
+            {"type": "string", "pattern": "^\\s*([Aa][Ss])?[0-9]{1,10}\\s*$"},
+        ]
+    },
+    "description": "AS numbers, as ints or text such as AS15169; answered as ints",
+}
+_PATTERN_ENTRIES = {
+    field: {
+        "type": "array",
+        "maxItems": MAX_LIST_ENTRIES,
+        "items": {"type": "string"},
+        "description": f"At most {MAX_LIST_ENTRIES} entries of 1 to {length} characters "
+        "after trimming",
+    }
+    for field, (length, _) in PATTERN_LISTS.items()
+}
+_LIST_ANSWERS = {**dict.fromkeys(LIST_READS, _STRINGS), "excludedASNs": _ASNS}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -143,21 +186,19 @@ SCHEMAS: dict[str, Any] = {
             "domain": {"type": "string"},
             "excludedIPs": _STRINGS,
             "excludedCountries": _STRINGS,
-            **_properties(CONFIG_FLAGS),
+            **_PATTERN_ENTRIES,
+            "excludedASNs": _ASN_ENTRIES,
+            **_properties(CONFIG_SCALARS),
         },
     },
-    "Config": _answer(
-        {
-            **_properties(CONFIG_FLAGS),
-            "excludedIPs": _STRINGS,
-            "excludedCountries": _STRINGS,
-        }
-    ),
+    "Config": _answer({**_properties(CONFIG_SCALARS), **_LIST_ANSWERS}),
     "ConfigUpdated": _answer(
         {"success": {"const": True}, "message": {"type": "string"}, "config": _ref("Config")}
     ),
-    "ExcludedIPs": _answer({"success": {"const": True}, "excludedIPs": _STRINGS}),
-    "ExcludedCountries": _answer({"success": {"const": True}, "excludedCountries": _STRINGS}),
+    **{
+        field[0].upper() + field[1:]: _answer({"success": {"const": True}, field: answer})
+        for field, answer in _LIST_ANSWERS.items()
+    },
     "PrivateLink": _answer(
         {
             "success": {"const": True},
@@ -174,6 +215,15 @@ SCHEMAS: dict[str, Any] = {
             "action": {"enum": ["generate_private_link_key", "revoke_private_link_key"]}
         },
     },
+}
+
+_LIST_SUMMARIES: Final = {
+    "excludedIPs": "Excluded IP entries",
+    "excludedCountries": "Excluded country codes",
+    "excludedPaths": "Excluded path globs (Rybbit v2.7)",
+    "excludedHostnames": "Excluded hostname globs (Rybbit v2.7)",
+    "excludedUserAgents": "Excluded user-agent substrings (Rybbit v2.7)",
+    "excludedASNs": "Excluded AS numbers (edgefilter's own; Rybbit has none)",
 }
 
 OPENAPI: dict[str, Any] = {
@@ -248,10 +298,12 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
-        "/api/sites/{siteId}/excluded-ips": _etag_reads("ExcludedIPs", "Excluded IP entries"),
-        "/api/sites/{siteId}/excluded-countries": _etag_reads(
-            "ExcludedCountries", "Excluded country codes"
-        ),
+        **{
+            f"/api/sites/{{siteId}}/{suffix}": _etag_reads(
+                field[0].upper() + field[1:], _LIST_SUMMARIES[field]
+            )
+            for field, suffix in LIST_READS.items()
+        },
         "/api/sites/{siteId}/private-link-config": {
             "get": {
                 "summary": "The private link key (admin or owner)",

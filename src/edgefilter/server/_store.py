@@ -24,13 +24,14 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Connection,
@@ -101,6 +102,7 @@ sites = Table(
     Column("private_link_key", String(12), nullable=True),
     Column("version", Integer, nullable=False),
     *(Column(column, Boolean, nullable=False) for column, _ in SITE_FLAGS.values()),
+    Column("type", String(16), nullable=False, server_default="web"),  # migration 2
 )
 
 
@@ -117,8 +119,34 @@ def _rule_list_table(name: str, column: str, width: int, into: MetaData = metada
     )
 
 
+def _asn_list_table(into: MetaData = metadata) -> Table:
+    """A site's ordered excluded AS numbers (up to 2**32 - 1: a 64-bit column)."""
+    return Table(
+        "excluded_asns",
+        into,
+        Column(
+            "site_id", Integer, ForeignKey("sites.site_id", ondelete="CASCADE"), primary_key=True
+        ),
+        Column("position", Integer, primary_key=True),
+        Column("asn", BigInteger, nullable=False),
+    )
+
+
 excluded_ips = _rule_list_table("excluded_ips", "entry", 256)
 excluded_countries = _rule_list_table("excluded_countries", "code", 2)
+excluded_paths = _rule_list_table("excluded_paths", "pattern", 2048)
+excluded_hostnames = _rule_list_table("excluded_hostnames", "pattern", 253)
+excluded_user_agents = _rule_list_table("excluded_user_agents", "pattern", 512)
+excluded_asns = _asn_list_table()
+# A site's rule lists by API field: the table and the column of its entries.
+RULE_LISTS: Final[Mapping[str, tuple[Table, str]]] = {
+    "excludedIPs": (excluded_ips, "entry"),
+    "excludedCountries": (excluded_countries, "code"),
+    "excludedPaths": (excluded_paths, "pattern"),
+    "excludedHostnames": (excluded_hostnames, "pattern"),
+    "excludedUserAgents": (excluded_user_agents, "pattern"),
+    "excludedASNs": (excluded_asns, "asn"),
+}
 schema_version = Table("schema_version", metadata, Column("version", Integer, primary_key=True))
 
 
@@ -173,7 +201,22 @@ def _migration_1(connection: Connection) -> None:
     frozen.create_all(connection, checkfirst=True)
 
 
-MIGRATIONS: Final[Sequence[Callable[[Connection], None]]] = (_migration_1,)
+def _migration_2(connection: Connection) -> None:
+    """Rybbit v2.7's exclusions and our ASN rules: four rule lists and the site's ``type``.
+    Frozen as it was written: never edit it, add a migration instead."""
+    frozen = MetaData()
+    Table("sites", frozen, Column("site_id", Integer, primary_key=True))  # for the keys only
+    created = [
+        _rule_list_table("excluded_paths", "pattern", 2048, frozen),
+        _rule_list_table("excluded_hostnames", "pattern", 253, frozen),
+        _rule_list_table("excluded_user_agents", "pattern", 512, frozen),
+        _asn_list_table(frozen),
+    ]
+    frozen.create_all(connection, tables=created, checkfirst=True)
+    connection.execute(text("ALTER TABLE sites ADD COLUMN type VARCHAR(16) DEFAULT 'web' NOT NULL"))
+
+
+MIGRATIONS: Final[Sequence[Callable[[Connection], None]]] = (_migration_1, _migration_2)
 
 
 def now() -> str:
@@ -354,19 +397,15 @@ class SiteStore:
             query = query.with_for_update()
         return connection.execute(query).first()
 
-    def site_lists(self, connection: Connection, site_id: int) -> tuple[list[str], list[str]]:
-        """The excluded IPs and countries of a site, in the order they were given."""
-        ips = connection.execute(
-            select(excluded_ips.c.entry)
-            .where(excluded_ips.c.site_id == site_id)
-            .order_by(excluded_ips.c.position)
-        ).scalars()
-        countries = connection.execute(
-            select(excluded_countries.c.code)
-            .where(excluded_countries.c.site_id == site_id)
-            .order_by(excluded_countries.c.position)
-        ).scalars()
-        return list(ips), list(countries)
+    def site_lists(self, connection: Connection, site_id: int) -> dict[str, list[Any]]:
+        """Every rule list of a site by API field (``RULE_LISTS``), in the order given."""
+        lists = {}
+        for field, (table, column) in RULE_LISTS.items():
+            query = (
+                select(table.c[column]).where(table.c.site_id == site_id).order_by(table.c.position)
+            )
+            lists[field] = list(connection.execute(query).scalars())
+        return lists
 
     def create_site(self, organization_id: str, created_by: str, values: dict[str, Any]) -> Any:
         """Insert a site (``values`` holds domain, name and flags by column); its row."""
@@ -402,32 +441,26 @@ class SiteStore:
         connection: Connection,
         site_id: int,
         columns: dict[str, Any],
-        ips: list[str] | None,
-        countries: list[str] | None,
+        lists: Mapping[str, Sequence[object]] | None = None,
     ) -> None:
-        """Apply a partial update inside the caller's transaction, adding one to the version."""
+        """Apply a partial update inside the caller's transaction, adding one to the version.
+
+        ``lists`` replaces the rule lists it names (API fields of ``RULE_LISTS``).
+        """
         connection.execute(
             update(sites)
             .where(sites.c.site_id == site_id)
             .values(**columns, updated_at=now(), version=sites.c.version + 1)
         )
-        if ips is not None:
-            connection.execute(delete(excluded_ips).where(excluded_ips.c.site_id == site_id))
-            if ips:
+        for field, entries in (lists or {}).items():
+            table, column = RULE_LISTS[field]
+            connection.execute(delete(table).where(table.c.site_id == site_id))
+            if entries:
                 connection.execute(
-                    insert(excluded_ips),
-                    [{"site_id": site_id, "position": i, "entry": e} for i, e in enumerate(ips)],
-                )
-        if countries is not None:
-            connection.execute(
-                delete(excluded_countries).where(excluded_countries.c.site_id == site_id)
-            )
-            if countries:
-                connection.execute(
-                    insert(excluded_countries),
+                    insert(table),
                     [
-                        {"site_id": site_id, "position": i, "code": code}
-                        for i, code in enumerate(countries)
+                        {"site_id": site_id, "position": index, column: entry}
+                        for index, entry in enumerate(entries)
                     ],
                 )
 
