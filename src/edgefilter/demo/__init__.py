@@ -3,8 +3,8 @@
 The live demo needs the ``demo`` extra (the server's and the client's stacks). The sample
 data ships inside the package, so both demos run from an installed wheel in any directory:
 ``DEMO_DATA`` is the folder of ``sites.json``, ``traffic.tsv`` and ``e2e-traffic.tsv``, and
-``TEST_GEOIP`` is MaxMind's small synthetic GeoLite2 City test database (Apache-2.0 or MIT,
-(c) MaxMind; not real geolocation data).
+``TEST_GEOIP`` and ``TEST_ASN`` are MaxMind's small synthetic GeoLite2 City and ASN test
+databases (Apache-2.0 or MIT, (c) MaxMind; not real data).
 """
 
 from importlib.resources import files
@@ -13,7 +13,7 @@ from typing import Final
 
 from ._offline import run_offline_demo
 
-__all__ = ["DEMO_DATA", "TEST_GEOIP", "run_live_demo", "run_offline_demo"]
+__all__ = ["DEMO_DATA", "TEST_ASN", "TEST_GEOIP", "run_live_demo", "run_offline_demo"]
 
 
 def _packaged(name: str) -> Path:
@@ -23,6 +23,7 @@ def _packaged(name: str) -> Path:
 
 DEMO_DATA: Final = _packaged("")
 TEST_GEOIP: Final = _packaged("GeoLite2-City-Test.mmdb")
+TEST_ASN: Final = _packaged("GeoLite2-ASN-Test.mmdb")
 
 
 def run_live_demo(*args: object, **kwargs: object) -> int:

@@ -24,6 +24,7 @@ class Hit:
     ip: str | None
     user_agent: str
     expected: Reason
+    path: str | None = None
 
 
 def load_sites(path: Path) -> dict[str, SiteConfig]:
@@ -34,7 +35,8 @@ def load_sites(path: Path) -> dict[str, SiteConfig]:
 
 
 def load_traffic(path: Path) -> list[Hit]:
-    """Hits from a TSV file with columns ``site, ip, user_agent, expected``."""
+    """Hits from a TSV file with columns ``site, ip, user_agent, expected`` and an optional
+    ``path`` (the payload's ``pathname``; empty or missing: none)."""
     with path.open(encoding="utf-8", newline="") as handle:
         rows = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         return [
@@ -43,16 +45,25 @@ def load_traffic(path: Path) -> list[Hit]:
                 ip=None if row["ip"] == NO_VALUE else row["ip"],
                 user_agent=row["user_agent"],
                 expected=Reason(row["expected"]),
+                path=row.get("path") or None,
             )
             for row in rows
         ]
 
 
-def run_offline_demo(data_dir: Path, geoip: Path, *, repeat: int = 2000) -> int:
-    """Decide every hit, print counts by reason against the expected ones; 0 when all agree."""
+def run_offline_demo(
+    data_dir: Path, geoip: Path, *, asn_db: Path | None = None, repeat: int = 2000
+) -> int:
+    """Decide every hit, print counts by reason against the expected ones; 0 when all agree.
+
+    ``asn_db`` defaults to the packaged ASN test database (the sample excludes an ASN)."""
+    if asn_db is None:
+        from . import TEST_ASN  # noqa: PLC0415
+
+        asn_db = TEST_ASN
     sites = load_sites(data_dir / "sites.json")
     traffic = load_traffic(data_dir / "traffic.tsv")
-    edge_filter = EdgeFilter(sites, geoip=str(geoip))
+    edge_filter = EdgeFilter(sites, geoip=str(geoip), asn_db=str(asn_db))
     for site_id in sites:
         rules = edge_filter.source.rules_for(site_id)
         for entry, reason in rules.rejected if rules else ():
@@ -61,7 +72,7 @@ def run_offline_demo(data_dir: Path, geoip: Path, *, repeat: int = 2000) -> int:
     actual: Counter[Reason] = Counter()
     wrong = []
     for hit in traffic:
-        decision = edge_filter.should_track(hit.site, hit.ip, hit.user_agent)
+        decision = edge_filter.should_track(hit.site, hit.ip, hit.user_agent, path=hit.path)
         actual[decision.reason] += 1
         if decision.reason != hit.expected:
             wrong.append((hit, decision.reason))
@@ -84,8 +95,8 @@ def run_offline_demo(data_dir: Path, geoip: Path, *, repeat: int = 2000) -> int:
 
 def _time_replay(edge_filter: EdgeFilter, traffic: list[Hit], repeat: int) -> float:
     should_track = edge_filter.should_track
-    hits = [(hit.site, hit.ip, hit.user_agent) for hit in traffic] * repeat
+    hits = [(hit.site, hit.ip, hit.user_agent, hit.path) for hit in traffic] * repeat
     start = time.perf_counter()
-    for site, ip, user_agent in hits:
-        should_track(site, ip, user_agent)
+    for site, ip, user_agent, path in hits:
+        should_track(site, ip, user_agent, path=path)
     return time.perf_counter() - start
