@@ -20,7 +20,7 @@ from edgefilter._serving import serve_in_thread, uvicorn_config
 from edgefilter.cli import build_proxy, main, parse_args
 from edgefilter.middleware import EdgeFilterMiddleware
 
-from .conftest import CHROME, LiveApi
+from .conftest import ASN_DB, CHROME, LiveApi
 
 US = "216.160.83.56"
 DROPPED = "Event not tracked - IP excluded"
@@ -128,3 +128,14 @@ def test_the_cli_proxy_stack_ignores_loopback_forwarding(sites_api: LiveApi) -> 
     finally:
         close_proxy(proxy)
     assert answer.json()["message"] == DROPPED
+
+
+def test_the_proxy_takes_an_asn_database(sites_api: LiveApi) -> None:
+    """``proxy --asn-db`` (or EDGEFILTER_ASN_DB) gives the filter its ASN database."""
+    argv = ["proxy", "--upstream", "http://127.0.0.1:9", "--api", sites_api.url]
+    environ = {"EDGEFILTER_API_KEY": sites_api.key, "EDGEFILTER_ASN_DB": str(ASN_DB)}
+    proxy = build_proxy(parse_args(argv, environ))
+    try:
+        assert proxy.edge_filter.asn_db is not None
+    finally:
+        close_proxy(proxy)

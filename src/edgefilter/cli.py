@@ -279,6 +279,15 @@ PROXY_OPTIONS: Final = [
         metavar="FILE",
     ),
     Option(
+        ("--asn-db",),
+        "EDGEFILTER_ASN_DB",
+        "GeoLite2-ASN or GeoIP2-ISP .mmdb file for ASN rules",
+        None,
+        Path,
+        shown="no ASN rules",
+        metavar="FILE",
+    ),
+    Option(
         ("--trusted-proxy",),
         "EDGEFILTER_TRUSTED_PROXIES",
         "address or CIDR that may set the client address; repeatable, the variable comma-separated",
@@ -686,11 +695,12 @@ def build_proxy(args: argparse.Namespace) -> Any:
 
     client = SitesApiClient(args.api, args.key)
     geoip = str(args.geoip) if args.geoip else None
+    asn_db = str(args.asn_db) if args.asn_db else None
     cache = RulesCache(client, ttl=args.ttl)
     try:
         return create_proxy_app(
             args.upstream,
-            EdgeFilter(cache, geoip=geoip),
+            EdgeFilter(cache, geoip=geoip, asn_db=asn_db),
             trusted_proxies=args.trusted_proxy,
             proxy_header=args.proxy_header,
             transport=_upstream_transport(args.upstream_timeout),
