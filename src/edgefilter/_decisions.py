@@ -15,6 +15,9 @@ Each exclusion reason has the text Rybbit answers for it in ``EXCLUSION_MESSAGES
 ``message`` of its ``200 {"success": true, "message": ...}``), for the middleware and the
 proxy to answer with; ``excluded_asn`` is edgefilter's own (Rybbit has no ASN rules).
 
+``foreign_origin`` is the middleware's own too (``check_origin=True``): the hit's ``Origin``
+is not the site's domain or one of its subdomains.
+
 ``invalid_payload`` is the middleware's own: a body it could not read as a track payload
 with a ``site_id`` (``should_track`` never answers it).
 """
@@ -61,6 +64,7 @@ class Reason(StrEnum):
     rules_pending = "rules_pending"
     rules_unauthorized = "rules_unauthorized"
     invalid_payload = "invalid_payload"  # the middleware could not read a track payload
+    foreign_origin = "foreign_origin"  # check_origin: the page is not on the site's domain
 
 
 UNAVAILABLE_REASONS: Final = frozenset(

@@ -157,6 +157,8 @@ class SiteRules:
     layers. ``excluded_paths``, ``excluded_hostnames`` (globs) and ``excluded_user_agents``
     (substrings) are one matcher each, None when the site has no such rule; ``has_patterns``
     says whether any is set, so that a site without them costs one attribute test.
+    ``domain`` is the site's domain as the middleware's ``check_origin`` compares origins
+    with it (lower case, no ``www.``), None when the config names none.
 
     ``country_layers`` is filled by ``EdgeFilter`` once its databases' tables are ready:
     per filter (its GeoIP resolver, or its GeoIP and ASN resolvers), the excluded IPs
@@ -177,6 +179,7 @@ class SiteRules:
     excluded_hostnames: GlobMatcher | None = None
     excluded_user_agents: SubstringMatcher | None = None
     mobile: bool = False
+    domain: str | None = None
     has_patterns: bool = field(default=False, init=False)
     needs_layers: bool = field(default=False, init=False, compare=False, repr=False)
     country_layers: dict[object, AddressTable] = field(
@@ -225,9 +228,18 @@ def compile_rules(config: SiteConfig, *, compact: bool = False) -> SiteRules:
         excluded_hostnames=hostnames or None,
         excluded_user_agents=user_agents or None,
         mobile=mobile,
+        domain=_bare_domain(config.domain),
     )
     _log_rejected(rules)
     return rules
+
+
+def _bare_domain(domain: str | None) -> str | None:
+    """A site's domain as origins are compared with it: lower case, no ``www.``, no dot at
+    the end; None when the site names none."""
+    if not domain or not domain.strip():
+        return None
+    return domain.strip().lower().rstrip(".").removeprefix("www.") or None
 
 
 # The rejected entries last logged per site: a refresh that compiles the same ones again
