@@ -203,7 +203,7 @@ class _ApiHealth:
             if change:
                 self.failing = reason
         if not change:
-            logger.debug("site %s: rules fetch failed (%s)", site, error)
+            logger.debug("site %s: rules fetch failed (%s)", site, error, extra={"site": site})
         elif reason is Reason.rules_unauthorized:
             status = getattr(error, "status", None)
             logger.error(
@@ -228,7 +228,7 @@ class _ApiHealth:
         with self._lock:
             alone = self.failing is None and self.answered
         if alone:
-            logger.debug("site %s: the API refused access (%s)", site, error)
+            logger.debug("site %s: the API refused access (%s)", site, error, extra={"site": site})
         return alone
 
 
@@ -458,7 +458,9 @@ class RulesCache(RulesSource):
             self._forget(key)
             return error
         if not isinstance(error, SitesApiError):  # a bug must not kill a worker: an outage
-            logger.exception("site %s: unexpected error while fetching rules", key)
+            logger.exception(
+                "site %s: unexpected error while fetching rules", key, extra={"site": key}
+            )
         self._failed(key, _reason_for(error), error)
         return error
 
@@ -501,7 +503,9 @@ class RulesCache(RulesSource):
                 self._missing[alias] = True
             self._counts["fetches_not_found"] += 1
         if entry is not None:
-            logger.warning("site %s: the API says it no longer exists; rules dropped", key)
+            logger.warning(
+                "site %s: the API says it no longer exists; rules dropped", key, extra={"site": key}
+            )
         self._health.ok()
 
     def _failed(self, key: str, reason: Reason, error: Exception) -> None:

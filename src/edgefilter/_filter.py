@@ -363,8 +363,9 @@ class EdgeFilter:
             logger.warning(
                 "site %s excludes countries %s but no GeoIP database is loaded: "
                 "country rules are skipped",
-                rules.site_id or rules.id,
+                site,
                 ",".join(sorted(rules.excluded_countries)),
+                extra={"site": site},
             )
         if rules.excluded_asns and self.asn_db is None and ("asn", site) not in self._warned:
             self._warned.add(("asn", site))
@@ -372,6 +373,7 @@ class EdgeFilter:
                 "site %s excludes ASNs %s but no ASN database is loaded: ASN rules are skipped",
                 site,
                 ",".join(str(asn) for asn in sorted(rules.excluded_asns)),
+                extra={"site": site},
             )
 
     def should_track(  # noqa: PLR0912, PLR0915
@@ -577,9 +579,16 @@ class EdgeFilter:
             return
         self._source_failure_logged = True
         if answer is None:
-            logger.exception("rules source failed to resolve site %s (logged once)", site)
+            logger.exception(
+                "rules source failed to resolve site %s (logged once)", site, extra={"site": site}
+            )
         else:
-            logger.error("rules source answered %r for site %s (logged once)", answer, site)
+            logger.error(
+                "rules source answered %r for site %s (logged once)",
+                answer,
+                site,
+                extra={"site": site},
+            )
 
     def _warn_if_in_event_loop(self) -> None:
         """Warn once when ``should_track`` met a site without rules at hand inside a running

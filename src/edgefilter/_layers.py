@@ -96,7 +96,11 @@ class CountryLayering:
         try:
             self.layer(rules)
         except Exception:  # keep answering from the tables apart
-            logger.exception("site %s: layering its country and ASN rules failed", rules.site_id)
+            logger.exception(
+                "site %s: layering its country and ASN rules failed",
+                rules.site_id,
+                extra={"site": rules.site_id or rules.id},
+            )
         finally:
             self._pending.discard(id(rules))
 
