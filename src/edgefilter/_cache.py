@@ -67,7 +67,7 @@ from cachetools import TTLCache
 from ._client import FetchedConfig, SitesApiClient
 from ._decisions import Reason
 from ._errors import ApiAuthError, ConfigError, SiteNotFoundError, SitesApiError
-from ._filter import RulesSource
+from ._filter import RulesSource, in_event_loop
 from ._rules import SiteRules, compile_rules
 from ._siteids import canonical_site_id
 
@@ -114,14 +114,6 @@ class _ColdFailure:
     failure: Reason
     failures: int = 0
     refresh_at: float = NEVER
-
-
-def _in_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 def _backoff(ttl: float, failures: int) -> float:
@@ -329,7 +321,7 @@ class RulesCache(RulesSource):
                 return self._answer(key)
         future = self._refresh(key)
         usable = entry is not None and now < entry.fetched_at + self.ttl
-        if future is not None and not usable and not _in_event_loop() and self.cold_wait:
+        if future is not None and not usable and not in_event_loop() and self.cold_wait:
             if entry is None:
                 self._bump("cold_waits")
             wait_futures([future], timeout=self.cold_wait)

@@ -82,6 +82,14 @@ _inet_ntop = socket.inet_ntop
 _AF_INET: Final = socket.AF_INET
 _AF_INET6: Final = socket.AF_INET6
 _get_running_loop = asyncio.events._get_running_loop
+
+
+def in_event_loop() -> bool:
+    """Whether this thread runs an asyncio event loop now (asyncio's own check, which does
+    not raise): the one test of it for the filter, the cache and the middleware."""
+    return _get_running_loop() is not None
+
+
 R = TypeVar("R", bound=RecordResolver[Any])
 
 # The decision for each layer of a site's table, indexed by the layer a search finds.
