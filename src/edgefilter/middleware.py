@@ -48,6 +48,15 @@ The user agent is the one ``User-Agent`` header; a repeated one (no browser send
 read as none, a bot for sites that block bots. The payload's ``ip_address``/``user_agent``
 overrides count only when an ``ingest_key_verifier`` accepts the request's Bearer key.
 
+Cross-origin: with ``cors=True`` (the default) the middleware's own answers (drops, 400,
+404, 413) are readable from any origin as Rybbit's public CORS makes its ingest answers:
+the request's ``Origin`` reflected in ``Access-Control-Allow-Origin`` with
+``Access-Control-Allow-Credentials: true`` (Rybbit's ``@fastify/cors`` setup has
+``credentials: true``), and ``Vary: Origin``. The middleware can sit outside the app's CORS
+layer (``add_middleware`` puts the last one added outermost), where that layer never sees
+its answers; inside Starlette's ``CORSMiddleware``, that layer's headers replace these.
+Preflights (OPTIONS) pass through to the app, whose CORS layer answers them.
+
 ``mode="annotate"`` passes every hit on (refused payloads too, but not bodies past the
 limit or aborted ones), each with its decision.
 
@@ -60,7 +69,6 @@ option, which uvicorn treats as fatal, and raises the ``ConfigError`` on any oth
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import posixpath
@@ -75,7 +83,7 @@ import orjson
 from ._counters import UNKNOWN_SITE_LABEL, UNRESOLVED_REASONS, DecisionCounters
 from ._decisions import EXCLUSION_MESSAGES, UNAVAILABLE_REASONS, Decision, Reason
 from ._errors import ConfigError
-from ._filter import EdgeFilter
+from ._filter import EdgeFilter, in_event_loop
 from ._siteids import canonical_site_id
 from ._tables import AddressTable
 
@@ -158,8 +166,10 @@ class EdgeFilterMiddleware:
         mode: Literal["drop", "annotate"] = "drop",
         ingest_key_verifier: IngestKeyVerifier | None = None,
         counters: DecisionCounters | None = None,
+        cors: bool = True,
     ) -> None:
         self.app = app
+        self.cors = bool(cors)
         self.edge_filter = edge_filter
         self.ingest_key_verifier = ingest_key_verifier
         self.counters = counters if counters is not None else DecisionCounters()
@@ -167,7 +177,7 @@ class EdgeFilterMiddleware:
         try:
             self._configure(trusted_proxies, proxy_header, paths, max_body_bytes, mode)
         except ConfigError as error:
-            if not _in_event_loop():
+            if not in_event_loop():
                 raise
             logger.error("EdgeFilterMiddleware refuses to start: %s", error)
             self.startup_error = error
@@ -234,16 +244,31 @@ class EdgeFilterMiddleware:
             return
         if body is _BodyFault.too_large:
             self.counters.add(UNKNOWN_SITE_LABEL, Reason.invalid_payload)
-            await _answer(send, _TOO_LARGE)
+            await _answer(send, _TOO_LARGE, self._cors_headers(scope))
             return
         outcome = await self._decide(scope, body)
         decision = outcome.decision
         self.counters.add(self._label(decision, outcome.site), decision.reason)
         if not decision.tracked and not self.annotate:
-            await _answer(send, _ENCODED_DROPS[decision.reason])
+            await _answer(send, _ENCODED_DROPS[decision.reason], self._cors_headers(scope))
             return
         scope.setdefault("state", {})["edgefilter"] = outcome
         await self.app(scope, _replay(body, receive), send)
+
+    def _cors_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        """The CORS headers of the middleware's own answers, as Rybbit's ``@fastify/cors``
+        setup answers its ingest paths: the request's ``Origin`` reflected, with
+        ``Access-Control-Allow-Credentials: true``, and ``Vary: Origin``; none when
+        ``cors=False``."""
+        if not self.cors:
+            return []
+        headers = [(b"vary", b"Origin")]
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                headers.append((b"access-control-allow-origin", value))
+                headers.append((b"access-control-allow-credentials", b"true"))
+                break
+        return headers
 
     def is_track_path(self, scope: Scope) -> bool:
         """Whether the request's path is one of ``paths`` (see the module docstring)."""
@@ -447,14 +472,6 @@ def _declared_too_large(value: bytes, limit: int) -> bool:
     return len(digits) > len(str(limit)) or int(digits or b"0") > limit
 
 
-def _in_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
 def _key_accepted(verifier: IngestKeyVerifier, headers: Mapping[str, str], site: str) -> bool:
     """Whether the request's Bearer key is one the verifier accepts for ``site``."""
     scheme, _, key = headers.get("authorization", "").partition(" ")
@@ -512,7 +529,13 @@ _ENCODED_DROPS: Final = {reason: _encode(*answer) for reason, answer in DROP_ANS
 _TOO_LARGE: Final = _encode(*_TOO_LARGE_ANSWER)
 
 
-async def _answer(send: Send, answer: tuple[int, list[tuple[bytes, bytes]], bytes]) -> None:
+async def _answer(
+    send: Send,
+    answer: tuple[int, list[tuple[bytes, bytes]], bytes],
+    extra_headers: list[tuple[bytes, bytes]],
+) -> None:
     status, headers, content = answer
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send(
+        {"type": "http.response.start", "status": status, "headers": [*headers, *extra_headers]}
+    )
     await send({"type": "http.response.body", "body": content})
