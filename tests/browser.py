@@ -67,9 +67,17 @@ class Browser:
             text=True,
         )
         self._stack = contextlib.ExitStack()
-        self._ws: ClientConnection = self._stack.enter_context(
-            connect(self._endpoint(), max_size=None)
-        )
+        try:
+            self._ws: ClientConnection = self._stack.enter_context(
+                connect(self._endpoint(), max_size=None, open_timeout=timeout)
+            )
+        except BaseException:  # no browser half-started: end the process, drop the profile
+            self.process.kill()
+            self.process.wait()
+            if self.process.stderr is not None:
+                self.process.stderr.close()
+            self._profile.cleanup()
+            raise
         self.failure: BaseException | None = None
         self._ids = itertools.count(1)
         self._answers: dict[int, dict[str, Any]] = {}

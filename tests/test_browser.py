@@ -20,7 +20,7 @@ from edgefilter import EdgeFilter, SiteConfig
 from edgefilter._serving import serve_in_thread
 from edgefilter.middleware import EdgeFilterMiddleware
 
-from .browser import Browser, chromium_path
+from .browser import Browser, CdpError, chromium_path
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +31,21 @@ def browser() -> Iterator[Browser]:
         if os.environ.get("CI"):
             pytest.fail("CI must provide Chromium: .ci/chromium.sh installs it")
         pytest.skip("no Chromium on this machine; .ci/chromium.sh installs Debian's")
-    started = Browser(binary)
+    started = launch(binary)
     yield started
     started.close()
+
+
+def launch(binary: str, attempts: int = 3) -> Browser:
+    """A started browser; a start that fails (a busy machine: the DevTools socket refused,
+    no banner in time) is tried again, up to ``attempts`` times."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return Browser(binary)
+        except (OSError, CdpError):
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
 
 
 def test_cross_origin_json_post_is_preflighted(browser: Browser) -> None:

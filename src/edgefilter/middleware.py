@@ -77,6 +77,7 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from enum import Enum
 from typing import Any, Final, Literal, NamedTuple
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -105,6 +106,7 @@ PROXY_HEADERS: Final = ("x-forwarded-for", "forwarded", "x-real-ip", "cf-connect
 PASS_THROUGH_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 INVALID_PAYLOAD: Final = Decision(False, Reason.invalid_payload)
 NOT_A_SITE: Final = Decision(False, Reason.unknown_site)
+FOREIGN_ORIGIN: Final = Decision(False, Reason.foreign_origin)
 _NOT_SITE_TYPES: Final = (bool, list, dict)  # no site id at all: an invalid payload
 _SINGLE_HOP_HEADERS: Final = frozenset({"x-real-ip", "cf-connecting-ip"})
 _SINGLETON_HEADERS: Final = frozenset({"user-agent", "authorization"})
@@ -120,6 +122,7 @@ DROP_ANSWERS: Final[dict[Reason, tuple[int, dict[str, Any]]]] = {
     Reason.bot: (200, {"success": True}),
     Reason.unknown_site: (404, {"success": False, "error": "Site not found"}),
     Reason.invalid_payload: (400, {"success": False, "error": "Invalid payload"}),
+    Reason.foreign_origin: (403, {"success": False, "error": "Origin not allowed"}),
     **{
         reason: (200, {"success": True, "message": "Event not tracked - rules unavailable"})
         for reason in UNAVAILABLE_REASONS
@@ -167,9 +170,11 @@ class EdgeFilterMiddleware:
         ingest_key_verifier: IngestKeyVerifier | None = None,
         counters: DecisionCounters | None = None,
         cors: bool = True,
+        check_origin: bool = False,
     ) -> None:
         self.app = app
         self.cors = bool(cors)
+        self.check_origin = bool(check_origin)
         self.edge_filter = edge_filter
         self.ingest_key_verifier = ingest_key_verifier
         self.counters = counters if counters is not None else DecisionCounters()
@@ -224,7 +229,7 @@ class EdgeFilterMiddleware:
         self.annotate = mode == "annotate"
         self._wanted_headers = {
             name.encode("latin-1"): name
-            for name in ("user-agent", "authorization", "content-encoding", proxy_header)
+            for name in ("user-agent", "authorization", "content-encoding", "origin", proxy_header)
         }
         self.rules_for = source.rules_for
 
@@ -332,7 +337,19 @@ class EdgeFilterMiddleware:
             path=payload.get("pathname"),
             hostname=payload.get("hostname"),
         )
+        if self.check_origin and decision.tracked and not self._origin_allowed(site, headers):
+            decision = FOREIGN_ORIGIN
         return EdgeDecision(decision, site, client_ip, user_agent)
+
+    def _origin_allowed(self, site: str, headers: Mapping[str, str]) -> bool:
+        """``check_origin``: whether the hit's ``Origin`` is the site's domain or one of its
+        subdomains (``www.`` aside). A hit without ``Origin`` (server-side, an app) and a
+        site without a domain, or a mobile one, are not checked."""
+        origin = headers.get("origin")
+        rules = self.rules_for(site)
+        if origin is None or rules is None or rules.domain is None or rules.mobile:
+            return True
+        return origin_matches(origin, rules.domain)
 
     def _label(self, decision: Decision, site: str) -> str:
         """The counters' label: the known site's own id (one per site, whichever form of it
@@ -394,6 +411,19 @@ def read_payload(body: bytes) -> object:
         return json.loads(body.decode(json.detect_encoding(body), errors="replace"))
     except (ValueError, RecursionError):  # not JSON, digits past the int limit, too deep
         return None
+
+
+def origin_matches(origin: str, domain: str) -> bool:
+    """Whether an ``Origin`` header names ``domain`` (bare: lower case, no ``www.``) or a
+    subdomain of it; ``null``, an opaque or unparsable origin never does."""
+    try:
+        host = urlsplit(origin.strip()).hostname
+    except ValueError:
+        return False
+    if not host:
+        return False
+    host = host.rstrip(".")
+    return host == domain or host.endswith("." + domain)
 
 
 def route_path(scope: Scope) -> str:
