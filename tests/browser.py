@@ -59,7 +59,9 @@ class Browser:
 
     def __init__(self, binary: str, *, timeout: float = 20.0) -> None:
         self.timeout = timeout
-        self._profile = tempfile.TemporaryDirectory(prefix="edgefilter-chromium-")
+        self._profile = tempfile.TemporaryDirectory(
+            prefix="edgefilter-chromium-", ignore_cleanup_errors=True
+        )
         self.process = subprocess.Popen(
             [binary, *FLAGS, f"--user-data-dir={self._profile.name}", "about:blank"],
             stdout=subprocess.DEVNULL,

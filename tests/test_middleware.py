@@ -826,3 +826,38 @@ def test_a_bad_trusted_proxy_is_named(edge_filter: EdgeFilter, entry: str) -> No
     """Made directly, the middleware's ConfigError names the bad trusted_proxies entry."""
     with pytest.raises(ConfigError, match=re.escape(repr(entry))):
         middleware(edge_filter, trusted_proxies=["10.9.0.0/16", entry])
+
+
+@pytest.mark.parametrize("edge_outside", [True, False])
+def test_drops_are_readable_cross_origin_whatever_the_middleware_order(edge_outside: bool) -> None:
+    """A drop carries the reflected Origin and Vary: Origin outside or inside CORSMiddleware."""
+    from starlette.middleware.cors import CORSMiddleware  # noqa: PLC0415
+
+    async def track(_request: Request) -> JSONResponse:
+        return JSONResponse({"success": True})
+
+    app = Starlette(routes=[Route("/api/track", track, methods=["POST"])])
+    edge = {"edge_filter": EdgeFilter({"1": SITE}), "paths": ("/api/track",)}
+    if edge_outside:
+        app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"])
+        app.add_middleware(EdgeFilterMiddleware, **edge)
+    else:
+        app.add_middleware(EdgeFilterMiddleware, **edge)
+        app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"])
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 1234))
+    origin = "http://shop.example"
+
+    async def post() -> httpx.Response:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.post(
+                "/api/track",
+                content=b'{"site_id": "1"}',
+                headers={"Origin": origin, "User-Agent": CHROME},
+            )
+
+    answer = asyncio.run(post())
+    assert answer.json()["message"] == "Event not tracked - IP excluded"
+    assert answer.headers.get_list("access-control-allow-origin") in ([origin], ["*"])
+    if edge_outside:
+        assert answer.headers["access-control-allow-origin"] == origin
+        assert "Origin" in answer.headers["vary"]
