@@ -45,7 +45,7 @@ import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import idna
 import orjson
@@ -73,6 +73,8 @@ from ._openapi import (
     SITE_FIELDS,
 )
 from ._store import RULE_LISTS, WRITER_ROLES, Principal, SiteStore
+
+T = TypeVar("T")
 
 __all__ = ["ApiError", "SitesApi", "create_app", "normalize_domain"]
 
@@ -389,15 +391,7 @@ class SitesApi:
 
     def _valid_countries(self, value: object) -> list[str]:
         codes = _strings("excludedCountries", value, self.max_excluded_countries)
-        valid, details = [], []
-        for code in codes:
-            try:
-                valid.append(normalize_country(code))
-            except ConfigError as error:
-                details.append(f"{_cut(code)}: {_cut(str(error), MAX_REASON)}")
-        if details:
-            raise ApiError(400, "Invalid country codes", details)
-        return list(dict.fromkeys(valid))
+        return _parsed(codes, normalize_country, "Invalid country codes", show=_cut)
 
     async def private_link(self, request: Request) -> Response:
         """GET and POST /api/sites/:siteId/private-link-config"""
@@ -444,14 +438,22 @@ def _valid_asns(value: object) -> list[int]:
         raise ApiError(400, "excludedASNs must be a list of AS numbers")
     if len(value) > MAX_ASNS:
         raise ApiError(400, f"excludedASNs has {len(value)} entries; the limit is {MAX_ASNS}")
+    return _parsed(value, parse_asn, "Invalid ASNs", show=_quoted)
+
+
+def _parsed(
+    entries: list[Any], parse: Callable[[Any], T], error: str, *, show: Callable[[Any], str]
+) -> list[T]:
+    """Each entry as ``parse`` reads it (duplicates dropped, first kept); 400 ``error`` with a
+    detail (``show(entry)``: the reason) for every entry it refuses with ``ConfigError``."""
     valid, details = [], []
-    for entry in value:
+    for entry in entries:
         try:
-            valid.append(parse_asn(entry))
-        except ConfigError as error:
-            details.append(f"{_quoted(entry)}: {_cut(str(error), MAX_REASON)}")
+            valid.append(parse(entry))
+        except ConfigError as problem:
+            details.append(f"{show(entry)}: {_cut(str(problem), MAX_REASON)}")
     if details:
-        raise ApiError(400, "Invalid ASNs", details)
+        raise ApiError(400, error, details)
     return list(dict.fromkeys(valid))
 
 
