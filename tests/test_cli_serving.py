@@ -106,8 +106,8 @@ def test_proxy_with_workers_builds_the_filter_from_the_environment(sites_api: Li
     assert answer.json() == {"success": True, "message": "Event not tracked - IP excluded"}, err
 
 
-def test_upstream_timeout_answers_502(sites_api: LiveApi) -> None:
-    """``--upstream-timeout``: an upstream that holds the hit past it gets the visitor a 502;
+def test_upstream_timeout_answers_504(sites_api: LiveApi) -> None:
+    """``--upstream-timeout``: an upstream that holds the hit past it gets the visitor a 504;
     one that answers in time is relayed."""
     release = threading.Event()
 
@@ -139,4 +139,4 @@ def test_upstream_timeout_answers_502(sites_api: LiveApi) -> None:
             release.set()
             close_proxy(proxy)
     assert fast.json() == {"success": True, "upstream": True}
-    assert (slow.status_code, slow.json()["error"]) == (502, "Upstream unavailable")
+    assert (slow.status_code, slow.json()["error"]) == (504, "Upstream timed out")

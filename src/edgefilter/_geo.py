@@ -108,6 +108,11 @@ class RecordResolver(Generic[K]):
         """Whether the walk has ended and ``table_for`` answers."""
         return self._intervals is not None
 
+    @property
+    def walk_ended(self) -> bool:
+        """Whether the walk has ended (compiled, failed, or never asked for): readiness."""
+        return self._ended.is_set()
+
     def wait_compiled(self, timeout: float | None = None) -> bool:
         """Block until the walk has ended (or ``timeout``); whether the tables are ready.
         False at once when the walk failed or was not asked for."""

@@ -30,6 +30,7 @@ from ._errors import EdgeFilterError
 from .middleware import PROXY_HEADERS
 
 LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
+CLIENT_ADDRESS_HEADERS: Final = ("x-real-ip", "x-forwarded-for")  # the proxy's default
 DEFAULT_DB: Final = "sqlite:///edgefilter.db"
 ROLES: Final = ("owner", "admin", "member")  # edgefilter.server._store.ROLES (a test checks)
 DB_SCHEMES: Final = ("sqlite", "postgresql", "postgresql+psycopg")
@@ -308,9 +309,46 @@ PROXY_OPTIONS: Final = [
     Option(
         ("--upstream-timeout",),
         "EDGEFILTER_UPSTREAM_TIMEOUT",
-        "seconds to wait for the upstream before answering 502",
+        "seconds to wait for the upstream (each connect, read, write) before answering 504",
         10.0,
         positive_seconds,
+    ),
+    Option(
+        ("--client-address-header",),
+        "EDGEFILTER_CLIENT_ADDRESS_HEADERS",
+        "header the upstream reads the visitor's address from, set to the address the filter "
+        "decided on (whatever the client sent); repeatable, the variable comma-separated; "
+        "'none' sends none",
+        list(CLIENT_ADDRESS_HEADERS),
+        str.lower,
+        many=True,
+        shown=" and ".join(CLIENT_ADDRESS_HEADERS),
+        metavar="NAME",
+    ),
+    Option(
+        ("--max-body",),
+        "EDGEFILTER_MAX_BODY",
+        "largest track or identify body, bytes (413 past it)",
+        64 * 1024,
+        positive_int,
+        metavar="BYTES",
+    ),
+    Option(
+        ("--max-replay-body",),
+        "EDGEFILTER_MAX_REPLAY_BODY",
+        "largest session replay upload, bytes (413 past it)",
+        10 * 1024 * 1024,
+        positive_int,
+        metavar="BYTES",
+    ),
+    Option(
+        ("--relay",),
+        "EDGEFILTER_RELAY",
+        "what to relay: 'ingest' (Rybbit's ingest surface; other paths 404) or 'all' "
+        "(every other path too, unfiltered)",
+        "ingest",
+        str.lower,
+        choices=("ingest", "all"),
     ),
     *_server_options("proxy", 8080),
 ]
@@ -669,23 +707,6 @@ def _demo(args: argparse.Namespace) -> int:
     return run_live_demo(data, geoip, rounds=args.rounds)
 
 
-def _upstream_transport(timeout: float) -> Any:
-    """An httpx transport that gives every upstream request ``timeout`` seconds per phase."""
-    import httpx  # noqa: PLC0415
-
-    class UpstreamTimeout(httpx.AsyncHTTPTransport):
-        """Overrides the forwarding client's timeout on each request it sends."""
-
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            request.extensions = {
-                **request.extensions,
-                "timeout": httpx.Timeout(timeout).as_dict(),
-            }
-            return await super().handle_async_request(request)
-
-    return UpstreamTimeout()
-
-
 def build_proxy(args: argparse.Namespace) -> Any:
     """The edge proxy app (an ``EdgeFilterMiddleware``) from the ``proxy`` command's options."""
     from ._cache import RulesCache  # noqa: PLC0415
@@ -703,7 +724,11 @@ def build_proxy(args: argparse.Namespace) -> Any:
             EdgeFilter(cache, geoip=geoip, asn_db=asn_db),
             trusted_proxies=args.trusted_proxy,
             proxy_header=args.proxy_header,
-            transport=_upstream_transport(args.upstream_timeout),
+            upstream_timeout=args.upstream_timeout,
+            client_address_headers=[name for name in args.client_address_header if name != "none"],
+            max_body_bytes=args.max_body,
+            max_replay_body_bytes=args.max_replay_body,
+            relay_all=args.relay == "all",
         )
     except BaseException:
         cache.close()

@@ -1,8 +1,9 @@
-"""Edge proxy mode: a collector that filters hits and forwards the rest to a Rybbit upstream.
+"""Edge proxy mode: the analytics host in front of a Rybbit upstream, filtering every hit.
 
 Needs the ``proxy`` extra (Starlette, uvicorn, httpx). ``edgefilter proxy`` serves it.
 """
 
-from ._app import create_proxy_app, upstream_headers
+from ._app import create_proxy_app
+from ._relay import INGEST_SURFACE, Relay, SurfaceRoute
 
-__all__ = ["create_proxy_app", "upstream_headers"]
+__all__ = ["INGEST_SURFACE", "Relay", "SurfaceRoute", "create_proxy_app"]

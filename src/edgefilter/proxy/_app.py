@@ -1,60 +1,28 @@
-"""Edge proxy mode: a collector that forwards tracked hits to a real Rybbit upstream.
+"""``create_proxy_app``: the proxy as one ASGI app, the filter in front of the relay.
 
-Dropped hits are answered by ``EdgeFilterMiddleware`` itself (and by the forwarder, should
-``mode="annotate"`` pass one on: only a tracked decision is forwarded); tracked ones are sent
-on with httpx, keeping the visitor's user agent, ``Accept*``, ``Sec-Fetch-*`` and client hints
-(Rybbit counts a ``python-httpx`` user agent, or missing browser headers, as a bot) and the
-client address in ``X-Forwarded-For``: the user agent and address the filter decided on.
-The upstream's answer is relayed as it is.
+``EdgeFilterMiddleware`` decides every hit (track, identify, session replay) and answers the
+drops itself, as Rybbit answers them, readable cross-origin; the ``Relay`` behind it relays
+the tracked hits and the rest of Rybbit's ingest surface to the upstream, streamed both
+ways (see ``edgefilter.proxy._relay``), and answers ``/healthz``, ``/readyz`` and
+``/metrics`` (see ``edgefilter.proxy._health``).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from typing import Any, Final
 
 import httpx
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from .._decisions import Reason
+from .._counters import DecisionCounters
+from .._errors import ConfigError
 from .._filter import EdgeFilter
-from ..middleware import DROP_ANSWERS, EdgeFilterMiddleware
+from ..middleware import DEFAULT_MAX_BODY, EdgeFilterMiddleware
+from ._health import ProxyHealth
+from ._relay import DEFAULT_CLIENT_ADDRESS_HEADERS, MAX_RELAYED_BODY, Relay
 
-FORWARDED_HEADERS: Final = (
-    "user-agent",
-    "accept",
-    "accept-language",
-    "accept-encoding",
-    "content-type",
-    "origin",
-    "referer",
-)
-FORWARDED_PREFIXES: Final = ("sec-fetch-", "sec-ch-ua")
 UPSTREAM_TIMEOUT: Final = 10.0
-
-
-def upstream_headers(
-    request: Request, client_ip: str | None, user_agent: str | None = None
-) -> dict[str, str]:
-    """The visitor's headers worth keeping, plus ``X-Forwarded-For: <client address>``.
-
-    ``user_agent``, when given, is the one the filter decided on and replaces the request's
-    (a repeated ``User-Agent`` is read as none: the upstream must judge the same one).
-    """
-    headers = {
-        name: value
-        for name, value in request.headers.items()
-        if name in FORWARDED_HEADERS or name.startswith(FORWARDED_PREFIXES)
-    }
-    if user_agent is not None:
-        headers["user-agent"] = user_agent
-    if client_ip:
-        headers["x-forwarded-for"] = client_ip
-    return headers
+MAX_REPLAY_BODY: Final = 10 * 1024 * 1024  # Rybbit's limit for session replay uploads
 
 
 def create_proxy_app(
@@ -62,47 +30,50 @@ def create_proxy_app(
     edge_filter: EdgeFilter,
     *,
     trusted_proxies: Iterable[str] = (),
-    paths: Iterable[str] = ("/api/track",),
+    client_address_headers: Iterable[str] = DEFAULT_CLIENT_ADDRESS_HEADERS,
+    upstream_timeout: float = UPSTREAM_TIMEOUT,
+    relay_all: bool = False,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    max_replay_body_bytes: int = MAX_REPLAY_BODY,
     transport: httpx.AsyncBaseTransport | None = None,
+    counters: DecisionCounters | None = None,
     **middleware_options: Any,
 ) -> EdgeFilterMiddleware:
-    """The proxy: ``EdgeFilterMiddleware`` in front of a forwarder to ``upstream``."""
-    base = upstream.rstrip("/")
-    client = httpx.AsyncClient(timeout=UPSTREAM_TIMEOUT, transport=transport)
+    """The proxy: ``EdgeFilterMiddleware`` in front of a ``Relay`` to ``upstream``.
 
-    async def forward(request: Request) -> Response:
-        outcome = request.scope.get("state", {}).get("edgefilter")
-        if outcome is None:  # no decision: nothing is forwarded without one
-            status, answer_body = DROP_ANSWERS[Reason.invalid_payload]
-            return JSONResponse(answer_body, status)
-        if not outcome.decision.tracked:  # mode="annotate" passes drops on; they stop here
-            status, answer_body = DROP_ANSWERS[outcome.decision.reason]
-            return JSONResponse(answer_body, status)
-        try:
-            answer = await client.post(
-                base + request.url.path,
-                params=request.query_params,
-                content=await request.body(),
-                headers=upstream_headers(request, outcome.client_ip, outcome.user_agent),
-            )
-        except httpx.HTTPError:
-            return JSONResponse({"success": False, "error": "Upstream unavailable"}, 502)
-        media_type = answer.headers.get("content-type", "application/json")
-        return Response(answer.content, status_code=answer.status_code, media_type=media_type)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        yield
-        await client.aclose()
-
-    path_list = list(paths)
-    app = Starlette(
-        routes=[Route(path, forward, methods=["POST"]) for path in path_list], lifespan=lifespan
-    )
-    return EdgeFilterMiddleware(
-        app,
+    ``max_body_bytes`` bounds track and identify bodies, ``max_replay_body_bytes`` session
+    replay uploads (413 past either); other relayed bodies are bounded by Rybbit's own
+    10 MB. ``client_address_headers`` are the headers the upstream reads the visitor's
+    address from (``()`` sends none). ``relay_all`` relays paths off the ingest surface too,
+    unfiltered. The other keywords go to the middleware. Bad options raise ``ConfigError``.
+    """
+    if not isinstance(upstream_timeout, int | float) or not upstream_timeout > 0:
+        raise ConfigError(f"upstream_timeout {upstream_timeout!r} must be a number above 0")
+    counters = counters if counters is not None else DecisionCounters()
+    client = httpx.AsyncClient(timeout=httpx.Timeout(upstream_timeout), transport=transport)
+    try:
+        relay = Relay(
+            upstream,
+            client,
+            client_address_headers=client_address_headers,
+            relay_all=relay_all,
+            max_body_bytes=MAX_RELAYED_BODY,
+        )
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    del max_replay_body_bytes  # session replay is filtered once the middleware routes it
+    proxy = EdgeFilterMiddleware(
+        relay,
         edge_filter=edge_filter,
         trusted_proxies=trusted_proxies,
-        paths=path_list,
+        paths=("/api/track", "/api/identify"),
+        max_body_bytes=max_body_bytes,
+        counters=counters,
         **middleware_options,
     )
+    relay.middleware = proxy
+    health = ProxyHealth(edge_filter, counters, relay.counters)
+    relay.own.update(
+        {"/healthz": health.healthz, "/readyz": health.readyz, "/metrics": health.metrics}
+    )
+    return proxy
