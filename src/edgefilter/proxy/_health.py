@@ -3,7 +3,7 @@
 - ``GET /healthz``: 200 ``{"status": "ok"}`` while the process answers.
 - ``GET /readyz``: 200 ``{"status": "ready"}`` once the GeoIP and ASN databases' walks have
   ended (compiled or failed: a failed walk falls back to direct lookups) and the rules
-  source can fetch (a ``RulesCache`` probes the Sites API with ``acheck()``, at most
+  source can fetch (a ``RulesCache`` probes the Sites API with ``check()``, at most
   ``timeout`` seconds); else 503 ``{"status": "unavailable", "reason": ...}``. The error
   itself goes to the log, once per change of state, not into the answer. The same shapes
   as ``serve-api``'s.
@@ -81,11 +81,11 @@ class ProxyHealth:
         for kind, resolver in (("GeoIP", self.edge_filter.geoip), ("ASN", self.edge_filter.asn_db)):
             if resolver is not None and not resolver.walk_ended:
                 return f"the {kind} database is still being read", None
-        probe = getattr(self.edge_filter.source, "acheck", None)
+        probe = getattr(self.edge_filter.source, "check", None)
         if probe is None:
             return None, None
-        try:
-            await asyncio.wait_for(probe(), self.timeout)
+        try:  # the sync probe, in a thread: the source's own pool, closed with the source
+            await asyncio.wait_for(asyncio.to_thread(probe), self.timeout)
         except TimeoutError:
             return f"the Sites API did not answer within {self.timeout:g} s", None
         except ApiAuthError as error:
