@@ -27,10 +27,15 @@ from starlette.routing import Route
 TRACKER_JS = b"""(() => {
   const script = document.currentScript;
   const host = script.src.split("/api/script.js")[0];
-  window.track = (siteId) => fetch(host + "/api/track", {method: "POST", mode: "cors",
-      headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({type: "pageview", site_id: siteId, pathname: location.pathname})})
+  const send = (path, payload) => fetch(host + path, {method: "POST", mode: "cors",
+      headers: {"Content-Type": "application/json"}, body: JSON.stringify(payload)})
     .then(async (answer) => ({status: answer.status, body: await answer.json()}));
+  window.track = (siteId) =>
+    send("/api/track", {type: "pageview", site_id: siteId, pathname: location.pathname});
+  window.identify = (siteId, userId) =>
+    send("/api/identify", {site_id: siteId, user_id: userId, traits: {plan: "pro"}});
+  window.replay = (siteId) => send("/api/session-replay/record/" + siteId, {userId: "u1",
+      events: [{type: 2, data: {}, timestamp: 1}], metadata: {pageUrl: location.href}});
   window.trackerLoaded = true;
 })();
 """
