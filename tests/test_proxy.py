@@ -431,3 +431,44 @@ def test_bad_options_are_config_errors(options: dict[str, Any]) -> None:
     upstream = options.pop("upstream", "http://up")
     with pytest.raises(ConfigError):
         create_proxy_app(upstream, EdgeFilter(SITES), **options)
+
+
+def test_an_upstream_that_fails_mid_answer_ends_the_connection() -> None:
+    """Headers sent, then the upstream hangs up: the client sees a broken answer, never a
+    short one that looks whole."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def answer_half() -> None:
+        try:
+            connection, _ = listener.accept()
+        except OSError:
+            return
+        connection.recv(65536)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+        connection.close()
+
+    threading.Thread(target=answer_half, daemon=True).start()
+    proxy = create_proxy_app(f"http://127.0.0.1:{listener.getsockname()[1]}", EdgeFilter(SITES))
+    try:
+        with serve_in_thread(proxy) as url, pytest.raises(httpx.RemoteProtocolError):
+            httpx.get(f"{url}/api/script.js")
+    finally:
+        listener.close()
+
+
+def test_head_and_a_root_path_and_an_upstream_path(upstream_server: tuple[Upstream, str]) -> None:
+    """HEAD relays headers without a body; served under --root-path, the prefix is not
+    sent on; an upstream URL with a path keeps it in front."""
+    fake, url = upstream_server
+    fake.seen.clear()
+    proxy = create_proxy_app(url + "/", EdgeFilter(SITES))
+    with serve_in_thread(proxy, root_path="/edge") as proxy_url, httpx.Client() as client:
+        head = client.head(f"{proxy_url}/api/script.js")  # uvicorn puts /edge in front
+    assert (head.status_code, head.content, head.headers["etag"]) == (200, b"", SCRIPT_ETAG)
+    assert [(seen.method, seen.path) for seen in fake.seen] == [("HEAD", "/api/script.js")]
+    prefixed = create_proxy_app(url + "/rybbit", EdgeFilter(SITES))
+    with serve_in_thread(prefixed) as proxy_url:
+        answer = httpx.get(f"{proxy_url}/api/script.js")
+    assert (answer.status_code, answer.text) == (404, "Not Found")  # the upstream's own 404
