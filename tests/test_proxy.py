@@ -446,7 +446,9 @@ def test_an_upstream_that_fails_mid_answer_ends_the_connection() -> None:
         except OSError:
             return
         connection.recv(65536)
-        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+        connection.sendall(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\n" + b"x" * 10
+        )
         connection.close()
 
     threading.Thread(target=answer_half, daemon=True).start()

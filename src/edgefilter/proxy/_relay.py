@@ -427,9 +427,9 @@ class Relay:
             except httpx.HTTPError as error:
                 broken = error
             group.cancel_scope.cancel()
-        if broken is not None:
-            self._failed("broken", broken)
-            raise broken  # the answer has started: only ending the connection tells the client
+        if broken is not None:  # the answer has started: left unfinished, uvicorn ends the
+            self._failed("broken", broken)  # connection, and the client knows it is cut
+            return
         if finished:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
