@@ -474,3 +474,19 @@ def test_head_and_a_root_path_and_an_upstream_path(upstream_server: tuple[Upstre
     with serve_in_thread(prefixed) as proxy_url:
         answer = httpx.get(f"{proxy_url}/api/script.js")
     assert (answer.status_code, answer.text) == (404, "Not Found")  # the upstream's own 404
+
+
+def test_a_client_gone_mid_body_aborts_the_upstream_request(serve: Any, upstream: Upstream) -> None:
+    """A body cut short by the client: the upstream never gets a whole request; the proxy
+    goes on answering."""
+    client = serve(relay_all=True)
+    host, port = client.base_url.host, client.base_url.port
+    with socket.create_connection((host, port)) as raw:
+        raw.sendall(
+            b"POST /api/other HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"a\r\n" + b"a" * 10 + b"\r\n"  # one chunk, then gone: a cut body, not an end
+        )
+        time.sleep(0.2)
+    time.sleep(0.2)
+    assert [seen for seen in upstream.seen if seen.path == "/api/other"] == []
+    assert client.get("/api/script.js").status_code == 200
