@@ -39,7 +39,7 @@ def test_the_variables_set_the_relay_options() -> None:
     assert proxy.app.address_headers == (b"cf-connecting-ip", b"x-real-ip")
     assert proxy.max_body_bytes == 1000
     assert proxy.app.relay_all is True
-    assert proxy.app.client.timeout.read == 2.5
+    assert proxy.app.timeout.read == 2.5
 
 
 def test_flags_win_and_none_sends_no_address() -> None:

@@ -106,6 +106,17 @@ def test_the_script_is_relayed_with_its_headers_byte_for_byte(
     assert upstream.seen[0].header("accept-encoding") == ["gzip"]
 
 
+def test_one_visitors_cookies_never_reach_another(serve: Any, upstream: Upstream) -> None:
+    """The upstream's Set-Cookie goes to the visitor it answered, and is not kept by the
+    proxy for the next visitor's requests."""
+    first = serve()
+    answer = first.get("/api/script.js")
+    assert answer.headers["set-cookie"] == "visitor=first; Path=/"
+    with httpx.Client(base_url=first.base_url) as second:
+        second.get("/api/script.js")
+    assert [seen.header("cookie") for seen in upstream.seen] == [[], []]
+
+
 def test_a_conditional_request_passes_through_to_a_304(serve: Any, upstream: Upstream) -> None:
     """If-None-Match reaches the upstream; its 304 comes back with the ETag, no body."""
     client = serve()

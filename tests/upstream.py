@@ -110,6 +110,7 @@ class Upstream:
             "etag": SCRIPT_ETAG,
             "vary": "Accept-Encoding",
             "x-upstream": "rybbit",
+            "set-cookie": "visitor=first; Path=/",
         }
         if request.headers.get("if-none-match") == SCRIPT_ETAG:
             return Response(status_code=304, headers=headers)

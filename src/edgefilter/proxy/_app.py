@@ -19,9 +19,8 @@ from .._errors import ConfigError
 from .._filter import EdgeFilter
 from ..middleware import DEFAULT_MAX_BODY, EdgeFilterMiddleware
 from ._health import ProxyHealth
-from ._relay import DEFAULT_CLIENT_ADDRESS_HEADERS, MAX_RELAYED_BODY, Relay
+from ._relay import DEFAULT_CLIENT_ADDRESS_HEADERS, MAX_RELAYED_BODY, UPSTREAM_TIMEOUT, Relay
 
-UPSTREAM_TIMEOUT: Final = 10.0
 MAX_REPLAY_BODY: Final = 10 * 1024 * 1024  # Rybbit's limit for session replay uploads
 
 
@@ -50,11 +49,11 @@ def create_proxy_app(
     if not isinstance(upstream_timeout, int | float) or not upstream_timeout > 0:
         raise ConfigError(f"upstream_timeout {upstream_timeout!r} must be a number above 0")
     counters = counters if counters is not None else DecisionCounters()
-    client = httpx.AsyncClient(timeout=httpx.Timeout(upstream_timeout), transport=transport)
     try:
         relay = Relay(
             upstream,
-            client,
+            transport if transport is not None else httpx.AsyncHTTPTransport(),
+            timeout=upstream_timeout,
             client_address_headers=client_address_headers,
             relay_all=relay_all,
             max_body_bytes=MAX_RELAYED_BODY,

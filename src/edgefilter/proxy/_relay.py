@@ -71,6 +71,7 @@ from ..middleware import (
 logger = logging.getLogger("edgefilter")
 
 MAX_RELAYED_BODY: Final = 10 * 1024 * 1024  # Rybbit's own bodyLimit
+UPSTREAM_TIMEOUT: Final = 10.0
 DEFAULT_CLIENT_ADDRESS_HEADERS: Final = ("x-real-ip", "x-forwarded-for")
 HOP_BY_HOP: Final = frozenset(
     {
@@ -259,8 +260,9 @@ class Relay:
     def __init__(
         self,
         upstream: str,
-        client: httpx.AsyncClient,
+        transport: httpx.AsyncBaseTransport,
         *,
+        timeout: float = UPSTREAM_TIMEOUT,
         client_address_headers: Iterable[str] = DEFAULT_CLIENT_ADDRESS_HEADERS,
         relay_all: bool = False,
         max_body_bytes: int = MAX_RELAYED_BODY,
@@ -270,7 +272,12 @@ class Relay:
         if not upstream.startswith(("http://", "https://")):
             raise ValueError(f"upstream {upstream!r} is not an http:// or https:// URL")
         self.base = upstream.rstrip("/")
-        self.client = client
+        # The transport, not an httpx client: a client keeps one cookie jar for everyone
+        # (the upstream's Set-Cookie for one visitor would go out with the next's requests)
+        # and costs a cookie and redirect pass per request.
+        self.transport = transport
+        self.timeout = httpx.Timeout(timeout)
+        self._extensions = {"timeout": self.timeout.as_dict()}
         self.address_headers = checked_header_names(client_address_headers)
         self._dropped = CLIENT_ADDRESS_HEADERS | set(self.address_headers) | _REQUEST_REPLACED
         self.relay_all = bool(relay_all)
@@ -329,14 +336,15 @@ class Relay:
         if _declared_length(scope) > self.max_body_bytes and outcome is None:
             await answer_json(send, *TOO_LARGE, cors_headers(scope))
             return
-        request = self.client.build_request(
+        request = httpx.Request(
             scope["method"],
             self.base + upstream_target(scope),
             headers=self.request_headers(scope, outcome),
             content=self._body(scope, receive) if _has_body(scope) else None,
+            extensions=self._extensions,
         )
         try:
-            answer = await self.client.send(request, stream=True)
+            answer = await self.transport.handle_async_request(request)
         except _ClientGoneError:
             return
         except _BodyTooLargeError:
@@ -350,6 +358,7 @@ class Relay:
             self._failed("unavailable", error)
             await answer_json(send, *UNAVAILABLE, cors_headers(scope))
             return
+        answer.request = request
         self._answered(answer.status_code)
         try:
             await self._stream(answer, receive, send)
@@ -440,13 +449,13 @@ class Relay:
         scope.cancel()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        """Answer the lifespan protocol; the upstream client closes at shutdown."""
+        """Answer the lifespan protocol; the upstream transport closes at shutdown."""
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self.client.aclose()
+                await self.transport.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
