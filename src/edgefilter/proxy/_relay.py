@@ -72,6 +72,7 @@ logger = logging.getLogger("edgefilter")
 
 MAX_RELAYED_BODY: Final = 10 * 1024 * 1024  # Rybbit's own bodyLimit
 UPSTREAM_TIMEOUT: Final = 10.0
+SHORT_ANSWER: Final = 64 * 1024  # relayed without a disconnect watcher (see _is_short)
 DEFAULT_CLIENT_ADDRESS_HEADERS: Final = ("x-real-ip", "x-forwarded-for")
 HOP_BY_HOP: Final = frozenset(
     {
@@ -284,13 +285,17 @@ class Relay:
         self.max_body_bytes = max_body_bytes
         self.own: dict[str, ASGIApp] = dict(own or {})
         self.surface = tuple(surface)
+        self._surface_paths = frozenset(r.template for r in self.surface if "{" not in r.template)
+        self._surface_templates = tuple(r for r in self.surface if "{" in r.template)
         self.counters = RelayCounters()
         self.middleware: EdgeFilterMiddleware | None = None
         self._failing = False
 
     def on_surface(self, path: str) -> bool:
         """Whether ``path`` is on the ingest surface."""
-        return any(route.matches(path) for route in self.surface)
+        return path in self._surface_paths or any(
+            route.matches(path) for route in self._surface_templates
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -425,22 +430,33 @@ class Relay:
         await send(
             {"type": "http.response.start", "status": answer.status_code, "headers": headers}
         )
-        broken: httpx.HTTPError | None = None
+        try:
+            if _is_short(answer):  # one small body: nothing to stop early, no watcher
+                finished = await self._relay_body(answer, send)
+            else:
+                finished = await self._relay_watched(answer, receive, send)
+        except httpx.HTTPError as error:  # the answer has started: left unfinished, uvicorn
+            self._failed("broken", error)  # ends the connection; the client knows it is cut
+            return
+        if finished:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _relay_body(self, answer: httpx.Response, send: Send) -> bool:
+        """Every chunk of the answer to the client; True when the upstream's body ended."""
+        async for chunk in answer.aiter_raw():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        return True
+
+    async def _relay_watched(self, answer: httpx.Response, receive: Receive, send: Send) -> bool:
+        """``_relay_body``, stopped when the client disconnects (False then)."""
         finished = False
         async with anyio.create_task_group() as group:
             group.start_soon(self._watch_disconnect, receive, group.cancel_scope)
             try:
-                async for chunk in answer.aiter_raw():
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                finished = True
-            except httpx.HTTPError as error:
-                broken = error
-            group.cancel_scope.cancel()
-        if broken is not None:  # the answer has started: left unfinished, uvicorn ends the
-            self._failed("broken", broken)  # connection, and the client knows it is cut
-            return
-        if finished:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+                finished = await self._relay_body(answer, send)
+            finally:
+                group.cancel_scope.cancel()
+        return finished
 
     async def _watch_disconnect(self, receive: Receive, scope: anyio.CancelScope) -> None:
         while (await receive())["type"] != "http.disconnect":
@@ -470,6 +486,13 @@ class Relay:
         if not self._failing:
             self._failing = True
             logger.warning("the upstream is failing (%s: %s)", kind, error or type(error).__name__)
+
+
+def _is_short(answer: httpx.Response) -> bool:
+    """Whether the answer declares a body of at most ``SHORT_ANSWER`` bytes (a hit's
+    answer, a config): relayed without watching for the client leaving."""
+    length = answer.headers.get("content-length", "")
+    return length.isdigit() and int(length) <= SHORT_ANSWER
 
 
 def _is_preflight(scope: Scope) -> bool:
