@@ -37,8 +37,10 @@ Failures: an upstream that cannot be reached answers 502 ``{"success": false, "e
 "error": "Upstream timed out"}`` (``upstream_timeout`` per connect, read, write and pool
 wait, so a long answer that keeps flowing is not cut). After the answer has started, a
 failing upstream ends the connection (the client never takes a cut answer for a whole
-one). A client that disconnects mid-answer closes the upstream stream; one that
-disconnects mid-body aborts the upstream request.
+one). A client that disconnects mid-answer closes the upstream stream (answers past
+``SHORT_ANSWER`` bytes or without a length, which are watched); one that disconnects
+mid-body aborts the upstream request. The relay sends through the httpx transport, not a
+client: a client's one cookie jar would carry one visitor's cookies to the next.
 """
 
 from __future__ import annotations
