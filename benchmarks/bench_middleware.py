@@ -1,11 +1,16 @@
-"""EdgeFilterMiddleware's cost on the pass path: in-process, and under load over loopback.
+"""EdgeFilterMiddleware's cost on the pass path: in-process, by stage, and under load.
 
 1. In-process: the same tracked hit through the bare ASGI app and through the app behind
    the middleware, interleaved rounds, best of each; the difference is what the middleware
-   adds (body buffering, JSON parse, client address, should_track, replay).
-2. Loopback load: uvicorn serving each variant in its own process, driven by wrk when it is
-   on PATH (Debian package ``wrk``), else by a threaded httpx generator (slower, so the
-   ratio then understates the server's headroom); interleaved, best run of each.
+   adds. Twice: with the headers the load generator sends, and with a browser's.
+2. The breakdown of that cost, each stage timed on its own in the same run (the
+   middleware's own pieces, called as its pass path calls them): the header scan, reading
+   the body, parsing it, the client address, the decision (``should_track``), counting it,
+   and the replay of the body to the app; what is left is the middleware's own frame and
+   bookkeeping (its coroutine, the path check, the ``EdgeDecision``, ``scope["state"]``).
+3. Loopback load: uvicorn with httptools serving each variant in its own process pinned to
+   one core, wrk (Debian package ``wrk``) pinned to the other, three interleaved rounds
+   bare/filtered; every round's ratio is printed, and the median.
 """
 
 from __future__ import annotations
@@ -15,25 +20,30 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+import orjson
 
 from _common import CITY_DB, fmt_ns, print_table
 from edgefilter import CountryResolver, EdgeFilter, SiteConfig
-from edgefilter.middleware import EdgeFilterMiddleware
+from edgefilter.middleware import EdgeFilterMiddleware, _replay
 
-ROUNDS = 5
+ROUNDS = 9
+STAGE_CALLS = 50_000
 # Server on one core, load generator on the other, so they do not take turns on both.
 PIN_SERVER = ["taskset", "-c", "0"] if shutil.which("taskset") and os.cpu_count() == 2 else []
 PIN_LOAD = ["taskset", "-c", "1"] if PIN_SERVER else []
 CALLS = 20_000
-LOAD_SECONDS = 5
+LOAD_SECONDS = 1  # per burst; a round is ABBA ABBA bursts of the two running servers
+BURSTS = ("bare", "filtered", "filtered", "bare") * 2
 LOAD_ROUNDS = 3
 CONNECTIONS = 32
 UA = (
@@ -50,6 +60,31 @@ SITE = SiteConfig(
     excluded_ips=tuple(f"10.{i // 256}.{i % 256}.0/24" for i in range(1000)),
     excluded_countries=("CN", "RU", "KP"),
 )
+# What wrk sends (below), as uvicorn's httptools protocol hands it over.
+WRK_HEADERS = [
+    (b"host", b"127.0.0.1:18700"),
+    (b"content-length", str(len(BODY)).encode()),
+    (b"user-agent", UA.encode()),
+    (b"x-forwarded-for", FORWARDED_FOR.encode()),
+]
+# What Chrome sends with the tracker's fetch to a collector on another domain, via a proxy.
+BROWSER_HEADERS = [
+    (b"host", b"collector.example.net"),
+    (b"connection", b"keep-alive"),
+    (b"content-length", str(len(BODY)).encode()),
+    (b"sec-ch-ua-platform", b'"Windows"'),
+    (b"user-agent", UA.encode()),
+    (b"content-type", b"application/json"),
+    (b"accept", b"*/*"),
+    (b"origin", b"https://example.com"),
+    (b"sec-fetch-site", b"cross-site"),
+    (b"sec-fetch-mode", b"cors"),
+    (b"referer", b"https://example.com/a"),
+    (b"accept-encoding", b"gzip, deflate, br"),
+    (b"accept-language", b"en-US,en;q=0.9"),
+    (b"x-forwarded-for", FORWARDED_FOR.encode()),
+]
+MESSAGE = {"type": "http.request", "body": BODY, "more_body": False}
 
 
 async def bare_app(scope: Any, receive: Any, send: Any) -> None:
@@ -78,22 +113,29 @@ def filtered_app() -> EdgeFilterMiddleware:
     return EdgeFilterMiddleware(bare_app, edge_filter=edge_filter, trusted_proxies=["127.0.0.1"])
 
 
-def in_process(app: Any) -> float:
-    """Nanoseconds per request through ``app``, called directly."""
-    scope = {
+def hit_scope(headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """A tracked hit's scope as uvicorn makes it (with the ``state`` it always carries)."""
+    return {
         "type": "http",
         "method": "POST",
         "path": "/api/track",
-        "headers": [(b"user-agent", UA.encode()), (b"x-forwarded-for", FORWARDED_FOR.encode())],
+        "headers": headers,
         "client": ("127.0.0.1", 5000),
+        "state": {},
     }
-    message = {"type": "http.request", "body": BODY, "more_body": False}
 
-    async def receive() -> dict[str, Any]:
-        return message
 
-    async def send(_message: Any) -> None:
-        return None
+async def receive() -> dict[str, Any]:
+    return MESSAGE
+
+
+async def send(_message: Any) -> None:
+    return None
+
+
+def in_process(app: Any, headers: list[tuple[bytes, bytes]]) -> float:
+    """Nanoseconds per request through ``app``, called directly."""
+    scope = hit_scope(headers)
 
     async def loop() -> float:
         start = time.perf_counter_ns()
@@ -104,12 +146,148 @@ def in_process(app: Any) -> float:
     return asyncio.run(loop())
 
 
+def timed(stage: Callable[[], object]) -> float:
+    """Nanoseconds per call of ``stage``, less the loop's own cost."""
+    start = time.perf_counter_ns()
+    for _ in range(STAGE_CALLS):
+        stage()
+    return (time.perf_counter_ns() - start) / STAGE_CALLS
+
+
+def timed_async(stage: Callable[[], Awaitable[object]]) -> float:
+    """Nanoseconds per await of ``stage()``, driven without an event loop (none suspends)."""
+
+    async def loop() -> float:
+        start = time.perf_counter_ns()
+        for _ in range(STAGE_CALLS):
+            await stage()
+        return (time.perf_counter_ns() - start) / STAGE_CALLS
+
+    coroutine = loop()
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return float(done.value)
+    raise RuntimeError("a stage suspended")
+
+
+def stage_costs(
+    middleware: EdgeFilterMiddleware, headers: list[tuple[bytes, bytes]]
+) -> dict[str, float]:
+    """Each stage of the pass path on its own, as ``EdgeFilterMiddleware.__call__`` runs it."""
+    scope = hit_scope(headers)
+    hit = middleware._scan(headers)
+    assert hit is not None
+    client_ip = middleware._client_address(scope["client"], hit[1])
+    user_agent = (hit[0] or b"").decode("latin-1")
+    edge_filter = middleware.edge_filter
+    decision = edge_filter.should_track(
+        "1", client_ip, user_agent, path="/a", hostname="example.com"
+    )
+    assert decision.tracked, decision
+    limit = middleware.max_body_bytes
+
+    async def read_body() -> object:  # the lines of __call__ that read a body sent whole
+        message = await receive()
+        body = message.get("body") or b""
+        return message.get("more_body", False) or len(body) > limit
+
+    async def replay() -> object:  # the app's receive, once
+        return await _replay(MESSAGE, receive)()
+
+    async def bare_receive() -> object:  # what the bare app pays for its receive
+        return await receive()
+
+    loop_cost = timed(lambda: None)
+    await_cost = timed_async(bare_receive)
+    return {
+        "header scan": timed(lambda: middleware._scan(headers)) - loop_cost,
+        "read body": timed_async(read_body) - loop_cost,
+        "parse (orjson)": timed(lambda: orjson.loads(BODY)) - loop_cost,
+        "client address": timed(lambda: middleware._client_address(scope["client"], hit[1]))
+        - loop_cost,
+        "decide (should_track)": timed(
+            lambda: edge_filter.should_track(
+                "1", client_ip, user_agent, path="/a", hostname="example.com"
+            )
+        )
+        - loop_cost,
+        "count": timed(lambda: middleware._count(decision, "1")) - loop_cost,
+        "replay": timed_async(replay) - await_cost,
+    }
+
+
+def in_process_tables(middleware: EdgeFilterMiddleware) -> None:
+    """Print the added cost with each header set, and its breakdown."""
+    added = {}
+    breakdowns = {}
+    for label, headers in (("wrk's 4 headers", WRK_HEADERS), ("a browser's 14", BROWSER_HEADERS)):
+        best = {"bare": float("inf"), "filtered": float("inf")}
+        stages: dict[str, float] = {}
+        for _ in range(ROUNDS):
+            for name, app in (("bare", bare_app), ("filtered", middleware)):
+                best[name] = min(best[name], in_process(app, headers))
+            for stage, cost in stage_costs(middleware, headers).items():
+                stages[stage] = min(stages.get(stage, float("inf")), cost)
+        added[label] = best
+        breakdowns[label] = stages
+    print(
+        "In-process, per tracked hit (1,000 IP entries, 3 countries, blockBots;"
+        f" best of {ROUNDS} interleaved):\n"
+    )
+    print_table(
+        ["headers", "bare ASGI app", "behind EdgeFilterMiddleware", "added"],
+        [
+            [
+                label,
+                fmt_ns(best["bare"]),
+                fmt_ns(best["filtered"]),
+                fmt_ns(best["filtered"] - best["bare"]),
+            ]
+            for label, best in added.items()
+        ],
+    )
+    labels = list(breakdowns)
+    rows = []
+    for stage in breakdowns[labels[0]]:
+        rows.append([stage, *(fmt_ns(breakdowns[label][stage]) for label in labels)])
+    rows.append(
+        [
+            "the rest (frame, checks, EdgeDecision, state)",
+            *(
+                fmt_ns(
+                    added[label]["filtered"]
+                    - added[label]["bare"]
+                    - sum(breakdowns[label].values())
+                )
+                for label in labels
+            ),
+        ]
+    )
+    rows.append(
+        [
+            "added in all",
+            *(fmt_ns(added[label]["filtered"] - added[label]["bare"]) for label in labels),
+        ]
+    )
+    print(f"\nWhere it goes, each stage on its own (best of {ROUNDS}, same run):\n")
+    print_table(["stage", *labels], rows)
+
+
 def serve(variant: str, port: int) -> None:
     """Serve one variant with uvicorn (the child-process entry point)."""
     import uvicorn  # noqa: PLC0415 - only the child process serves
 
     app = bare_app if variant == "bare" else filtered_app()
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        http="httptools",
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+    )
 
 
 def start_server(variant: str, port: int) -> subprocess.Popen[bytes]:
@@ -143,8 +321,9 @@ def wrk_rps(port: int) -> float:
     try:
         out = subprocess.run(
             [
+                *PIN_LOAD,
                 "wrk",
-                "-t2",
+                "-t1",
                 f"-c{CONNECTIONS}",
                 f"-d{LOAD_SECONDS}s",
                 "-s",
@@ -182,52 +361,51 @@ def python_rps(port: int) -> float:
     return total / (time.perf_counter() - start)
 
 
-def main() -> int:
-    """Print both tables; exit 0."""
-    best = {"bare": float("inf"), "filtered": float("inf")}
-    apps = {"bare": bare_app, "filtered": filtered_app()}
-    for _ in range(ROUNDS):
-        for name, app in apps.items():
-            best[name] = min(best[name], in_process(app))
-    added = best["filtered"] - best["bare"]
-    print(
-        "In-process, per tracked hit (1,000 IP entries, 3 countries, blockBots;"
-        f" best of {ROUNDS}):\n"
-    )
-    print_table(
-        ["app", "per request"],
-        [
-            ["bare ASGI app", fmt_ns(best["bare"])],
-            ["behind EdgeFilterMiddleware", fmt_ns(best["filtered"])],
-            ["added by the middleware", fmt_ns(added)],
-        ],
-    )
-    generator = "wrk" if shutil.which("wrk") else "httpx threads (wrk not installed)"
+def load_rounds() -> list[dict[str, float]]:
+    """Requests per second of each variant, round by round: both servers run throughout,
+    the load alternates between them in short bursts (ABBA), so that what else the machine
+    runs weighs on both alike."""
     measure = wrk_rps if shutil.which("wrk") else python_rps
-    rps = {"bare": 0.0, "filtered": 0.0}
-    for round_index in range(LOAD_ROUNDS):
-        for offset, name in enumerate(("bare", "filtered")):
-            port = 18700 + round_index * 2 + offset
-            child = start_server(name, port)
-            try:
-                rps[name] = max(rps[name], measure(port))
-            finally:
-                child.terminate()
-                child.wait()
+    ports = {"bare": 18700, "filtered": 18701}
+    children = [start_server(name, port) for name, port in ports.items()]
+    try:
+        rounds = []
+        for _ in range(LOAD_ROUNDS):
+            bursts: dict[str, list[float]] = {"bare": [], "filtered": []}
+            for name in BURSTS:
+                bursts[name].append(measure(ports[name]))
+            rounds.append({name: statistics.fmean(rps) for name, rps in bursts.items()})
+        return rounds
+    finally:
+        for child in children:
+            child.terminate()
+            child.wait()
+
+
+def main() -> int:
+    """Print the in-process tables and the load table; exit 0."""
+    try:
+        import httptools  # noqa: F401, PLC0415 - the load runs uvicorn with it
+    except ImportError:
+        print("httptools is not installed: pip install 'edgefilter[bench]'")
+        return 1
+    in_process_tables(filtered_app())
+    generator = "wrk" if shutil.which("wrk") else "httpx threads (wrk not installed)"
+    pinning = "server on core 0, load on core 1" if PIN_SERVER else "not pinned"
+    rounds = load_rounds()
     print(
-        f"\nLoopback load, uvicorn, {CONNECTIONS} connections, {LOAD_SECONDS} s runs,"
-        f" best of {LOAD_ROUNDS} interleaved, load from {generator}:\n"
+        f"\nLoopback load, uvicorn (httptools), {CONNECTIONS} connections, {LOAD_ROUNDS}"
+        f" rounds of {len(BURSTS)} interleaved {LOAD_SECONDS} s bursts (ABBA), {pinning},"
+        f" load from {generator}:\n"
     )
+    ratios = [rps["filtered"] / rps["bare"] for rps in rounds]
     print_table(
-        ["app", "requests/s", "vs bare"],
+        ["round", "bare ASGI app", "behind EdgeFilterMiddleware", "vs bare"],
         [
-            ["bare ASGI app", f"{rps['bare']:,.0f}", "1.00x"],
-            [
-                "behind EdgeFilterMiddleware",
-                f"{rps['filtered']:,.0f}",
-                f"{rps['filtered'] / rps['bare']:.2f}x",
-            ],
-        ],
+            [str(index + 1), f"{rps['bare']:,.0f}", f"{rps['filtered']:,.0f}", f"{ratio:.3f}x"]
+            for index, (rps, ratio) in enumerate(zip(rounds, ratios, strict=True))
+        ]
+        + [["median", "", "", f"{statistics.median(ratios):.3f}x"]],
     )
     return 0
 

@@ -69,6 +69,7 @@ option, which uvicorn treats as fatal, and raises the ``ConfigError`` on any oth
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import posixpath
@@ -203,6 +204,9 @@ class EdgeFilterMiddleware:
         self.edge_filter = edge_filter
         self.ingest_key_verifier = ingest_key_verifier
         self.counters = counters if counters is not None else DecisionCounters()
+        self._counts: dict[Reason, dict[str, itertools.count[int]]] = {
+            reason: {} for reason in Reason
+        }
         self.startup_error: ConfigError | None = None
         try:
             self._configure(trusted_proxies, proxy_header, paths, max_body_bytes, mode)
@@ -302,7 +306,7 @@ class EdgeFilterMiddleware:
         if isinstance(outcome, _ColdHit):  # the site's rules are not at hand: await them
             outcome = await self._decide_cold(outcome)
         decision = outcome.decision
-        self.counters.add(self._label(decision, outcome.site), decision.reason)
+        self._count(decision, outcome.site)
         if not decision.tracked and not self.annotate:
             await _answer(send, _ENCODED_DROPS[decision.reason], self._cors_headers(scope))
             return
@@ -442,7 +446,9 @@ class EdgeFilterMiddleware:
         decision = self.edge_filter.should_track(
             site, client_ip, user_agent, path=path, hostname=hostname
         )
-        return self._outcome(decision, site, client_ip, user_agent, origin)
+        if self.check_origin:
+            return self._outcome(decision, site, client_ip, user_agent, origin)
+        return _new_tuple(EdgeDecision, (decision, site, client_ip, user_agent))
 
     async def _decide_cold(self, hit: _ColdHit) -> EdgeDecision:
         """The decision for a hit whose site's rules were not at hand: ``adecide`` awaits
@@ -475,15 +481,21 @@ class EdgeFilterMiddleware:
             return True
         return origin_matches(origin.decode("latin-1"), rules.domain)
 
-    def _label(self, decision: Decision, site: str) -> str:
-        """The counters' label: the known site's own id (one per site, whichever form of it
-        the hit used), or the one shared label of unknown and unresolved ids."""
-        if decision.reason in UNRESOLVED_REASONS:
-            return UNKNOWN_SITE_LABEL
-        rules = self.rules_for(site)
-        if rules is None:
-            return site
-        return rules.site_id or rules.id or site
+    def _count(self, decision: Decision, site: str) -> None:
+        """Count the decision under its label: the known site's own id (one per site,
+        whichever form of it the hit used), or the one shared label of unknown and
+        unresolved ids. The counts are kept by reason and label, bounded as the labels are."""
+        reason = decision.reason
+        if reason in UNRESOLVED_REASONS:
+            label = UNKNOWN_SITE_LABEL
+        else:
+            rules = self.rules_for(site)
+            label = site if rules is None else rules.site_id or rules.id or site
+        counts = self._counts[reason]
+        counter = counts.get(label)
+        if counter is None:
+            counter = counts[label] = self.counters.counter(label, reason)
+        next(counter)
 
     def client_ip(self, scope: Scope, headers: Mapping[str, str]) -> str | None:
         """The client's address: the peer, or what trusted proxies say it was; None when it
@@ -494,9 +506,11 @@ class EdgeFilterMiddleware:
 
     def _client_address(self, client: object, forwarded: bytes | None) -> str | None:
         """``client_ip`` from the scope's ``client`` and the raw ``proxy_header`` value."""
-        peer = str(client[0]) if client else None  # type: ignore[index]
-        if peer is None:
+        if not client:
             return None
+        peer = client[0]  # type: ignore[index]
+        if type(peer) is not str:
+            peer = str(peer)
         verdicts = self._peer_verdicts  # the peers are few (proxies, or the clients)
         trusted = verdicts.get(peer)
         if trusted is None:
