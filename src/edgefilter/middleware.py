@@ -318,6 +318,7 @@ class EdgeFilterMiddleware:
         await self.app(scope, _replay(message, receive), send)
 
     async def _refuse_too_large(self, scope: Scope, send: Send) -> None:
+        """Count and answer a body past ``max_body_bytes`` (413), unread or read in part."""
         self.counters.add(UNKNOWN_SITE_LABEL, Reason.invalid_payload)
         await _answer(send, _TOO_LARGE, self._cors_headers(scope))
 
