@@ -67,13 +67,15 @@ RYBBIT_ROUTES: Final = (
 
 
 class RouteMatch:
-    """A request's route and, for a template, the site id segment (else None)."""
+    """A request's route, its body limit (and that limit's digit count, for a quick check
+    of a ``Content-Length``) and, for a template, the site id segment (else None)."""
 
-    __slots__ = ("limit", "route", "site")
+    __slots__ = ("digits", "limit", "route", "site")
 
     def __init__(self, route: HitRoute, limit: int, site: str | None) -> None:
         self.route = route
         self.limit = limit
+        self.digits = len(str(limit))
         self.site = site
 
 
@@ -90,13 +92,13 @@ class HitRoutes:
             raise ConfigError("no hit routes: the middleware would filter nothing")
         self.routes = tuple(dict.fromkeys(checked))
         self.paths = frozenset(route.path for route in self.routes)
-        self._exact: dict[str, RouteMatch] = {}
+        self.exact: dict[str, RouteMatch] = {}  # body routes by path as given
         self._normal: dict[str, RouteMatch] = {}
         self._templates: list[tuple[str, str, HitRoute, int]] = []
         for route in self.routes:
             limit = route.max_body_bytes or default_limit
             if route.site_id_from == "body":
-                self._exact.setdefault(route.path, RouteMatch(route, limit, None))
+                self.exact.setdefault(route.path, RouteMatch(route, limit, None))
                 self._normal.setdefault(normal_path(route.path), RouteMatch(route, limit, None))
             else:
                 prefix = route.path[: -len(SITE_ID_SEGMENT)]
@@ -105,15 +107,21 @@ class HitRoutes:
     def match(self, scope: Scope) -> RouteMatch | None:
         """The route of the request in ``scope``, or None when it is not a hit path."""
         path: str = scope["path"]
-        found = self._exact.get(path)
+        found = self.exact.get(path)
         if found is not None:
             return found
         route = route_path(scope)
-        found = self._exact.get(route) or self._match_template(route, normal=False)
+        if route != path:
+            found = self.exact.get(route)
+        if found is None and self._templates:
+            found = self._match_template(route, normal=False)
         if found is not None:
             return found
-        for loose in (normal_path(route), normal_path(path)):
-            found = self._normal.get(loose) or self._match_template(loose, normal=True)
+        for form in (route, path) if route != path else (route,):
+            loose = normal_path(form)
+            found = self._normal.get(loose)
+            if found is None and self._templates:
+                found = self._match_template(loose, normal=True)
             if found is not None:
                 return found
         return None
