@@ -103,6 +103,9 @@ class HitRoutes:
             else:
                 prefix = route.path[: -len(SITE_ID_SEGMENT)]
                 self._templates.append((prefix, normal_path(prefix) + "/", route, limit))
+        # Every template's prefix, as given and read loosely: one C call tells a miss.
+        self._prefixes = tuple(prefix for prefix, _, _, _ in self._templates)
+        self._normal_prefixes = tuple(normal for _, normal, _, _ in self._templates)
 
     def match(self, scope: Scope) -> RouteMatch | None:
         """The route of the request in ``scope``, or None when it is not a hit path."""
@@ -113,14 +116,14 @@ class HitRoutes:
         route = route_path(scope)
         if route != path:
             found = self.exact.get(route)
-        if found is None and self._templates:
+        if found is None and route.startswith(self._prefixes):
             found = self._match_template(route, normal=False)
         if found is not None:
             return found
         for form in (route, path) if route != path else (route,):
             loose = normal_path(form)
             found = self._normal.get(loose)
-            if found is None and self._templates:
+            if found is None and loose.startswith(self._normal_prefixes):
                 found = self._match_template(loose, normal=True)
             if found is not None:
                 return found
