@@ -64,6 +64,13 @@ HAND_EXAMPLES = [
     "Gradle/8.5 (Linux;6.1.0;amd64) (Eclipse Adoptium;17.0.9;17.0.9+9)",
     "Mozilla/5.0 (pc-x86_64-linux-gnu) Siege/4.1.6",
     "URLTester/1 CFNetwork/974.1 Darwin/18.0.0 (x86_64)",
+    # feed readers that say neither "feed" nor "rss"
+    "Reeder/5040002 CFNetwork/1408.0.4 Darwin/22.5.0",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_9_2) AppleWebKit/537.74.9 (KHTML, like Gecko) NetNewsWire/4.0.0",
+    "ReadKit/7017 CFNetwork/673.2.1 Darwin/13.1.0 (x86_64)",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.21 (KHTML, like Gecko) akregator/4.11.5 Safari/537.21",
+    "Newsboat/2.30.1 (Linux x86_64)",
+    "Liferea/1.13.8 (Linux; en_US.UTF-8; https://lzone.de/liferea/)",
 ]
 detector = BotDetector()
 # People whose user agents look like bots: each EXCEPTIONS pattern and each non-Mozilla

@@ -253,6 +253,12 @@ TOKENS: Final[dict[str, tuple[str, ...]]] = {
         r"offline",
         r"feed",
         r"\brss",
+        r"\breeder/",  # feed readers that do not say "feed" or "rss"
+        r"netnewswire",
+        r"\breadkit/",
+        r"akregator",
+        r"newsboat",
+        r"liferea",
         r"indy library",
         r"zgrab",
         r"openvas",
@@ -357,9 +363,14 @@ SHAPE_WEIGHTS: Final[tuple[tuple[str, int], ...]] = (
     (r"^Mozilla/[\d.]+ \(compatible;?[^;)]*\)?$", -2),  # "Mozilla/5.0 (compatible; Name/1.0)"
     (r"^Mozilla/[\d.]+ [\w.-]+", -2),  # "Mozilla/5.0 Name/1.0": a product after Mozilla
     (r"^[\w .-]+/v?[\d.]+\S*(?: \([^)]*\))?$", -2),  # "Name/1.0 (details)"
-    (r"(?i:\b(?:Linux|Windows|X11|Mac|Unix|BSD)\b)", 1),
+    (r"^Mozilla/[1-4]\.\d+\S* \(", 2),  # an old browser: Mozilla 1-4 and a platform comment
+    (r"(?i:\b(?:Linux|Windows|Win\d+|WinNT|X11|Mac|Unix|BSD|Ubuntu|CrOS|SunOS|IRIX)\b)", 1),
+    (r"(?i:\b(?:BeOS|Haiku|RISC OS|AmigaOS|MorphOS|OS/2|Inferno|x64|x86|amd64|arm64)\b)", 1),
     (r"(?i:\b(?:phone|mobile|tablet|tv|watch)\b)", 2),
     (r"\b\d{3,4}[x*]\d{3,4}\b", 2),  # a screen size
+    (r"(?i:\b(?:ios|android|osx|macos|tvos|watchos|win32nt|wtos|palm os|meego)\b)", 1),
+    # media and podcast apps name what they are
+    (r"(?i:player|music|radio|podcast|\bpod|pod\b|cast\b|\bfm\b|\bvlc\b|\btv\b|video)", 3),
 )
 SHAPE_BOT_SCORE: Final = 0  # a score at or below this is a bot
 # crawler-user-agents patterns that match ordinary browsers: an Android build id, Facebook's
@@ -380,6 +391,8 @@ CRAWLER_TAG_FAMILIES: Final = {
 # uap-core's two catch-alls of four-letter prefixes ("^(1207|3gso|...|your|...)"), from a
 # list of WAP-era handsets: they match any string that starts with "blac" or "your".
 GENERIC_PREFIXES: Final = ("^(1207|", "^(talk|")
+
+SET_MAX_MEM: Final = 128 << 20
 
 # Every surrogate code point to U+FFFD, for str.translate: RE2 takes only valid UTF-8.
 _SURROGATES: Final = dict.fromkeys(range(0xD800, 0xE000), 0xFFFD)
@@ -405,10 +418,10 @@ def as_user_agent_text(ua: object) -> str | None:
     return None
 
 
-def _options(*, case_sensitive: bool) -> Any:
+def _options(*, case_sensitive: bool, max_mem: int = 64 << 20) -> Any:
     options = re2.Options()
     options.case_sensitive = case_sensitive
-    options.max_mem = 64 << 20
+    options.max_mem = max_mem
     return options
 
 
@@ -503,7 +516,8 @@ class _PatternSet:
 
     def __init__(self, patterns: list[str]) -> None:
         self.patterns: list[str] = []
-        self.set = re2.Set.SearchSet(_options(case_sensitive=True))
+        # hundreds of patterns: room for RE2's lazily built DFA, or it falls back to the NFA
+        self.set = re2.Set.SearchSet(_options(case_sensitive=True, max_mem=SET_MAX_MEM))
         for pattern in patterns:
             try:
                 self.set.Add(pattern)
@@ -528,7 +542,8 @@ class Layers:
     exceptions: Any
     browsers: Any
     device_slot: Any
-    shape: tuple[tuple[Any, int], ...]
+    shape: _PatternSet
+    shape_weights: tuple[int, ...]
     crawlers: _CrawlerList
     families: _PatternSet
     devices: _PatternSet
@@ -549,7 +564,8 @@ def build_layers(
         exceptions=_compile("|".join(EXCEPTIONS), case_sensitive=False),
         browsers=_compile("|".join(BROWSER_EVIDENCE)),
         device_slot=_compile(DEVICE_SLOT),
-        shape=tuple((_compile(pattern), weight) for pattern, weight in SHAPE_WEIGHTS),
+        shape=_PatternSet([pattern for pattern, _ in SHAPE_WEIGHTS]),
+        shape_weights=tuple(weight for _, weight in SHAPE_WEIGHTS),
         crawlers=_CrawlerList(crawler_patterns),
         families=_PatternSet(people_patterns(families, known_bots)),
         devices=_PatternSet(devices),
@@ -665,7 +681,10 @@ class BotDetector:
         if len(text) < MIN_UA_LENGTH:
             return "empty"
         layers = self.layers
-        searched = layers.device_slot.sub(r"\1", text)
+        searched = text
+        slot = layers.device_slot.search(text) if "Android" in text else None
+        if slot is not None:  # cut the device's name out, keep what precedes it
+            searched = text[: slot.end(1)] + text[slot.end() :]
         if layers.exceptions.search(searched):  # rare: blank the known false positives out
             searched = layers.exceptions.sub(" ", searched)
         match = layers.tokens.search(searched)
@@ -684,7 +703,8 @@ class BotDetector:
         """The shape score's verdict on a string with no bot token and no browser evidence:
         a bot at or below ``SHAPE_BOT_SCORE`` (``crawler`` for a "Mozilla/" string, which
         claims to be a browser, else ``library``), above it a person."""
-        score = sum(weight for regex, weight in self.layers.shape if regex.search(text))
+        layers = self.layers
+        score = sum(layers.shape_weights[index] for index in layers.shape.matching(text))
         if score > SHAPE_BOT_SCORE:
             return None
         return "crawler" if text.startswith("Mozilla/") else "library"
