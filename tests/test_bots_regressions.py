@@ -113,6 +113,8 @@ BOTS = {
         "Mozilla/5.0 (X11; BSD Four) AppleWebKit/534.34 (KHTML, like Gecko) webkit2png Safari/534.34",
         "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.21 (KHTML, like Gecko) imgsizer Safari/537.21",
         "Mozilla/5.0 Chrome/10.0.613.0 Safari/534.15 Zombie.js/5.0.7",
+        # an impostor: a name in the engine's comment, where no browser puts one
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko; compatible; ExampleRender) Chrome/98.0.4758.102 Safari/537.36",
     ],
     # network measurement and proxy checkers
     "measurement": [

@@ -1,21 +1,37 @@
 """Bot verdicts for user-agent strings: layered, compiled once, cached per string.
 
 For web analytics every non-human page view is a bot. ``BotDetector.classify(ua)`` answers
-the family of bot (``crawler``, ``ai``, ``preview``, ``monitor``, ``automation``,
-``library``, ``empty``) or None for a person, from these layers, cheapest first:
+the family of bot (``FAMILIES``: ``crawler``, ``ai``, ``preview``, ``monitor``,
+``automation``, ``library``, ``scanner``, ``empty``) or None for a person. Evidence
+decides, and guesswork only where there is none; cheapest first:
 
 1. the verdict cache, a plain dict (bounded: the older half goes when it fills);
 2. empty, blank or very short strings: ``empty``;
-3. our own tokens (``TOKENS``), one RE2 search with a named group per family: bot, crawl
-   and spider words, AI fetchers, link previewers, monitors, headless and automation
-   markers, HTTP libraries and command-line tools, contact URLs; when they match, known
-   false positives (``EXCEPTIONS``: phone models and apps whose names contain "bot", ...)
-   are blanked out and the tokens searched again;
-4. the shape: a string that does not look like any browser, app web view or feature
-   phone (``BROWSER_SHAPES``) is a ``library``;
-5. the crawler list of the maintained ``crawler-user-agents`` package, read from the
-   package at start-up and compiled into one RE2 set (minus ``DEBATABLE_CRAWLER_PATTERNS``,
-   which match ordinary browsers); its tags give the family.
+3. bot evidence. Before it is searched, the device-model slot of an Android platform
+   comment is cut out (``DEVICE_SLOT``: "M bot 54", "Spider 8" and "Google TV" name
+   phones and TVs) and known false positives are blanked (``EXCEPTIONS``). Then our own
+   tokens (``TOKENS``, one RE2 search with a named group per family: scanners and
+   injection payloads, AI fetchers and coding agents, link previewers, monitors and
+   diagnostics agents, headless renderers and automation, HTTP libraries and tools, bot,
+   crawl and spider words, contact URLs), the crawler list of the maintained
+   ``crawler-user-agents`` package (one RE2 set, minus ``DEBATABLE_CRAWLER_PATTERNS``,
+   which match ordinary browsers; its tags give the family) and ``IMPOSTORS`` (browser-like
+   text no browser sends);
+4. browser evidence: ``BROWSER_EVIDENCE`` (rendering engines, browser families, WebView
+   and app-framework markers, feature-phone and WAP browsers, UC Browser's own formats,
+   TV, set-top box and console platforms, text browsers), uap-core's device catalogue
+   (brands and models, from the maintained ``ua-parser-builtins`` package) and uap-core's
+   client families, less every family a known bot matches (``people_patterns``, against
+   crawler-user-agents' instances): any of these, and it is a person;
+5. only what neither recognises falls to the shape score (``SHAPE_WEIGHTS``): "Mozilla/5.0"
+   with no engine, "(compatible; Name/1.0)" alone, a bare "Name/1.0" count against, a
+   platform, a device word, a screen size or a media app's word for; at or below
+   ``SHAPE_BOT_SCORE`` it is a bot (``crawler`` when it claims to be Mozilla, else
+   ``library``).
+
+The compiled layers (``Layers``) are built once per process from the installed packages
+(``default_layers``, about a second) and shared; ``build_layers`` builds them from other
+data, which is how benchmarks/bench_bots.py leaves one source out.
 
 RE2 (``google-re2``) matches all alternatives in one linear pass: with Python's ``re`` the
 same token list cost about 100 us per user agent here, with RE2 a few.
@@ -354,6 +370,11 @@ BROWSER_EVIDENCE: Final = (
     r"\bCE-HTML\b|\bANTGalio|\bOpera TV|\bSonos/|\bBrightSign/|\bAppleTV|\bQuest \d",
     r"^(?i:Apple-i(?:Phone|Pad|Pod)|iTunes/|Opera Mini)",
 )
+# Browser-like strings no browser sends, searched after the tokens (which name the bot
+# when they can) and before the browser evidence: they are a ``crawler``.
+IMPOSTORS: Final = (
+    r"like Gecko; compatible",  # "(KHTML, like Gecko; compatible; Name/1.0)"
+)
 # The device-model slot of an Android platform comment: blanked before the bot tokens and
 # the crawler list are searched, so "M bot 54", "Spider 8" or "Google TV" name a device.
 DEVICE_SLOT: Final = r"(\bAndroid [\d.]+;(?: U;)?(?: [a-z]{2}[-_][A-Za-z]{2};)?) ?[^;)]+"
@@ -541,6 +562,7 @@ class Layers:
     tokens: Any
     exceptions: Any
     browsers: Any
+    impostors: Any
     device_slot: Any
     shape: _PatternSet
     shape_weights: tuple[int, ...]
@@ -563,6 +585,7 @@ def build_layers(
         tokens=_compile_tokens(),
         exceptions=_compile("|".join(EXCEPTIONS), case_sensitive=False),
         browsers=_compile("|".join(BROWSER_EVIDENCE)),
+        impostors=_compile("|".join(IMPOSTORS)),
         device_slot=_compile(DEVICE_SLOT),
         shape=_PatternSet([pattern for pattern, _ in SHAPE_WEIGHTS]),
         shape_weights=tuple(weight for _, weight in SHAPE_WEIGHTS),
@@ -693,6 +716,8 @@ class BotDetector:
         family = layers.crawlers.family(searched)
         if family is not None:
             return family
+        if layers.impostors.search(text):
+            return "crawler"
         if layers.browsers.search(text) or layers.devices.matches(text):
             return None
         if layers.families.matches(text):
