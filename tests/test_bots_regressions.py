@@ -97,6 +97,8 @@ BOTS = {
         "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:66.0) WhatCMS/1.0",
         "Mozilla/5.0 CheckerProxy/1.0",
     ],
+    # bots that uap-core lists as Spider devices: no evidence of a person either way
+    "uap-core Spider": ["Riddler/1.0", "holmes/3.9"],
     # placeholder strings that uap-core's four-letter handset prefixes would call phones
     "placeholder": ["YourUserAgentHere", "blackboardally"],
     # transcoding proxies
