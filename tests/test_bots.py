@@ -102,11 +102,12 @@ PEOPLE_TRAPS = [
 
 
 def test_accuracy_floors_on_the_shipped_sample() -> None:
-    """At least 97% of sampled bots caught, at most 0.5% of sampled browsers flagged."""
+    """At least 98% of sampled bots caught, at most 0.25% of sampled browsers flagged (the
+    sample's two flagged "browsers" are a shellshock payload and a string with a URL)."""
     caught = sum(1 for ua in BOTS if detector.is_bot(ua)) / len(BOTS)
     flagged = sum(1 for ua in BROWSERS if detector.is_bot(ua)) / len(BROWSERS)
-    assert caught >= 0.97, caught
-    assert flagged <= 0.005, flagged
+    assert caught >= 0.98, caught
+    assert flagged <= 0.0025, flagged
 
 
 @pytest.mark.parametrize(
