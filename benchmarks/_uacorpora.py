@@ -57,7 +57,7 @@ class Source:
     """One labelled corpus: its bots and its people (either may be empty)."""
 
     name: str
-    role: str  # "development" or "evaluation"
+    role: str  # "development", "evaluation" or "evaluation (apps)" (people, not browsers)
     bots: list[str] = field(default_factory=list)
     people: list[str] = field(default_factory=list)
 
@@ -131,7 +131,7 @@ def matomo() -> list[Source] | None:
     if archive is None:
         return None
     source = Source(f"Matomo {version} browsers", "evaluation")
-    apps = Source(f"Matomo {version} apps", "evaluation")
+    apps = Source(f"Matomo {version} apps", "evaluation (apps)")
     for entry in _yaml_members(archive, "tests/fixtures/upstream/"):
         if not isinstance(entry, dict) or not isinstance(entry.get("user_agent"), str):
             continue

@@ -361,6 +361,7 @@ BROWSER_EVIDENCE: Final = (
     r"(?i:\bMIDP-?\d|\bCLDC|\bUP\.Browser|\bUP\.Link|\bWAP|\bMAUI|\bMRE[/\\]|\bBREW)",
     r"(?i:\bNetFront|\bObigo|\bTeleca|\bDorado|\bOpera Mini|\bUCWEB|\bUCBrowser|\bDoCoMo/)",
     r"(?i:^KDDI-|^Vodafone/|^SoftBank/|^J-PHONE/|^(?:SAMSUNG|SEC|SIE|SAGEM|LG|MOT|PANTECH)-)",
+    r"(?i:\bWILLCOM|\bDDIPOCKET|\bemobile/)",  # Japanese carriers' handsets
     r"(?i:^(?:BlackBerry|Nokia|SonyEricsson|ALCATEL|HTC|Huawei|ZTE|Lenovo|Micromax))",
     r"\bdv\(|\bpr\(UCBrowser",  # UC Browser's internal "dv(...);pr(...)" format
     r"(?i:\bbrowser\b)",  # "nook browser/1.0", "Aplix_SANYO_browser/1.03"
@@ -375,6 +376,7 @@ BROWSER_EVIDENCE: Final = (
 IMPOSTORS: Final = (
     r"like Gecko; compatible",  # "(KHTML, like Gecko; compatible; Name/1.0)"
 )
+COMMON_BROWSER_PREFIXES: Final = ("Mozilla/5.0 (", "Mozilla/4.0 (")
 # The device-model slot of an Android platform comment: blanked before the bot tokens and
 # the crawler list are searched, so "M bot 54", "Spider 8" or "Google TV" name a device.
 DEVICE_SLOT: Final = r"(\bAndroid [\d.]+;(?: U;)?(?: [a-z]{2}[-_][A-Za-z]{2};)?) ?[^;)]+"
@@ -708,21 +710,29 @@ class BotDetector:
         slot = layers.device_slot.search(text) if "Android" in text else None
         if slot is not None:  # cut the device's name out, keep what precedes it
             searched = text[: slot.end(1)] + text[slot.end() :]
-        if layers.exceptions.search(searched):  # rare: blank the known false positives out
-            searched = layers.exceptions.sub(" ", searched)
-        match = layers.tokens.search(searched)
-        if match is not None:
-            return str(match.lastgroup)
-        family = layers.crawlers.family(searched)
+        family = self._bot_evidence(searched)
+        if family is not None and layers.exceptions.search(searched):  # rare: look again
+            family = self._bot_evidence(layers.exceptions.sub(" ", searched))
         if family is not None:
             return family
         if layers.impostors.search(text):
             return "crawler"
+        if text.startswith(COMMON_BROWSER_PREFIXES) and (
+            "AppleWebKit/" in text or "Gecko/" in text or "Trident/" in text
+        ):
+            return None  # BROWSER_EVIDENCE's usual case (its engines), cheaply
         if layers.browsers.search(text) or layers.devices.matches(text):
             return None
         if layers.families.matches(text):
             return None
         return self._shape_verdict(text)
+
+    def _bot_evidence(self, text: str) -> str | None:
+        """The family our tokens or the crawler list give ``text``, or None."""
+        match = self.layers.tokens.search(text)
+        if match is not None:
+            return str(match.lastgroup)
+        return self.layers.crawlers.family(text)
 
     def _shape_verdict(self, text: str) -> str | None:
         """The shape score's verdict on a string with no bot token and no browser evidence:
