@@ -64,6 +64,11 @@ HAND_EXAMPLES = [
     "Gradle/8.5 (Linux;6.1.0;amd64) (Eclipse Adoptium;17.0.9;17.0.9+9)",
     "Mozilla/5.0 (pc-x86_64-linux-gnu) Siege/4.1.6",
     "URLTester/1 CFNetwork/974.1 Darwin/18.0.0 (x86_64)",
+    "Lavf/60.3.100",
+    "URL/Emacs Emacs/28.2 (X11; x86_64-pc-linux-gnu)",
+    "Mozilla/5.0 (compatible; MSIE 7.0; Windows NT 5.1) 360JK yunjiankong 123456",
+    "ExampleSite Analyzer/1.0",
+    "Mozilla/5.0 (Windows NT 6.1) AppleWebKit/602.1 (KHTML, like Gecko) QuiteRSS/0.18.12 Safari/602.1",
     # feed readers that say neither "feed" nor "rss"
     "Reeder/5040002 CFNetwork/1408.0.4 Darwin/22.5.0",
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_9_2) AppleWebKit/537.74.9 (KHTML, like Gecko) NetNewsWire/4.0.0",

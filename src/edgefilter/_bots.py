@@ -190,6 +190,7 @@ TOKENS: Final[dict[str, tuple[str, ...]]] = {
         r"observatory",
         r"securityheaders",
         r"hardenize",
+        r"jiankong",  # "monitoring" in pinyin
         r"diagnostic",
         r"heartbeat",
         r"\bprobe\b",
@@ -268,7 +269,9 @@ TOKENS: Final[dict[str, tuple[str, ...]]] = {
         r"httrack",
         r"offline",
         r"feed",
-        r"\brss",
+        r"\brss|rss\b",
+        r"\blavf/",  # FFmpeg's libavformat
+        r"^url/emacs",  # Emacs' url.el
         r"\breeder/",  # feed readers that do not say "feed" or "rss"
         r"netnewswire",
         r"\breadkit/",
@@ -328,6 +331,7 @@ TOKENS: Final[dict[str, tuple[str, ...]]] = {
         r"backlink",
         r"verif",
         r"\boptimizer\b",
+        r"analy[sz]er\b",
         r"resolver",
         r"inspect",
         r"datanyze",
