@@ -25,6 +25,7 @@ PEOPLE = {
         "Micromax X267/MAUI-browser/MIDP2.0/CLDC1.1/Screen-128X160",
         "LAVA_A1 MRE/3.1.00(1024);MAUI/W1;BDATE/2016/01/01;LCD/240320;CHIP/MT6261",
         "lephone K7/Dorado WAP-Browser/1.0.0",
+        "portalmmm/2.0 S500i(c20;TB)",
     ],
     # UC Browser's own formats
     "UC Browser": [
@@ -57,6 +58,7 @@ PEOPLE = {
         "Mozilla/5.0 (PlayStation; PlayStation 5/2.26) AppleWebKit/605.1.15 (KHTML, like Gecko)",
         "HbbTV/1.1.1 (+PVR;Humax;HD FOX+;1.00.12;1.0)CE-HTML/1.0 ANTGalio/3.1.1.23.04.09",
         "Mozilla/5.0 (Linux; Android 11; Grundig Google TV Build/RTM6.230109.257; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/111.0.5563.58 Mobile Safari/537.36",
+        "libhttp/3.65 (PS Vita)",
         "Mozilla/5.0 (Nintendo Switch; WifiWebAuthApplet) AppleWebKit/606.4 (KHTML, like Gecko) NF/6.0.1.15.4 NintendoBrowser/5.1.0.20393",
     ],
     # text browsers (Lynx and Mosaic name the libwww they are built on)
@@ -84,6 +86,10 @@ PEOPLE = {
     "old platform": [
         "Mozilla/3.0 (compatible; NetPositive/2.2.1; BeOS)",
         "Mozilla/4.08 (Charon; Inferno)",
+        "Mozilla/4.05 (Macintosh; I; PPC Nav)",
+        "Mozilla/5.0 (SunOS 5.8 sun4u; U) Opera 5.0 [en]",
+        "Mozilla/5.0 (X11; U; Linux i686; en-US; rv:1.9.0.8) Gecko Galeon/2.0.6 (Ubuntu 2.0.6-2)",
+        "Mozilla/4.0+(compatible;+MSIE+6.0;+Windows+NT+5.1)",
     ],
 }
 

@@ -352,7 +352,8 @@ EXCEPTIONS: Final = (
 # no device of uap-core's catalogue and no bot token falls to the shape score.
 BROWSER_EVIDENCE: Final = (
     # engines and the browser families that name them (anywhere: apps prefix their name)
-    r"AppleWebKit/|\bGecko/|Trident/|Presto/|\bKHTML\b|\bGoanna/|\bEdgeHTML|\bMSIE \d",
+    r"AppleWebKit/|\bGecko/|Trident/|Presto/|\bKHTML\b|\bGoanna/|\bEdgeHTML|\bMSIE[ +]\d",
+    r"\bOpera [\d.]+\b|\bGecko (?:Galeon|Epiphany|K-Meleon)/",  # old Opera and Gecko browsers
     r"\b(?:Chrome|Chromium|CriOS|Firefox|FxiOS|Safari|Opera|OPR|Edge?|SamsungBrowser)/\d",
     r"\bQtWebEngine/|\bQtWebKit/|\bArora/|\bMidori/|\bEpiphany/|\bNetSurf/|\bDillo/",
     r"\bKonqueror/|(?i:^(?:lynx|links|elinks|w3m|amaya|ibrowse|amigavoyager)\b)|Mosaic/",
@@ -365,13 +366,13 @@ BROWSER_EVIDENCE: Final = (
     r"(?i:\bMIDP-?\d|\bCLDC|\bUP\.Browser|\bUP\.Link|\bWAP|\bMAUI|\bMRE[/\\]|\bBREW)",
     r"(?i:\bNetFront|\bObigo|\bTeleca|\bDorado|\bOpera Mini|\bUCWEB|\bUCBrowser|\bDoCoMo/)",
     r"(?i:^KDDI-|^Vodafone/|^SoftBank/|^J-PHONE/|^(?:SAMSUNG|SEC|SIE|SAGEM|LG|MOT|PANTECH)-)",
-    r"(?i:\bWILLCOM|\bDDIPOCKET|\bemobile/)",  # Japanese carriers' handsets
+    r"(?i:\bWILLCOM|\bDDIPOCKET|\bemobile/|^portalmmm/)",  # Japanese carriers, i-mode
     r"(?i:^(?:BlackBerry|Nokia|SonyEricsson|ALCATEL|HTC|Huawei|ZTE|Lenovo|Micromax))",
     r"\bdv\(|\bpr\(UCBrowser",  # UC Browser's internal "dv(...);pr(...)" format
     r"(?i:\bbrowser\b)",  # "nook browser/1.0", "Aplix_SANYO_browser/1.03"
     # smart TVs, set-top boxes, consoles, cars
     r"(?i:\bHbbTV|\bSmartTV|\bSMART-TV|\bWeb0S|\bwebOS|\bNetCast|\bRoku|\bCrKey|\bAFT[A-Z])",
-    r"(?i:\bPlayStation|\bNintendo|\bXbox|\bBRAVIA|\bVIZIO|\bViziOS|\bTV Bro\b)",
+    r"(?i:\bPlayStation|\bPS Vita\b|\bNintendo|\bXbox|\bBRAVIA|\bVIZIO|\bViziOS|\bTV Bro\b)",
     r"\bCE-HTML\b|\bANTGalio|\bOpera TV|\bSonos/|\bBrightSign/|\bAppleTV|\bQuest \d",
     r"^(?i:Apple-i(?:Phone|Pad|Pod)|iTunes/|Opera Mini)",
 )
@@ -391,7 +392,8 @@ SHAPE_WEIGHTS: Final[tuple[tuple[str, int], ...]] = (
     (r"^Mozilla/[\d.]+ [\w.-]+", -2),  # "Mozilla/5.0 Name/1.0": a product after Mozilla
     (r"^[\w .-]+/v?[\d.]+\S*(?: \([^)]*\))?$", -2),  # "Name/1.0 (details)"
     (r"^Mozilla/[1-4]\.\d+\S* \(", 2),  # an old browser: Mozilla 1-4 and a platform comment
-    (r"(?i:\b(?:Linux|Windows|Win\d+|WinNT|X11|Mac|Unix|BSD|Ubuntu|CrOS|SunOS|IRIX)\b)", 1),
+    (r"(?i:\b(?:Linux|Windows|Win\d+|WinNT|X11|Mac|Macintosh|PPC|68K|Unix|BSD|Ubuntu)\b)", 1),
+    (r"(?i:\b(?:CrOS|SunOS|IRIX)\b)", 1),
     (r"(?i:\b(?:BeOS|Haiku|RISC OS|AmigaOS|MorphOS|OS/2|Inferno|x64|x86|amd64|arm64)\b)", 1),
     (r"(?i:\b(?:phone|mobile|tablet|tv|watch)\b)", 2),
     (r"\b\d{3,4}[x*]\d{3,4}\b", 2),  # a screen size
