@@ -65,6 +65,7 @@ HAND_EXAMPLES = [
     "Mozilla/5.0 (pc-x86_64-linux-gnu) Siege/4.1.6",
     "URLTester/1 CFNetwork/974.1 Darwin/18.0.0 (x86_64)",
     "Lavf/60.3.100",
+    "Microsoft Office Word 2013 (15.0.4805) Windows NT 10.0",
     "URL/Emacs Emacs/28.2 (X11; x86_64-pc-linux-gnu)",
     "Mozilla/5.0 (compatible; MSIE 7.0; Windows NT 5.1) 360JK yunjiankong 123456",
     "ExampleSite Analyzer/1.0",

@@ -162,6 +162,7 @@ TOKENS: Final[dict[str, tuple[str, ...]]] = {
         r"validator",
         r"favicon",
         r"\b(?:word|excel|powerpoint)/\d",
+        r"^microsoft office\b",  # Office checks a link before it opens the browser
     ),
     "monitor": (
         r"uptime",
