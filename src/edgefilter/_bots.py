@@ -377,15 +377,13 @@ BROWSER_EVIDENCE: Final = (
     r"\bCE-HTML\b|\bANTGalio|\bOpera TV|\bSonos/|\bBrightSign/|\bAppleTV|\bQuest \d",
     r"^(?i:Apple-i(?:Phone|Pad|Pod)|iTunes/|Opera Mini)",
 )
-# Browser-like strings no browser sends, searched after the tokens (which name the bot
-# when they can) and before the browser evidence: they are a ``crawler``.
-IMPOSTORS: Final = (
-    r"like Gecko; compatible",  # "(KHTML, like Gecko; compatible; Name/1.0)"
-)
+# Browser-like text (plain substrings) no browser sends, looked for after the tokens (which
+# name the bot when they can) and before the browser evidence: they are a ``crawler``.
+IMPOSTORS: Final = ("like Gecko; compatible",)  # "(KHTML, like Gecko; compatible; Name/1.0)"
 COMMON_BROWSER_PREFIXES: Final = ("Mozilla/5.0 (", "Mozilla/4.0 (")
 # The device-model slot of an Android platform comment: blanked before the bot tokens and
 # the crawler list are searched, so "M bot 54", "Spider 8" or "Google TV" name a device.
-DEVICE_SLOT: Final = r"(\bAndroid [\d.]+;(?: U;)?(?: [a-z]{2}[-_][A-Za-z]{2};)?) ?[^;)]+"
+DEVICE_SLOT: Final = r"(Android [\d.]+;(?: U;)?(?: [a-z]{2}[-_][A-Za-z]{2};)?) ?[^;)]+"
 # What the shape score weighs, for strings with neither bot tokens nor browser evidence.
 SHAPE_WEIGHTS: Final[tuple[tuple[str, int], ...]] = (
     (r"^Mozilla/5\.0", -2),  # claims a modern browser, yet names no engine or browser
@@ -571,7 +569,6 @@ class Layers:
     tokens: Any
     exceptions: Any
     browsers: Any
-    impostors: Any
     device_slot: Any
     shape: _PatternSet
     shape_weights: tuple[int, ...]
@@ -594,8 +591,9 @@ def build_layers(
         tokens=_compile_tokens(),
         exceptions=_compile("|".join(EXCEPTIONS), case_sensitive=False),
         browsers=_compile("|".join(BROWSER_EVIDENCE)),
-        impostors=_compile("|".join(IMPOSTORS)),
-        device_slot=_compile(DEVICE_SLOT),
+        # Python's re, anchored where "Android " starts: no nested repetition, so linear, and
+        # it reads str as it is (RE2's wrapper re-encodes the whole string for each match)
+        device_slot=re.compile(DEVICE_SLOT),
         shape=_PatternSet([pattern for pattern, _ in SHAPE_WEIGHTS]),
         shape_weights=tuple(weight for _, weight in SHAPE_WEIGHTS),
         crawlers=_CrawlerList(crawler_patterns),
@@ -714,7 +712,8 @@ class BotDetector:
             return "empty"
         layers = self.layers
         searched = text
-        slot = layers.device_slot.search(text) if "Android" in text else None
+        start = text.find("Android ")
+        slot = layers.device_slot.match(text, start) if start >= 0 else None  # just the slot
         if slot is not None:  # cut the device's name out, keep what precedes it
             searched = text[: slot.end(1)] + text[slot.end() :]
         family = self._bot_evidence(searched)
@@ -722,7 +721,7 @@ class BotDetector:
             family = self._bot_evidence(layers.exceptions.sub(" ", searched))
         if family is not None:
             return family
-        if layers.impostors.search(text):
+        if any(impostor in text for impostor in IMPOSTORS):
             return "crawler"
         if text.startswith(COMMON_BROWSER_PREFIXES) and (
             "AppleWebKit/" in text or "Gecko/" in text or "Trident/" in text
