@@ -69,10 +69,10 @@ from ._decisions import (
 from ._errors import ConfigError
 from ._geo import CountryResolver, GeoIPPath, RecordResolver
 from ._layers import CountryLayering
-from ._layout import LAYER_ASN, LAYER_COUNTRY, LAYER_IP, WIDE, by_layer
+from ._layout import LAYER_ASN, LAYER_COUNTRY, LAYER_IP, OUTSIDE_LAYER, WIDE, by_layer
 from ._rules import SiteConfig, SiteRules, compile_rules
 from ._siteids import canonical_site_id
-from ._tables import AddressTable
+from ._tables import AddressTable, compiled_layer_of_text
 
 logger = logging.getLogger("edgefilter")
 
@@ -82,6 +82,9 @@ _inet_ntop = socket.inet_ntop
 _AF_INET: Final = socket.AF_INET
 _AF_INET6: Final = socket.AF_INET6
 _get_running_loop = asyncio.events._get_running_loop
+# The compiled reader (``_speedups``), when built and not turned off; None: the inline
+# pure-Python reader below. Tests swap it to hold both to the same decisions.
+_layer_of_text = compiled_layer_of_text
 
 
 def in_event_loop() -> bool:
@@ -412,45 +415,47 @@ class EdgeFilter:
                 return found
             rules = found
         if rules.needs_ip:
-            try:
-                if ":" in ip:  # type: ignore[operator]
-                    packed = _inet_pton(_AF_INET6, ip)  # type: ignore[arg-type]
-                    is_v4 = packed.startswith(MAPPED_PACKED_PREFIX)
-                    if is_v4:  # ::ffff:a.b.c.d is a.b.c.d
-                        packed = packed[12:]
-                else:
-                    packed = _inet_pton(_AF_INET, ip)  # type: ignore[arg-type]
-                    is_v4 = True
-            except Exception:  # not plain address text: the lenient read, which never raises
-                address = _read_hit_address(ip)
-                if address is None:
-                    return INVALID_IP
-                is_v4, packed = address[0] == V4, pack_address(address)
             table = rules.excluded_ips
             if rules.needs_layers:  # IPs, countries and ASNs in one table, once ready
                 layered = rules.country_layers.get(self._layers_key)
                 if layered is None:
-                    return self._decide_unlayered(
-                        rules, is_v4, packed, ua, path=path, hostname=hostname
-                    )
+                    return self._decide_unlayered(rules, ip, ua, path=path, hostname=hostname)
                 table = layered
-            # An inline copy of AddressTable.layer_of_packed (the layout: _layout), pinned to
-            # it by tests/test_layout.py::test_inline_lookups_agree_with_layer_of_packed.
-            if is_v4:
-                buckets, shift = table.buckets4, table.shift4
+            if _layer_of_text is not None:  # the compiled reader: parse and search, one call
+                layer = _layer_of_text(table, ip)
+                if layer >= 0:
+                    return _EXCLUSIONS[layer]
+                if layer != OUTSIDE_LAYER:  # not plain address text: the lenient read
+                    return self._decide_address(rules, table, ip, ua, path=path, hostname=hostname)
             else:
-                buckets, shift = table.buckets6, table.shift6
-            if shift < 0:  # a tag: WIDE (two-byte index), or COMPACT (IPv4 as ints)
-                if shift != WIDE:
-                    return self._decide_compact(
-                        rules, table, packed, ua, path=path, hostname=hostname
-                    )
-                bucket = buckets[packed[0] << 8 | packed[1]]
-            else:  # a shift: FLAT or BY_BYTE
-                bucket = buckets[packed[0] >> shift]
-            index = bisect_right(bucket, packed)
-            if index & 1:  # inside an interval: its end's LAYER_BYTE (the last) names the layer
-                return _EXCLUSIONS[bucket[index][-1]]
+                try:
+                    if ":" in ip:  # type: ignore[operator]
+                        packed = _inet_pton(_AF_INET6, ip)  # type: ignore[arg-type]
+                        is_v4 = packed.startswith(MAPPED_PACKED_PREFIX)
+                        if is_v4:  # ::ffff:a.b.c.d is a.b.c.d
+                            packed = packed[12:]
+                    else:
+                        packed = _inet_pton(_AF_INET, ip)  # type: ignore[arg-type]
+                        is_v4 = True
+                except Exception:  # not plain address text: the lenient read, never raising
+                    return self._decide_address(rules, table, ip, ua, path=path, hostname=hostname)
+                # An inline copy of AddressTable.layer_of_packed (the layout: _layout), pinned
+                # to it by tests/test_layout.py::test_inline_lookups_agree_with_layer_of_packed.
+                if is_v4:
+                    buckets, shift = table.buckets4, table.shift4
+                else:
+                    buckets, shift = table.buckets6, table.shift6
+                if shift < 0:  # a tag: WIDE (two-byte index), or COMPACT (bounds as ints)
+                    if shift != WIDE:
+                        return self._decide_compact(
+                            rules, table, packed, ua, path=path, hostname=hostname
+                        )
+                    bucket = buckets[packed[0] << 8 | packed[1]]
+                else:  # a shift: FLAT or BY_BYTE
+                    bucket = buckets[packed[0] >> shift]
+                index = bisect_right(bucket, packed)
+                if index & 1:  # inside an interval: its end's LAYER_BYTE names the layer
+                    return _EXCLUSIONS[bucket[index][-1]]
         if rules.has_patterns:  # paths, hostnames, user agents; each None when the site has none
             matcher = rules.excluded_paths
             if matcher is not None and path is not None:
@@ -485,22 +490,45 @@ class EdgeFilter:
                 return BOT
         return TRACKED
 
-    def _decide_unlayered(
+    def _decide_address(
         self,
         rules: SiteRules,
-        is_v4: bool,
-        packed: bytes,
+        table: AddressTable,
+        ip: object,
         ua: object,
         *,
         path: object = None,
         hostname: object = None,
     ) -> Decision:
-        """``should_track`` after the address is read, for a site with country or ASN rules
-        whose layered table is not built yet: have it built in the background, and meanwhile
-        check the IP table, then the countries' table and the ASNs' table (or the address's
-        record in each database)."""
+        """``should_track`` for an address that is not plain text (the lenient read) in the
+        site's table (layered or not), and the checks after it."""
+        address = _read_hit_address(ip)
+        if address is None:
+            return INVALID_IP
+        layer = table.layer_of_packed(pack_address(address))
+        if layer is not None:
+            return _EXCLUSIONS[layer]
+        return self._decide_after_address(rules, ua, path, hostname)
+
+    def _decide_unlayered(
+        self,
+        rules: SiteRules,
+        ip: object,
+        ua: object,
+        *,
+        path: object = None,
+        hostname: object = None,
+    ) -> Decision:
+        """``should_track`` for a site with country or ASN rules whose layered table is not
+        built yet: have it built in the background, and meanwhile read the address, and check
+        the IP table, then the countries' table and the ASNs' table (or the address's record
+        in each database)."""
         if self._layering is not None:
             self._layering.schedule(rules)
+        address = _read_hit_address(ip)
+        if address is None:
+            return INVALID_IP
+        is_v4, packed = address[0] == V4, pack_address(address)
         if rules.excluded_ips.contains_packed(packed):
             return EXCLUDED_IP
         if _in_records(self.geoip, rules.excluded_countries, is_v4, packed):

@@ -88,6 +88,11 @@ MAX_LAYERS: Final = COMPACT_LAYER_MASK + 1
 COMPACT_FIRST_BYTE_SHIFT: Final = 24 + COMPACT_TAG_BITS  # value >> this: the first byte
 COMPACT_TYPECODE: Final = "Q"
 COMPACT_INDEX_TYPECODE: Final = "I"
+RECORD6: Final = 17  # bytes of one compact IPv6 bound: the address, then its tag
+
+# What a reader of address text answers besides a layer (``_tables.layer_of_text``).
+OUTSIDE_LAYER: Final = -1  # no layer holds the address
+ASK_PYTHON: Final = -2  # not plain address text (or an odd table): the lenient Python read
 
 Value = TypeVar("Value")
 
@@ -200,6 +205,44 @@ def compact_index(values: array[int]) -> array[int] | None:
 def compact_key(packed: bytes) -> int:
     """The search key of a packed IPv4 address in a compact table."""
     return int.from_bytes(packed, "big") << COMPACT_TAG_BITS | COMPACT_PROBE
+
+
+def compact_records(intervals: Iterable[LayeredInterval]) -> bytes:
+    """IPv6 intervals as the one ``bytes`` of the compact form: ``RECORD6`` bytes per bound,
+    the address and then the tag a compact IPv4 bound keeps in its low byte."""
+    return b"".join(
+        first.to_bytes(16, "big")
+        + b"\x00"
+        + last.to_bytes(16, "big")
+        + bytes((COMPACT_END | layer,))
+        for first, last, layer in intervals
+    )
+
+
+def record_index(records: bytes, packed: bytes) -> int:
+    """``bisect_right`` of a packed IPv6 address over compact records (the reference reader;
+    the compiled one is ``_speedups``): the key is the address tagged ``COMPACT_PROBE``."""
+    key = packed + bytes((COMPACT_PROBE,))
+    low, high = 0, len(records) // RECORD6
+    while low < high:
+        middle = (low + high) // 2
+        if key < records[middle * RECORD6 : (middle + 1) * RECORD6]:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def uncompact_records(records: bytes) -> Iterator[LayeredInterval]:
+    """The intervals behind ``compact_records``."""
+    for start in range(0, len(records), 2 * RECORD6):
+        first = int.from_bytes(records[start : start + 16], "big")
+        end = start + RECORD6
+        yield (
+            first,
+            int.from_bytes(records[end : end + 16], "big"),
+            records[end + 16] & COMPACT_LAYER_MASK,
+        )
 
 
 def uncompact_bounds(values: array[int]) -> Iterator[LayeredInterval]:
