@@ -38,8 +38,9 @@ import os
 import socket
 import warnings
 from bisect import bisect_right
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
+from itertools import repeat
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, runtime_checkable
 
@@ -72,7 +73,7 @@ from ._layers import CountryLayering
 from ._layout import LAYER_ASN, LAYER_COUNTRY, LAYER_IP, OUTSIDE_LAYER, WIDE, by_layer
 from ._rules import SiteConfig, SiteRules, compile_rules
 from ._siteids import canonical_site_id
-from ._tables import AddressTable, compiled_layer_of_text
+from ._tables import AddressTable, compiled_layer_of_text, pure_layer_of_text
 
 logger = logging.getLogger("edgefilter")
 
@@ -158,6 +159,7 @@ class RulesSource(Protocol):
 
 
 _NO_SITES: Final[Mapping[str, SiteRules]] = MappingProxyType({})
+_NO_HITS: Final[tuple[Sequence[object], ...]] = ()  # decide_many called with columns
 DEFAULT_COLD_WAIT: Final = RulesSource.cold_wait
 
 
@@ -681,6 +683,168 @@ class EdgeFilter:
         canonical = _canonical_site(site)
         if canonical is not None:
             await self._aensure_source(canonical, timeout)
+
+    def decide_many(
+        self,
+        hits: Iterable[Sequence[object]] = _NO_HITS,
+        *,
+        sites: Sequence[object] | None = None,
+        ips: Sequence[object] | None = None,
+        uas: Sequence[object] | None = None,
+        paths: Sequence[object] | None = None,
+        hostnames: Sequence[object] | None = None,
+    ) -> list[Decision]:
+        """``should_track`` for many hits, the answers in order: ``hits`` as tuples ``(site,
+        ip, ua)`` or ``(site, ip, ua, path, hostname)``, or parallel sequences ``sites``,
+        ``ips``, ``uas`` (and ``paths``, ``hostnames``) of one length.
+
+        Each answer is the one ``should_track`` gives for that hit; a batch reads each
+        site's rules once, on its first hit, so a backfill is decided against the rules of
+        now, not those in force when its hits happened. Never waits for a cold site (see
+        ``adecide_many``). A hit of another shape, or sequences of unequal lengths, are a
+        ``ValueError`` naming them (the answers themselves never raise).
+        """
+        return self._decide_rows(
+            _rows(hits, sites=sites, ips=ips, uas=uas, paths=paths, hostnames=hostnames)
+        )
+
+    async def adecide_many(
+        self,
+        hits: Iterable[Sequence[object]] = _NO_HITS,
+        *,
+        sites: Sequence[object] | None = None,
+        ips: Sequence[object] | None = None,
+        uas: Sequence[object] | None = None,
+        paths: Sequence[object] | None = None,
+        hostnames: Sequence[object] | None = None,
+    ) -> list[Decision]:
+        """``decide_many`` for async callers: first await the source's ``aensure`` (up to its
+        ``cold_wait``) once for each cold site of the batch, all at once, then decide."""
+        rows = list(_rows(hits, sites=sites, ips=ips, uas=uas, paths=paths, hostnames=hostnames))
+        cold: set[str] = set()
+        for row in rows:
+            try:
+                at_hand = self._rules_for(row[0]) is not None  # type: ignore[arg-type]
+            except Exception:
+                at_hand = False
+            if not at_hand:
+                canonical = _canonical_site(row[0])
+                if canonical is not None and self._rules_for(canonical) is None:
+                    cold.add(canonical)
+        waits = [self._aensure_source(site, self._cold_wait) for site in sorted(cold)]
+        for site, outcome in zip(
+            sorted(cold), await asyncio.gather(*waits, return_exceptions=True), strict=True
+        ):
+            if isinstance(outcome, Exception):  # the decisions say what the source has
+                self._log_source_failure(site)
+        token = _AWAITED.set(True)
+        try:
+            return self._decide_rows(rows)
+        finally:
+            _AWAITED.reset(token)
+
+    def _decide_rows(self, rows: Iterable[Sequence[object]]) -> list[Decision]:  # noqa: PLR0912
+        """The loop of ``decide_many`` over ``(site, ip, ua)`` or ``(site, ip, ua, path,
+        hostname)`` rows: with the compiled reader, a site whose rules need no more than its
+        table and bots is decided here, one call of the reader a hit (C when compiled); any
+        other hit by ``should_track`` itself."""
+        layer_of_text = pure_layer_of_text if _layer_of_text is None else _layer_of_text
+        should_track = self.should_track
+        plans: dict[str, tuple[AddressTable | None, bool] | None] = {}
+        verdicts, bot_verdict = self._bot_verdicts, self._bot_verdict
+        answers: list[Decision] = []
+        append = answers.append
+        for row in rows:
+            if len(row) == 3:
+                site, ip, ua = row
+                path = hostname = None
+            elif len(row) == 5:
+                site, ip, ua, path, hostname = row
+            else:
+                raise ValueError(
+                    f"hit {row!r} is neither (site, ip, ua) nor (site, ip, ua, path, hostname)"
+                )
+            plan = None
+            if type(site) is str:
+                try:
+                    plan = plans[site]
+                except KeyError:
+                    plan = plans[site] = self._plan(site)
+            if plan is None:
+                append(should_track(site, ip, ua, path=path, hostname=hostname))
+                continue
+            table, block_bots = plan
+            if table is not None:
+                layer = layer_of_text(table, ip)
+                if layer >= 0:
+                    append(_EXCLUSIONS[layer])
+                    continue
+                if layer != OUTSIDE_LAYER:  # not plain address text: the lenient read
+                    append(should_track(site, ip, ua, path=path, hostname=hostname))
+                    continue
+            if block_bots:
+                try:
+                    verdict = verdicts[ua]  # the detector's cache
+                except Exception:
+                    verdict = bot_verdict(ua)
+                if verdict:
+                    append(BOT)
+                    continue
+            append(TRACKED)
+        return answers
+
+    def _plan(self, site: str) -> tuple[AddressTable | None, bool] | None:
+        """What ``_decide_rows`` needs of a site decided in its loop: the table to search
+        (None: the address is not read) and whether it blocks bots; None for a site that
+        ``should_track`` decides (no rules at hand, patterns, layers not built yet)."""
+        try:
+            rules = self._rules_for(site)
+        except Exception:
+            return None
+        if rules is None or rules.has_patterns:
+            return None
+        if not rules.needs_ip:
+            return None, rules.block_bots
+        table: AddressTable | None = rules.excluded_ips
+        if rules.needs_layers:
+            table = rules.country_layers.get(self._layers_key)
+            if table is None:
+                return None
+        return table, rules.block_bots
+
+
+def _rows(
+    hits: Iterable[Sequence[object]],
+    *,
+    sites: Sequence[object] | None,
+    ips: Sequence[object] | None,
+    uas: Sequence[object] | None,
+    paths: Sequence[object] | None,
+    hostnames: Sequence[object] | None,
+) -> Iterable[Sequence[object]]:
+    """The rows of ``decide_many``'s arguments: the hits, or the columns zipped."""
+    if sites is None and ips is None and uas is None and paths is None and hostnames is None:
+        return hits
+    if hits is not _NO_HITS or sites is None or ips is None or uas is None:
+        raise ValueError(
+            "decide_many takes hits as tuples, or sites, ips and uas (and paths, hostnames) "
+            "as parallel sequences, not both"
+        )
+    columns = [sites, ips, uas, *(column for column in (paths, hostnames) if column is not None)]
+    lengths = [len(column) for column in columns]
+    if len(set(lengths)) > 1:
+        raise ValueError(f"decide_many's sequences have unequal lengths {lengths}")
+    if paths is None and hostnames is None:
+        return zip(sites, ips, uas, strict=True)
+    nothing = repeat(None, lengths[0])
+    return zip(
+        sites,
+        ips,
+        uas,
+        nothing if paths is None else paths,
+        nothing if hostnames is None else hostnames,
+        strict=True,
+    )
 
 
 def _as_source(
