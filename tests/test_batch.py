@@ -26,7 +26,7 @@ from edgefilter import (
 
 from .conftest import ASN_DB, CITY_DB
 from .hostile import any_values
-from .test_compiled import database_addresses, pure_reader, text_hits
+from .readers import database_addresses, pure_reader, text_hits
 
 USER_AGENTS = ["Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0", "Googlebot/2.1", "", "qa-probe"]
 SITES = ["1", "2", "3", "4", "5", "6", "9"]  # 9 is unknown

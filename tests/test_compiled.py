@@ -10,14 +10,11 @@ import os
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
 
-import maxminddb
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -34,18 +31,20 @@ from edgefilter import (
     SiteRules,
     _filter,
     _layout,
-    _tables,
     compile_rules,
 )
 from edgefilter._tables import pure_layer_of_text
 
 from .conftest import ASN_DB, CITY_DB
-from .hostile import any_values, huge_values, leaves
+from .hostile import any_values
+from .readers import both, database_addresses, text_hits
 from .strategies import addresses, entry_lists
-from .test_layout import LARGE_SHAPES, ODD_HITS, hit_forms, large, large_probes, value_text
+from .test_layout import LARGE_SHAPES, hit_forms, large, large_probes, value_text
 
 if os.environ.get("EDGEFILTER_REQUIRE_COMPILED") == "1":
     from edgefilter import _speedups
+elif os.environ.get("EDGEFILTER_PURE") == "1":
+    pytest.skip("the compiled reader is turned off (EDGEFILTER_PURE=1)", allow_module_level=True)
 else:
     _speedups = pytest.importorskip(
         "edgefilter._speedups", reason="the compiled reader is not built"
@@ -60,46 +59,6 @@ def test_the_compiled_reader_is_active() -> None:
     """Built and not turned off, it answers the hot path, and ``edgefilter.compiled`` says so."""
     assert edgefilter.compiled is True
     assert _filter._layer_of_text is _speedups.layer_of_text
-
-
-@contextmanager
-def pure_reader() -> Iterator[None]:
-    """The pure-Python reader on the hot path and in ``AddressTable.__contains__``."""
-    saved = _filter._layer_of_text, _tables.compiled_layer_of_text
-    _filter._layer_of_text = None
-    _tables.compiled_layer_of_text = None  # type: ignore[misc]
-    try:
-        yield
-    finally:
-        _filter._layer_of_text, _tables.compiled_layer_of_text = saved  # type: ignore[misc]
-
-
-def outcome(call: Callable[[], Any]) -> Any:
-    """What ``call()`` returns, or the type of what it raises (``in`` may raise on a hostile
-    hit; the hot path never does)."""
-    try:
-        return call()
-    except Exception as error:
-        return type(error)
-
-
-def both(call: Callable[[], Any]) -> tuple[Any, Any]:
-    """The outcome of ``call()`` with the compiled reader, then with the pure one."""
-    compiled = outcome(call)
-    with pure_reader():
-        pure = outcome(call)
-    return compiled, pure
-
-
-def text_hits() -> st.SearchStrategy[object]:
-    """Hits in every form: each form of an address, odd hits, hostile and huge values."""
-    return st.one_of(
-        addresses.flatmap(lambda text: st.sampled_from(hit_forms(text))),
-        st.sampled_from(ODD_HITS),
-        st.text(alphabet="0123456789abcdefABCDEF:.%[] \x00", max_size=50),
-        leaves,
-        huge_values(),
-    )
 
 
 @given(entry_lists, entry_lists, st.booleans(), st.lists(text_hits(), max_size=8))
@@ -214,16 +173,6 @@ def decision_filter() -> tuple[OneSite, EdgeFilter]:
     asn_db.wait_compiled()
     source = OneSite()
     return source, EdgeFilter(source, geoip=geoip, asn_db=asn_db, bots=BotDetector())
-
-
-@cache
-def database_addresses() -> list[str]:
-    """The first address of each network of both test databases: countries and ASNs hit."""
-    found = []
-    for path in (CITY_DB, ASN_DB):
-        with maxminddb.open_database(str(path)) as reader:
-            found += [str(network[0]) for network, _ in reader]
-    return found
 
 
 def decision_hits() -> st.SearchStrategy[object]:

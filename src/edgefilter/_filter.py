@@ -176,7 +176,7 @@ class StaticRules(RulesSource):
     __slots__ = ("_rules", "rules_for")
 
     def __init__(
-        self, sites: Mapping[str, SiteConfig | SiteRules], *, compact_tables: bool = False
+        self, sites: Mapping[str, SiteConfig | SiteRules], *, compact_tables: bool | None = None
     ) -> None:
         rules: dict[str, SiteRules] = {}
         spellings: dict[str, object] = {}
@@ -290,10 +290,10 @@ class EdgeFilter:
     bytes or any ``os.PathLike``) or a ``CountryResolver``; without one, country rules are
     skipped (with one warning per site). ``asn_db`` is likewise a GeoLite2-ASN or GeoIP2-ISP
     ``.mmdb`` path or an ``AsnResolver``; without one, ASN rules are skipped (one warning
-    per site). ``bots`` is a ``BotDetector``; a default one is
-    made when not given. ``compact_tables=True`` compiles the configs of a mapping with
-    ``compile_rules(config, compact=True)``: many sites in little memory (a live source
-    takes the option itself, e.g. ``RulesCache(client, compact_tables=True)``).
+    per site). ``bots`` is a ``BotDetector``; a default one is made when not given.
+    ``compact_tables`` is passed to ``compile_rules`` as ``compact`` (None, the default:
+    compact with the compiled reader) for the configs of a mapping (a live source takes the
+    option itself, e.g. ``RulesCache(client, compact_tables=True)``).
 
     ``track_when_unavailable`` decides the hits of a site whose rules cannot be had right
     now: a bool for every cause, or a mapping of some of ``Reason.rules_pending``,
@@ -331,11 +331,11 @@ class EdgeFilter:
         bots: BotDetector | None = None,
         track_unknown_sites: bool = False,
         track_when_unavailable: bool | Mapping[Reason, bool] = DEFAULT_TRACK_WHEN_UNAVAILABLE,
-        compact_tables: bool = False,
+        compact_tables: bool | None = None,
     ) -> None:
         for name, flag in (
             ("track_unknown_sites", track_unknown_sites),
-            ("compact_tables", compact_tables),
+            ("compact_tables", False if compact_tables is None else compact_tables),
         ):
             if not isinstance(flag, bool):
                 raise ConfigError(f"{name} {flag!r} is not a bool")
@@ -848,7 +848,7 @@ def _rows(
 
 
 def _as_source(
-    source: Mapping[str, SiteConfig | SiteRules] | RulesSource, *, compact_tables: bool
+    source: Mapping[str, SiteConfig | SiteRules] | RulesSource, *, compact_tables: bool | None
 ) -> RulesSource:
     """The ``RulesSource`` behind ``EdgeFilter(source)``: a mapping is compiled."""
     if isinstance(source, Mapping):

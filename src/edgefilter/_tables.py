@@ -293,3 +293,5 @@ def _compiled_reader() -> LayerOfText | None:
 
 # The compiled reader of address text when it is built and not turned off; else None.
 compiled_layer_of_text: Final[LayerOfText | None] = _compiled_reader()
+# compile_rules' layout when not told: compact costs the compiled reader nothing per lookup.
+DEFAULT_COMPACT: Final = compiled_layer_of_text is not None
