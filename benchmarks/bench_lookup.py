@@ -179,6 +179,7 @@ UNKNOWN_SITE = Decision(False, Reason.unknown_site)
 DECISION_COUNTRIES = ("GB", "CN", "SE")
 DECISION_ASNS = (15169, 1221, 7018)
 DECISION_HITS = 10_000
+DECISION_ROUNDS = 15
 
 
 def mixed_entries(size: int, rng: random.Random, v6_share: float = 0.5) -> list[str]:
@@ -330,7 +331,7 @@ def decisions() -> None:
             assert agree >= 0.99 * len(hits), (name, size, agree)  # nested prefixes aside
     best: dict[tuple[str, int], float] = {}
     try:
-        for _ in range(ROUNDS):  # interleaved rounds, best of each
+        for _ in range(DECISION_ROUNDS):  # interleaved rounds, best of each
             for key, (call, reader) in calls.items():
                 _filter._layer_of_text = reader
                 best[key] = min(best.get(key, float("inf")), per_call_ns(call, hits, repeats=1))
@@ -348,7 +349,7 @@ def decisions() -> None:
         rows.append(row)
     print(
         f"should_track from a string, per hit ({DECISION_HITS:,} seeded hits, mixed families,"
-        f" 3 countries and 3 ASNs layered, bots; best of {ROUNDS}; compiled reader active:"
+        f" 3 countries and 3 ASNs layered, bots; best of {DECISION_ROUNDS}; compiled reader:"
         f" {edgefilter.compiled}):\n"
     )
     ratios = [f"{name} / pytricia" for name in names if name.startswith("edgefilter")]
