@@ -37,8 +37,8 @@ import maxminddb
 import user_agents
 
 import edgefilter
-from _common import ASN_DB, CITY_DB, fmt_ns, per_call_ns, print_table
-from edgefilter import AsnResolver, CountryResolver, EdgeFilter, SiteConfig, _filter, compile_rules
+from _common import ASN_DB, CITY_DB, fmt_ns, per_call_ns, print_table, use_reader
+from edgefilter import AsnResolver, CountryResolver, EdgeFilter, SiteConfig, compile_rules
 
 SIZES = (10, 1_000, 100_000)
 COUNTRIES = ("CN", "RU", "KP")
@@ -324,25 +324,24 @@ def print_batch(rng: random.Random, geoip: CountryResolver, asn_db: AsnResolver)
     should_track = edge_filter.should_track
     one_by_one = [should_track(*hit) for hit in hits]
     assert edge_filter.decide_many(hits) == one_by_one
-    compiled_reader = _filter._layer_of_text
-    runs: dict[str, tuple[Callable[[], object], object]] = {
-        "decide_many, compiled": (lambda: edge_filter.decide_many(hits), compiled_reader),
-        "should_track loop, compiled": (lambda: [should_track(*h) for h in hits], compiled_reader),
-        "decide_many, pure": (lambda: edge_filter.decide_many(hits), None),
-        "should_track loop, pure": (lambda: [should_track(*h) for h in hits], None),
+    runs: dict[str, tuple[Callable[[], object], bool]] = {
+        "decide_many, compiled": (lambda: edge_filter.decide_many(hits), True),
+        "should_track loop, compiled": (lambda: [should_track(*h) for h in hits], True),
+        "decide_many, pure": (lambda: edge_filter.decide_many(hits), False),
+        "should_track loop, pure": (lambda: [should_track(*h) for h in hits], False),
     }
     best = dict.fromkeys(runs, float("inf"))
     try:
         for _ in range(5):
             for name, (run, reader) in runs.items():
-                if reader is None and compiled_reader is None and "compiled" in name:
+                if reader and not edgefilter.compiled:
                     continue
-                _filter._layer_of_text = reader
+                use_reader(reader)
                 start = time.perf_counter()
                 run()
                 best[name] = min(best[name], time.perf_counter() - start)
     finally:
-        _filter._layer_of_text = compiled_reader
+        use_reader(True)
     print(
         f"\nBatch decisions (issue 17), {BATCH_HITS:,} warm hits over {BATCH_SITES} sites of 100"
         " entries (half with 3 countries and 5 ASNs layered), bots blocked, one core\n"

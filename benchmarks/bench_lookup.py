@@ -40,14 +40,13 @@ import pytricia
 import radix
 
 import edgefilter
-from _common import ASN_DB, CITY_DB, fmt_ns, per_call_ns, print_table
+from _common import ASN_DB, CITY_DB, fmt_ns, per_call_ns, print_table, use_reader
 from edgefilter import (
     AddressTable,
     AsnResolver,
     CountryResolver,
     EdgeFilter,
     SiteConfig,
-    _filter,
     compile_rules,
 )
 from edgefilter._decisions import (
@@ -293,9 +292,8 @@ def decisions() -> None:
     asn_db.wait_compiled()
     countries, asns = database_networks()
     hits = decision_hits(random.Random(SEED))
-    compiled_reader = _filter._layer_of_text
-    readers = {"compiled": compiled_reader, "pure": None}
-    calls: dict[tuple[str, int], tuple[Callable[..., object], object]] = {}
+    readers = {"compiled": True, "pure": False}
+    calls: dict[tuple[str, int], tuple[Callable[..., object], bool]] = {}
     for size in SIZES:
         entries = mixed_entries(size, random.Random(SEED + size))
         config = SiteConfig(
@@ -306,12 +304,12 @@ def decisions() -> None:
         )
         answers = {}
         for name, reader in readers.items():
-            if name == "compiled" and reader is None:
+            if reader and not edgefilter.compiled:
                 continue
             rules = compile_rules(config, compact=name == "compiled")
             edge_filter = EdgeFilter({"1": rules}, geoip=geoip, asn_db=asn_db)
             assert edge_filter.prepare(rules)
-            _filter._layer_of_text = reader
+            use_reader(reader)
             answers[name] = [edge_filter.should_track(*hit) for hit in hits]
             calls[f"edgefilter {name}", size] = (edge_filter.should_track, reader)
         verdicts = edge_filter.bots.verdicts
@@ -323,8 +321,8 @@ def decisions() -> None:
         ]
         for radix_tree, name in ((False, "pytricia"), (True, "py-radix")):
             call = trie_should_track({"1": TrieSite(rules_list, radix_tree)}, verdicts, radix_tree)
-            calls[name, size] = (call, compiled_reader)
-        _filter._layer_of_text = compiled_reader
+            calls[name, size] = (call, True)
+        use_reader(True)
         pytricia_answers = [calls["pytricia", size][0](*hit) for hit in hits]
         for name, decided in answers.items():
             agree = sum(a is b for a, b in zip(decided, pytricia_answers, strict=True))
@@ -333,10 +331,10 @@ def decisions() -> None:
     try:
         for _ in range(DECISION_ROUNDS):  # interleaved rounds, best of each
             for key, (call, reader) in calls.items():
-                _filter._layer_of_text = reader
+                use_reader(reader)
                 best[key] = min(best.get(key, float("inf")), per_call_ns(call, hits, repeats=1))
     finally:
-        _filter._layer_of_text = compiled_reader
+        use_reader(True)
     names = sorted(
         {name for name, _ in calls}, key=lambda name: list(calls).index((name, SIZES[0]))
     )

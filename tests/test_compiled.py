@@ -59,6 +59,7 @@ def test_the_compiled_reader_is_active() -> None:
     """Built and not turned off, it answers the hot path, and ``edgefilter.compiled`` says so."""
     assert edgefilter.compiled is True
     assert _filter._layer_of_text is _speedups.layer_of_text
+    assert _filter._layer_of_hit is _speedups.layer_of_hit
 
 
 @given(entry_lists, entry_lists, st.booleans(), st.lists(text_hits(), max_size=8))
@@ -185,7 +186,7 @@ def decision_hits() -> st.SearchStrategy[object]:
 @given(
     entry_lists,
     st.booleans(),
-    st.booleans(),
+    st.sampled_from(["no layers", "layered", "layers not built"]),
     st.booleans(),
     st.lists(
         st.tuples(
@@ -201,29 +202,58 @@ def decision_hits() -> st.SearchStrategy[object]:
 def test_should_track_decides_as_the_pure_build(
     entries: list[str],
     compact: bool,
-    layered: bool,
+    layers: str,
     block_bots: bool,
     hits: list[tuple[object, object, object, object]],
 ) -> None:
     """Whole decisions (IPs, countries, ASNs layered or not yet, paths, bots; odd sites,
     addresses and user agents) are the same Decision with either reader."""
     source, edge_filter = decision_filter()
+    with_layers = layers != "no layers"
     config = SiteConfig(
         excluded_ips=tuple(entries),
-        excluded_countries=("US", "GB", "CN") if layered else (),
-        excluded_asns=(15169, 1221, 209) if layered else (),
+        excluded_countries=("US", "GB", "CN") if with_layers else (),
+        excluded_asns=(15169, 1221, 209) if with_layers else (),
         excluded_paths=("/admin*",),
         block_bots=block_bots,
     )
     rules = compile_rules(config, compact=compact)
-    if layered:
+    if layers == "layered":
         assert edge_filter.prepare(rules)
     source.sites[SITE] = rules
     for site, ip, ua, path in hits:
+        if layers == "layers not built":
+            rules.country_layers.clear()  # built in the background after a hit: undone
         hit = (site, ip, ua)
         compiled, pure = both(lambda hit=hit, path=path: edge_filter.should_track(*hit, path=path))
         assert isinstance(compiled, Decision)
         assert compiled is pure, (site, ip, ua, path)
+
+
+class Rules(SiteRules):
+    """Not exactly SiteRules: read through its attributes."""
+
+    __slots__ = ()
+
+
+@pytest.mark.parametrize("derived", [False, True], ids=["SiteRules", "a subclass"])
+def test_layer_of_hit_reads_the_table_hits_are_searched_in(derived: bool) -> None:
+    """The IP table without layers; with them, the layered table once built (UNLAYERED
+    before); odd rules, keys and addresses are left to Python."""
+    kind = Rules if derived else SiteRules
+    table = AddressTable.from_entries(["10.0.0.0/8"])[0]
+    plain = kind(excluded_ips=table, needs_ip=True)
+    assert _speedups.layer_of_hit(plain, None, "10.1.2.3") == 0
+    assert _speedups.layer_of_hit(plain, None, "::ffff:11.1.2.3") == _layout.OUTSIDE_LAYER
+    layered = kind(excluded_ips=table, excluded_countries=frozenset({"US"}), needs_ip=True)
+    assert layered.needs_layers
+    key = object()
+    assert _speedups.layer_of_hit(layered, key, "10.1.2.3") == _layout.UNLAYERED
+    layered.country_layers[key] = AddressTable.layered(AddressTable(), table)
+    assert _speedups.layer_of_hit(layered, key, "10.1.2.3") == 1
+    assert _speedups.layer_of_hit(layered, [], "10.1.2.3") == _layout.ASK_PYTHON  # unhashable
+    assert _speedups.layer_of_hit(layered, key, " 10.1.2.3") == _layout.ASK_PYTHON
+    assert _speedups.layer_of_hit(object(), key, "10.1.2.3") == _layout.ASK_PYTHON
 
 
 def test_decision_probes_reach_every_address_decision() -> None:

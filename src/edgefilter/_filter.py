@@ -73,7 +73,12 @@ from ._layers import CountryLayering
 from ._layout import LAYER_ASN, LAYER_COUNTRY, LAYER_IP, OUTSIDE_LAYER, WIDE, by_layer
 from ._rules import SiteConfig, SiteRules, compile_rules
 from ._siteids import canonical_site_id
-from ._tables import AddressTable, compiled_layer_of_text, pure_layer_of_text
+from ._tables import (
+    AddressTable,
+    compiled_layer_of_hit,
+    compiled_layer_of_text,
+    pure_layer_of_text,
+)
 
 logger = logging.getLogger("edgefilter")
 
@@ -84,8 +89,9 @@ _AF_INET: Final = socket.AF_INET
 _AF_INET6: Final = socket.AF_INET6
 _get_running_loop = asyncio.events._get_running_loop
 # The compiled reader (``_speedups``), when built and not turned off; None: the inline
-# pure-Python reader below. Tests swap it to hold both to the same decisions.
+# pure-Python reader below. Tests swap both to hold the readers to the same decisions.
 _layer_of_text = compiled_layer_of_text
+_layer_of_hit = compiled_layer_of_hit(SiteRules)
 
 
 def in_event_loop() -> bool:
@@ -417,19 +423,19 @@ class EdgeFilter:
                 return found
             rules = found
         if rules.needs_ip:
-            table = rules.excluded_ips
-            if rules.needs_layers:  # IPs, countries and ASNs in one table, once ready
-                layered = rules.country_layers.get(self._layers_key)
-                if layered is None:
-                    return self._decide_unlayered(rules, ip, ua, path=path, hostname=hostname)
-                table = layered
-            if _layer_of_text is not None:  # the compiled reader: parse and search, one call
-                layer = _layer_of_text(table, ip)
+            if _layer_of_hit is not None:  # the compiled reader: the table, parse, search
+                layer = _layer_of_hit(rules, self._layers_key, ip)
                 if layer >= 0:
                     return _EXCLUSIONS[layer]
-                if layer != OUTSIDE_LAYER:  # not plain address text: the lenient read
-                    return self._decide_address(rules, table, ip, ua, path=path, hostname=hostname)
+                if layer != OUTSIDE_LAYER:  # not plain text, or layers not built yet
+                    return self._decide_slowly(rules, ip, ua, path=path, hostname=hostname)
             else:
+                table = rules.excluded_ips
+                if rules.needs_layers:  # IPs, countries and ASNs in one table, once ready
+                    layered = rules.country_layers.get(self._layers_key)
+                    if layered is None:
+                        return self._decide_unlayered(rules, ip, ua, path=path, hostname=hostname)
+                    table = layered
                 try:
                     if ":" in ip:  # type: ignore[operator]
                         packed = _inet_pton(_AF_INET6, ip)  # type: ignore[arg-type]
@@ -491,6 +497,19 @@ class EdgeFilter:
             if verdict:  # a bot family; "" is a person
                 return BOT
         return TRACKED
+
+    def _decide_slowly(
+        self, rules: SiteRules, ip: object, ua: object, *, path: object, hostname: object
+    ) -> Decision:
+        """``should_track`` after the compiled reader did not answer: the site's layered
+        table is not built yet, or the address is not plain text (the lenient read)."""
+        table = rules.excluded_ips
+        if rules.needs_layers:
+            layered = rules.country_layers.get(self._layers_key)
+            if layered is None:
+                return self._decide_unlayered(rules, ip, ua, path=path, hostname=hostname)
+            table = layered
+        return self._decide_address(rules, table, ip, ua, path=path, hostname=hostname)
 
     def _decide_address(
         self,

@@ -93,6 +93,7 @@ RECORD6: Final = 17  # bytes of one compact IPv6 bound: the address, then its ta
 # What a reader of address text answers besides a layer (``_tables.layer_of_text``).
 OUTSIDE_LAYER: Final = -1  # no layer holds the address
 ASK_PYTHON: Final = -2  # not plain address text (or an odd table): the lenient Python read
+UNLAYERED: Final = -3  # the site's layered table is not built yet (``_speedups.layer_of_hit``)
 
 Value = TypeVar("Value")
 

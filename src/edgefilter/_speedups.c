@@ -2,6 +2,12 @@
  * in one C call. Optional: edgefilter works without it (pure Python, the same answers),
  * and its answers are held to the pure reader's by tests/test_compiled.py.
  *
+ * layer_of_hit(rules, key, ip) -> int
+ *   layer_of_text on the table a SiteRules' hits are searched in: its layered table in
+ *   ``rules.country_layers[key]`` when ``rules.needs_layers``, else ``rules.excluded_ips``;
+ *   UNLAYERED (-3) when that layered table is not built yet (the Python side then decides
+ *   from the tables apart), ASK_PYTHON (-2) for what layer_of_text leaves to Python.
+ *
  * layer_of_text(table, ip) -> int
  *   the layer of the table holding the address (0 and up), OUTSIDE (-1) when none does, or
  *   ASK_PYTHON (-2) when this reader does not answer: ``ip`` is not a plain ``str`` of
@@ -26,6 +32,7 @@
 
 #define OUTSIDE (-1)
 #define ASK_PYTHON (-2)
+#define UNLAYERED (-3)
 
 /* _layout's constants, checked against the Python ones by bind(). */
 #define FLAT_SHIFT 8
@@ -45,6 +52,14 @@ static PyObject *field_strings[FIELD_COUNT];
 static Py_ssize_t field_offsets[FIELD_COUNT];
 static PyTypeObject *bound_type = NULL;
 
+enum rules_field { EXCLUDED_IPS, NEEDS_LAYERS, COUNTRY_LAYERS, RULES_FIELD_COUNT };
+static const char *rules_field_names[RULES_FIELD_COUNT] = {
+    "excluded_ips", "needs_layers", "country_layers",
+};
+static PyObject *rules_field_strings[RULES_FIELD_COUNT];
+static Py_ssize_t rules_field_offsets[RULES_FIELD_COUNT];
+static PyTypeObject *bound_rules_type = NULL;
+
 static const unsigned char mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
 
 /* The field of table, borrowed (NULL when missing); *owned is set when it must be released. */
@@ -56,6 +71,23 @@ field_of(PyObject *table, enum field which, int *owned)
         return *(PyObject **)((char *)table + field_offsets[which]);
     }
     PyObject *value = PyObject_GetAttr(table, field_strings[which]);
+    if (value == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    *owned = 1;
+    return value;
+}
+
+/* The field of a SiteRules, as field_of reads an AddressTable's. */
+static PyObject *
+rules_field_of(PyObject *rules, enum rules_field which, int *owned)
+{
+    *owned = 0;
+    if (Py_TYPE(rules) == bound_rules_type) {
+        return *(PyObject **)((char *)rules + rules_field_offsets[which]);
+    }
+    PyObject *value = PyObject_GetAttr(rules, rules_field_strings[which]);
     if (value == NULL) {
         PyErr_Clear();
         return NULL;
@@ -298,6 +330,59 @@ layer_of_text(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyObject *
+layer_of_hit(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        return PyLong_FromLong(ASK_PYTHON);
+    }
+    unsigned char packed[16];
+    int width = parse_text(args[2], packed);
+    if (width == 0) {
+        return PyLong_FromLong(ASK_PYTHON);
+    }
+    int owned_flag, owned_table, owned_layers;
+    PyObject *needs_layers = rules_field_of(args[0], NEEDS_LAYERS, &owned_flag);
+    if (needs_layers == NULL) {
+        return PyLong_FromLong(ASK_PYTHON);
+    }
+    int layered = needs_layers == Py_True;
+    int known = layered || needs_layers == Py_False;
+    release(needs_layers, owned_flag);
+    if (!known) {
+        return PyLong_FromLong(ASK_PYTHON);
+    }
+    if (!layered) {
+        PyObject *table = rules_field_of(args[0], EXCLUDED_IPS, &owned_table);
+        if (table == NULL) {
+            return PyLong_FromLong(ASK_PYTHON);
+        }
+        int layer = layer_of_address(table, packed, width == 4);
+        release(table, owned_table);
+        return PyLong_FromLong(layer);
+    }
+    PyObject *layers = rules_field_of(args[0], COUNTRY_LAYERS, &owned_layers);
+    if (layers == NULL || !PyDict_CheckExact(layers)) {
+        if (layers != NULL) {
+            release(layers, owned_layers);
+        }
+        return PyLong_FromLong(ASK_PYTHON);
+    }
+    PyObject *table = PyDict_GetItemWithError(layers, args[1]); /* borrowed */
+    int layer;
+    if (table == NULL) {
+        layer = PyErr_Occurred() ? ASK_PYTHON : UNLAYERED; /* an unhashable key: Python */
+        PyErr_Clear();
+    }
+    else {
+        Py_INCREF(table); /* the dict may change while this reads it (another thread) */
+        layer = layer_of_address(table, packed, width == 4);
+        Py_DECREF(table);
+    }
+    release(layers, owned_layers);
+    return PyLong_FromLong(layer);
+}
+
+static PyObject *
 layer_of_packed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 2 || !PyBytes_CheckExact(args[1])) {
@@ -340,6 +425,27 @@ layers_of_texts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return answers;
 }
 
+/* The offsets of the object slots ``names`` of ``type``; -1 with TypeError if one is not. */
+static int
+slot_offsets(PyTypeObject *type, const char **names, int count, Py_ssize_t *offsets)
+{
+    for (int which = 0; which < count; which++) {
+        PyObject *descriptor = PyDict_GetItemString(type->tp_dict, names[which]);
+        if (descriptor == NULL || Py_TYPE(descriptor) != &PyMemberDescr_Type) {
+            PyErr_Format(PyExc_TypeError, "%s has no slot %s", type->tp_name, names[which]);
+            return -1;
+        }
+        PyMemberDef *member = ((PyMemberDescrObject *)descriptor)->d_member;
+        if (member->type != T_OBJECT_EX) {
+            PyErr_Format(PyExc_TypeError, "slot %s of %s is not an object slot", names[which],
+                         type->tp_name);
+            return -1;
+        }
+        offsets[which] = member->offset;
+    }
+    return 0;
+}
+
 /* bind(cls, constants): read the slots of exact instances of cls at their offsets; check that
  * the layout's constants are the ones compiled in. */
 static PyObject *
@@ -362,6 +468,7 @@ bind_table(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         {"RECORD6", RECORD6},
         {"OUTSIDE_LAYER", OUTSIDE},
         {"ASK_PYTHON", ASK_PYTHON},
+        {"UNLAYERED", UNLAYERED},
     };
     for (size_t index = 0; index < sizeof constants / sizeof constants[0]; index++) {
         PyObject *value = PyDict_GetItemString(args[1], constants[index].name);
@@ -375,18 +482,8 @@ bind_table(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     PyTypeObject *type = (PyTypeObject *)args[0];
     Py_ssize_t offsets[FIELD_COUNT];
-    for (int which = 0; which < FIELD_COUNT; which++) {
-        PyObject *descriptor = PyDict_GetItemString(type->tp_dict, field_names[which]);
-        if (descriptor == NULL || Py_TYPE(descriptor) != &PyMemberDescr_Type) {
-            PyErr_Format(PyExc_TypeError, "%s has no slot %s", type->tp_name, field_names[which]);
-            return NULL;
-        }
-        PyMemberDef *member = ((PyMemberDescrObject *)descriptor)->d_member;
-        if (member->type != T_OBJECT_EX) {
-            PyErr_Format(PyExc_TypeError, "slot %s is not an object slot", field_names[which]);
-            return NULL;
-        }
-        offsets[which] = member->offset;
+    if (slot_offsets(type, field_names, FIELD_COUNT, offsets) < 0) {
+        return NULL;
     }
     memcpy(field_offsets, offsets, sizeof offsets);
     Py_INCREF(type);
@@ -394,15 +491,38 @@ bind_table(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* bind_rules(cls): read exact instances of cls (SiteRules) at its slots' offsets. */
+static PyObject *
+bind_rules(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 1 || !PyType_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "bind_rules takes a class");
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)args[0];
+    Py_ssize_t offsets[RULES_FIELD_COUNT];
+    if (slot_offsets(type, rules_field_names, RULES_FIELD_COUNT, offsets) < 0) {
+        return NULL;
+    }
+    memcpy(rules_field_offsets, offsets, sizeof offsets);
+    Py_INCREF(type);
+    Py_XSETREF(bound_rules_type, type);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"layer_of_text", (PyCFunction)(void (*)(void))layer_of_text, METH_FASTCALL,
      "layer_of_text(table, ip): the layer holding ip, -1 outside, -2 for Python to read."},
+    {"layer_of_hit", (PyCFunction)(void (*)(void))layer_of_hit, METH_FASTCALL,
+     "layer_of_hit(rules, key, ip): layer_of_text on the table rules' hits are searched in."},
     {"layer_of_packed", (PyCFunction)(void (*)(void))layer_of_packed, METH_FASTCALL,
      "layer_of_packed(table, packed): the layer holding a packed address, -1, or -2."},
     {"layers_of_texts", (PyCFunction)(void (*)(void))layers_of_texts, METH_FASTCALL,
      "layers_of_texts(table, ips): layer_of_text of each ip, as a list."},
     {"bind", (PyCFunction)(void (*)(void))bind_table, METH_FASTCALL,
      "bind(cls, constants): read exact instances of cls at its slots' offsets."},
+    {"bind_rules", (PyCFunction)(void (*)(void))bind_rules, METH_FASTCALL,
+     "bind_rules(cls): read exact instances of cls (SiteRules) at its slots' offsets."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -417,6 +537,12 @@ PyInit__speedups(void)
     for (int which = 0; which < FIELD_COUNT; which++) {
         field_strings[which] = PyUnicode_InternFromString(field_names[which]);
         if (field_strings[which] == NULL) {
+            return NULL;
+        }
+    }
+    for (int which = 0; which < RULES_FIELD_COUNT; which++) {
+        rules_field_strings[which] = PyUnicode_InternFromString(rules_field_names[which]);
+        if (rules_field_strings[which] == NULL) {
             return NULL;
         }
     }
