@@ -21,9 +21,11 @@ def use_reader(compiled: bool) -> None:
 
     if compiled:
         _filter._layer_of_text = _tables.compiled_layer_of_text
-        _filter._layer_of_hit = _tables.compiled_layer_of_hit(_filter.SiteRules)
+        _filter._decision_of_hit = _tables.compiled_decision_of_hit(
+            _filter.SiteRules, _filter._EXCLUSIONS
+        )
     else:
-        _filter._layer_of_text = _filter._layer_of_hit = None
+        _filter._layer_of_text = _filter._decision_of_hit = None
 
 
 def per_call_ns(

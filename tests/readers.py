@@ -21,13 +21,13 @@ from .test_layout import ODD_HITS, hit_forms
 @contextmanager
 def pure_reader() -> Iterator[None]:
     """The pure-Python reader on the hot path and in ``AddressTable.__contains__``."""
-    saved = _filter._layer_of_text, _filter._layer_of_hit, _tables.compiled_layer_of_text
-    _filter._layer_of_text = _filter._layer_of_hit = None
+    saved = _filter._layer_of_text, _filter._decision_of_hit, _tables.compiled_layer_of_text
+    _filter._layer_of_text = _filter._decision_of_hit = None
     _tables.compiled_layer_of_text = None  # type: ignore[misc]
     try:
         yield
     finally:
-        _filter._layer_of_text, _filter._layer_of_hit, _tables.compiled_layer_of_text = saved  # type: ignore[misc]
+        _filter._layer_of_text, _filter._decision_of_hit, _tables.compiled_layer_of_text = saved  # type: ignore[misc]
 
 
 def outcome(call: Callable[[], Any]) -> Any:

@@ -33,6 +33,7 @@ from edgefilter import (
     _layout,
     compile_rules,
 )
+from edgefilter._decisions import EXCLUDED_COUNTRY, EXCLUDED_IP
 from edgefilter._tables import pure_layer_of_text
 
 from .conftest import ASN_DB, CITY_DB
@@ -59,7 +60,7 @@ def test_the_compiled_reader_is_active() -> None:
     """Built and not turned off, it answers the hot path, and ``edgefilter.compiled`` says so."""
     assert edgefilter.compiled is True
     assert _filter._layer_of_text is _speedups.layer_of_text
-    assert _filter._layer_of_hit is _speedups.layer_of_hit
+    assert _filter._decision_of_hit is _speedups.decision_of_hit
 
 
 @given(entry_lists, entry_lists, st.booleans(), st.lists(text_hits(), max_size=8))
@@ -239,7 +240,8 @@ class Rules(SiteRules):
 @pytest.mark.parametrize("derived", [False, True], ids=["SiteRules", "a subclass"])
 def test_layer_of_hit_reads_the_table_hits_are_searched_in(derived: bool) -> None:
     """The IP table without layers; with them, the layered table once built (UNLAYERED
-    before); odd rules, keys and addresses are left to Python."""
+    before); odd rules, keys and addresses are left to Python. ``decision_of_hit`` answers
+    each layer's decision, None outside, False for the rest."""
     kind = Rules if derived else SiteRules
     table = AddressTable.from_entries(["10.0.0.0/8"])[0]
     plain = kind(excluded_ips=table, needs_ip=True)
@@ -254,6 +256,13 @@ def test_layer_of_hit_reads_the_table_hits_are_searched_in(derived: bool) -> Non
     assert _speedups.layer_of_hit(layered, [], "10.1.2.3") == _layout.ASK_PYTHON  # unhashable
     assert _speedups.layer_of_hit(layered, key, " 10.1.2.3") == _layout.ASK_PYTHON
     assert _speedups.layer_of_hit(object(), key, "10.1.2.3") == _layout.ASK_PYTHON
+    decisions = [
+        _speedups.decision_of_hit(rules, key, ip)
+        for rules, ip in ((plain, "10.1.2.3"), (plain, "11.1.2.3"), (layered, "10.1.2.3"))
+    ]
+    assert decisions == [EXCLUDED_IP, None, EXCLUDED_COUNTRY]
+    assert _speedups.decision_of_hit(layered, key, "x") is False
+    assert _speedups.decision_of_hit(layered, object(), "10.1.2.3") is False  # not built
 
 
 def test_decision_probes_reach_every_address_decision() -> None:

@@ -75,7 +75,7 @@ from ._rules import SiteConfig, SiteRules, compile_rules
 from ._siteids import canonical_site_id
 from ._tables import (
     AddressTable,
-    compiled_layer_of_hit,
+    compiled_decision_of_hit,
     compiled_layer_of_text,
     pure_layer_of_text,
 )
@@ -91,7 +91,6 @@ _get_running_loop = asyncio.events._get_running_loop
 # The compiled reader (``_speedups``), when built and not turned off; None: the inline
 # pure-Python reader below. Tests swap both to hold the readers to the same decisions.
 _layer_of_text = compiled_layer_of_text
-_layer_of_hit = compiled_layer_of_hit(SiteRules)
 
 
 def in_event_loop() -> bool:
@@ -106,6 +105,9 @@ R = TypeVar("R", bound=RecordResolver[Any])
 _EXCLUSIONS: Final = by_layer(
     {LAYER_IP: EXCLUDED_IP, LAYER_COUNTRY: EXCLUDED_COUNTRY, LAYER_ASN: EXCLUDED_ASN}
 )
+# The compiled reader from a site's rules to a decision (``_speedups.decision_of_hit``):
+# a layer's decision, None (in no layer) or False (Python decides); None when not active.
+_decision_of_hit = compiled_decision_of_hit(SiteRules, _EXCLUSIONS)
 
 
 @runtime_checkable
@@ -423,11 +425,12 @@ class EdgeFilter:
                 return found
             rules = found
         if rules.needs_ip:
-            if _layer_of_hit is not None:  # the compiled reader: the table, parse, search
-                layer = _layer_of_hit(rules, self._layers_key, ip)
-                if layer >= 0:
-                    return _EXCLUSIONS[layer]
-                if layer != OUTSIDE_LAYER:  # not plain text, or layers not built yet
+            if _decision_of_hit is not None:  # the compiled reader: table, parse, search
+                decision = _decision_of_hit(rules, self._layers_key, ip)
+                if decision is not None:
+                    if decision is not False:
+                        return decision  # type: ignore[return-value]
+                    # not plain text, or the layers not built yet
                     return self._decide_slowly(rules, ip, ua, path=path, hostname=hostname)
             else:
                 table = rules.excluded_ips

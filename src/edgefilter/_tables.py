@@ -293,18 +293,21 @@ def _compiled_reader() -> LayerOfText | None:
 
 # The compiled reader of address text when it is built and not turned off; else None.
 compiled_layer_of_text: Final[LayerOfText | None] = _compiled_reader()
-LayerOfHit = Callable[[object, object, object], int]
+DecisionOfHit = Callable[[object, object, object], object]
 
 
-def compiled_layer_of_hit(rules_class: type) -> LayerOfHit | None:
-    """``_speedups.layer_of_hit`` with ``rules_class`` (``SiteRules``) bound, or None when
-    the compiled reader is not active: for ``_filter``, which knows both classes."""
+def compiled_decision_of_hit(
+    rules_class: type, decisions: tuple[object, ...]
+) -> DecisionOfHit | None:
+    """``_speedups.decision_of_hit`` with ``rules_class`` (``SiteRules``) and the decision
+    of each layer bound, or None when the compiled reader is not active: for ``_filter``,
+    which knows them."""
     if compiled_layer_of_text is None:
         return None
     from . import _speedups  # noqa: PLC0415  (there: compiled_layer_of_text is its function)
 
-    _speedups.bind_rules(rules_class)
-    return _speedups.layer_of_hit
+    _speedups.bind_rules(rules_class, decisions)
+    return _speedups.decision_of_hit
 
 
 # compile_rules' layout when not told: compact costs the compiled reader nothing per lookup.
