@@ -4,7 +4,7 @@ A table holds, per family, disjoint ``(first, last, layer)`` intervals (``_inter
 builds them) in one of two forms, so that the hot path can search the output of
 ``socket.inet_pton`` with one ``bisect`` and no conversion.
 
-The packed form (IPv6 always, IPv4 by default). Each interval is two bounds of big-endian
+The packed form (``compact=False``). Each interval is two bounds of big-endian
 bytes: its start, ``first`` in ``width`` bytes (4 or 16), and its end, ``last`` in ``width``
 bytes followed by one byte, its layer (``LAYER_BYTE``, the last). An address of ``width``
 bytes sorts below that end exactly when it is at most ``last``, so it lies inside an
@@ -21,7 +21,8 @@ path, ``shift < 0``. A bucket that starts inside an interval begins with ``OPEN_
 that ends inside an interval is closed with that interval's end (so the bound found at an
 odd index always names the layer).
 
-The compact form (IPv4 with ``compact=True``). ``compact4`` is one ``array('Q')``: a start
+The compact form (``compact=True``; ``compile_rules``' default with the compiled reader). For
+IPv4, ``compact4`` is one ``array('Q')``: a start
 is ``first << COMPACT_TAG_BITS`` and an end ``last << COMPACT_TAG_BITS | COMPACT_END |
 layer``; an address ``v`` is searched as ``v << COMPACT_TAG_BITS | COMPACT_PROBE``
 (``compact_key``), which sorts above every start and below every end of the same value, so
@@ -29,7 +30,11 @@ parity and layers work as in the packed form, and an end's layer is ``end &
 COMPACT_LAYER_MASK`` (hence at most ``MAX_LAYERS`` layers in any table). Over
 ``BUCKET_THRESHOLD`` bounds, ``compact_index4`` (``array('I')`` of 257) says where each first
 byte's values start: the values of first byte ``b`` (``value >> COMPACT_FIRST_BYTE_SHIFT ==
-b``) are ``compact4[compact_index4[b]:compact_index4[b + 1]]``; otherwise it is None.
+b``) are ``compact4[compact_index4[b]:compact_index4[b + 1]]``; otherwise it is None. For
+IPv6, ``compact6`` is one ``bytes`` of ``RECORD6``-byte records, each a bound's 16 address
+bytes and then the tag byte a compact IPv4 bound keeps in its low byte (0 for a start,
+``COMPACT_END | layer`` for an end), searched (``record_index``) with the address and
+``COMPACT_PROBE``, in bytes' order; ``shift6`` is then ``COMPACT``.
 
 Layers. A site's table layers its rules in the order of the layer numbers: ``LAYER_IP`` (its
 excluded IPs), ``LAYER_COUNTRY`` (the addresses of its excluded countries) and ``LAYER_ASN``
@@ -45,9 +50,11 @@ its own ``inet_pton`` (kept for ``benchmarks/bench_lookup.py``); ``EdgeFilter.sh
 whose ``_EXCLUSIONS`` maps layers to decisions; ``EdgeFilter._decide_compact``, the compact
 reader, which calls ``layer_of_packed``; ``_layers.CountryLayering.layer``, which builds a
 site's table as ``AddressTable.layered(excluded_ips, countries)``, the order of the layer
-numbers; and ``unpack_intervals`` and ``uncompact_bounds`` here, which read the intervals
-back. ``tests/test_layout.py::test_inline_lookups_agree_with_layer_of_packed`` pins both
-inline copies to the reference reader on packed, wide, compact and layered tables.
+numbers; ``unpack_intervals``, ``uncompact_bounds`` and ``uncompact_records`` here, which read
+the intervals back; and the compiled reader, ``_speedups.c``, which checks these constants
+when it binds (``bind``). ``tests/test_layout.py::test_inline_lookups_agree_with_layer_of_packed``
+pins both inline copies to the reference reader on packed, wide, compact and layered tables,
+and ``tests/test_compiled.py`` the compiled reader.
 """
 
 from __future__ import annotations
