@@ -30,7 +30,10 @@ test: lint compiled
 	EDGEFILTER_PURE=1 $(BIN)/pytest
 	EDGEFILTER_REQUIRE_COMPILED=1 $(BIN)/pytest -q tests/test_compiled.py tests/test_batch.py
 
+# Rybbit's loop in Node (benchmarks/rybbit) is measured too when node and npm are installed.
 bench: compiled
+	@if command -v node >/dev/null && command -v npm >/dev/null; then \
+		npm ci --prefix benchmarks/rybbit --silent --no-audit --no-fund; fi
 	@for script in benchmarks/bench_*.py; do \
 		echo "== $$script"; $(BIN)/python $$script || exit 1; echo; \
 	done

@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import gc
 import ipaddress
+import json
 import random
 import resource
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -353,6 +356,48 @@ def decisions() -> None:
     ratios = [f"{name} / pytricia" for name in names if name.startswith("edgefilter")]
     print_table(["entries", *names, *ratios], rows)
     print("\nGoal (issue 17): edgefilter compiled / pytricia <= 1.00x at every size.\n")
+    rybbit = rybbit_loop_ns(
+        {size: mixed_entries(size, random.Random(SEED + size)) for size in SIZES}, hits
+    )
+    if rybbit is None:
+        return
+    rows = [
+        [f"{size:,}", fmt_ns(rybbit[size]), fmt_ns(best["edgefilter compiled", size]),
+         f"{rybbit[size] / best['edgefilter compiled', size]:,.0f}x"]
+        for size in SIZES
+    ]  # fmt: skip
+    print(
+        "Rybbit's per-hit loop in Node (benchmarks/rybbit/loop.mjs: its linear scan over the"
+        " excluded IPs with the ip-address package; IPs only, no countries, ASNs or bots), on"
+        " the same entries and hit addresses, against edgefilter's whole should_track above:\n"
+    )
+    print_table(["entries", "Rybbit (Node)", "edgefilter compiled", "Rybbit / edgefilter"], rows)
+    print()
+
+
+RYBBIT_LOOP = Path(__file__).resolve().parent / "rybbit"
+
+
+def rybbit_loop_ns(
+    sizes: dict[int, list[str]], hits: list[tuple[object, ...]]
+) -> dict[int, float] | None:
+    """Nanoseconds per hit of Rybbit's loop in Node, by size; None (said so) without node or
+    without its package installed (``make bench`` runs ``npm ci`` in benchmarks/rybbit)."""
+    node = shutil.which("node")
+    if node is None or not (RYBBIT_LOOP / "node_modules" / "ip-address").is_dir():
+        print("Rybbit's loop in Node: skipped (needs node, and npm ci in benchmarks/rybbit)\n")
+        return None
+    payload = {
+        "sizes": {str(size): entries for size, entries in sizes.items()},
+        "ips": [hit[1] for hit in hits],
+        "rounds": {str(size): 3 if size <= 1_000 else 1 for size in sizes},
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as data:
+        json.dump(payload, data)
+        data.flush()
+        argv = [node, str(RYBBIT_LOOP / "loop.mjs"), data.name]
+        answer = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=600)
+    return {int(size): found["ns"] for size, found in json.loads(answer.stdout).items()}
 
 
 def resident_bytes() -> int:
