@@ -138,6 +138,7 @@ class RulesFeed(RulesSource):
         self._ready = threading.Event()
         self._closed = threading.Event()
         self._lock = threading.Lock()
+        self._save_lock = threading.Lock()
         self._counts = dict.fromkeys(COUNTERS, 0)
         self._failure: Reason | None = None
         self._error: BaseException | None = None
@@ -224,6 +225,8 @@ class RulesFeed(RulesSource):
                 answer = self.client.edge_rules(since, wait=self.wait)
                 self._apply(answer)
             except Exception as error:  # any failure: keep the state, back off, retry
+                if self._closed.is_set():
+                    break
                 failures += 1
                 self._failed(error, failures)
                 self._closed.wait(_backoff(failures, self.max_backoff))
@@ -377,8 +380,14 @@ class RulesFeed(RulesSource):
         """Write the state to ``snapshot_path`` (atomically) when it changed, at most every
         ``snapshot_interval`` seconds unless ``force``."""
         path = self.snapshot_path
+        if path is None:
+            return
+        with self._save_lock:  # close() saves from another thread than the feed's
+            self._save_to(path, force=force)
+
+    def _save_to(self, path: Path, *, force: bool) -> None:
         now = self.clock()
-        if path is None or not self._dirty or self._held.epoch is None:
+        if not self._dirty or self._held.epoch is None:
             return
         if not force and now - self._saved_at < self.snapshot_interval:
             return
