@@ -128,8 +128,23 @@ class SitesApiClient:
             "timeout": timeout,
         }
         self._client = httpx.Client(transport=transport, **self._options)
+        self._transport = transport
         self._async_transport = async_transport
         self._async: httpx.AsyncClient | None = None
+
+    def copy(self) -> SitesApiClient:
+        """A new client with the same URL, key, timeout and transports, and pools of its own
+        (for a thread or an event loop of its own)."""
+        copied = SitesApiClient(
+            self.base_url,
+            None,
+            timeout=self._options["timeout"],
+            transport=self._transport,
+            async_transport=self._async_transport,
+        )
+        copied._options["headers"] = dict(self._options["headers"])
+        copied._client.headers.update(self._options["headers"])
+        return copied
 
     # --- plumbing -----------------------------------------------------------------------
 

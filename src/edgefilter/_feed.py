@@ -147,6 +147,7 @@ class RulesFeed(RulesSource):
         self._dirty = False
         self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._thread: threading.Thread | None = None
+        self._stop: Callable[[], object] | None = None
         if self.snapshot_path is not None:
             self._load_snapshot(self.snapshot_path)
         if start:
@@ -208,13 +209,39 @@ class RulesFeed(RulesSource):
                 raise TimeoutError(f"the rules feed held no state within {timeout:g} s")
 
     def close(self) -> None:
-        """Stop the thread after its read in flight, and save the state (the client stays
-        open)."""
-        self._closed.set()
+        """Stop the thread (its read in flight is cancelled) and save the state; the client
+        stays open (the thread reads through a copy of it)."""
+        with self._lock:
+            self._closed.set()
+            stop = self._stop
+        if stop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has ended already
+                stop()
         self._wake_async_waiters()
         self._save_snapshot(force=True)
 
     def _run(self) -> None:
+        """The feed's thread: an event loop of its own, so that ``close`` can cancel a held
+        read at once (the server then frees its place)."""
+        asyncio.run(self._arun())
+
+    async def _arun(self) -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        with self._lock:
+            if self._closed.is_set():
+                return
+            self._stop = lambda: loop.call_soon_threadsafe(task.cancel)
+        client = self.client.copy()  # its async pool lives and dies with this loop
+        try:
+            await self._read_forever(client)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            await client.aclose()
+
+    async def _read_forever(self, client: SitesApiClient) -> None:
         failures = 0
         while not self._closed.is_set():
             held = self._held
@@ -222,20 +249,18 @@ class RulesFeed(RulesSource):
             started = self.clock()
             self._bump("requests")
             try:
-                answer = self.client.edge_rules(since, wait=self.wait)
+                answer = await client.aedge_rules(since, wait=self.wait)
                 self._apply(answer)
             except Exception as error:  # any failure: keep the state, back off, retry
-                if self._closed.is_set():
-                    break
                 failures += 1
                 self._failed(error, failures)
-                self._closed.wait(_backoff(failures, self.max_backoff))
+                await asyncio.sleep(_backoff(failures, self.max_backoff))
                 continue
             if failures:
                 logger.info("the rules feed answers again: rules are current")
             failures = 0
             self._save_snapshot()
-            self._closed.wait(self._pause(answer, self.clock() - started))
+            await asyncio.sleep(self._pause(answer, self.clock() - started))
 
     def _pause(self, answer: FeedAnswer, took: float) -> float:
         """Seconds to wait before the next read."""

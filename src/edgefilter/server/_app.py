@@ -18,7 +18,8 @@ Where it differs from Rybbit, and why:
 - ``GET /api/edge/rules`` is ours: the versioned rules feed of every site a key may read,
   with deltas and push (see ``_feed``). An ``edge`` key (the role is ours) reads the rules
   of every organisation, there and on the site reads, and nothing else: no private link,
-  no write.
+  no write. The feed remembers a key's holder for ``KEY_MEMORY`` (10 s): a revoked key
+  reads it for as long.
 - ``POST /api/sites/:orgId`` also takes ``type`` (``web`` or ``mobile``, default ``web``),
   checked as the config update checks it.
 - Rybbit v2.7's ``excludedPaths``, ``excludedHostnames``, ``excludedUserAgents`` (its zod
@@ -50,6 +51,7 @@ import hashlib
 import json
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final, TypeVar
 
@@ -107,7 +109,9 @@ CONFIG_FIELDS: Final = frozenset(SITE_FLAGS) | {"domain", "name", "type"} | LIST
 PRIVATE_LINK_ACTIONS: Final = frozenset({"generate_private_link_key", "revoke_private_link_key"})
 MAX_QUOTED: Final = 40  # characters of a client's value an error message quotes
 MAX_REASON: Final = 160  # characters of one detail's reason
-READY_TIMEOUT: Final = 5.0  # seconds /readyz waits for the database's SELECT 1
+READY_TIMEOUT: Final = 5.0
+KEY_MEMORY: Final = 10.0  # seconds the feed remembers a key's holder (a revoked key: as long)
+MAX_KEYS_REMEMBERED: Final = 10_000  # seconds /readyz waits for the database's SELECT 1
 
 
 def _error_answer(error: ApiError) -> JSONResponse:
@@ -200,6 +204,7 @@ class SitesApi:
         feed_max_waiters: int = DEFAULT_MAX_WAITERS,
     ) -> None:
         self.store = store
+        self._feed_keys: dict[str, tuple[Principal, float]] = {}
         self.feed = RulesFeedEndpoint(store, max_wait=feed_max_wait, max_waiters=feed_max_waiters)
         self.max_body_bytes = max_body_bytes
         self.max_excluded_ips = max_excluded_ips
@@ -349,8 +354,18 @@ class SitesApi:
         return JSONResponse({"success": True})
 
     async def edge_rules(self, request: Request) -> Response:
-        """GET /api/edge/rules"""
-        principal = await run_in_threadpool(self.principal, request)
+        """GET /api/edge/rules; the key's holder is remembered for ``KEY_MEMORY`` seconds,
+        so that a fleet woken at once by a change costs no query per node."""
+        header = request.headers.get("authorization", "")
+        now = time.monotonic()
+        remembered = self._feed_keys.get(header)
+        if remembered is not None and remembered[1] > now:
+            principal: Principal | None = remembered[0]
+        else:
+            principal = await run_in_threadpool(self.principal, request)
+            if len(self._feed_keys) >= MAX_KEYS_REMEMBERED:
+                self._feed_keys.clear()
+            self._feed_keys[header] = (principal, now + KEY_MEMORY)  # type: ignore[assignment]
         assert principal is not None
         scope = feed_scope(principal.role, principal.organization_id)
         return await self.feed.rules(request, scope)

@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .._errors import ApiError
-from ._store import EDGE_ROLE, FeedChanges, FeedClock, SiteStore, feed_channel
+from ._store import EDGE_ROLE, FeedChanges, SiteStore, feed_channel
 
 logger = logging.getLogger("edgefilter")
 
@@ -94,10 +94,6 @@ class FeedSignal:
         return True
 
 
-def _etag(clock: FeedClock, scope: str | None) -> str:
-    return f'"{clock.epoch}.{scope or "all"}.{clock.version}"'
-
-
 def _accepts_gzip(request: Request) -> bool:
     accepted = request.headers.get("accept-encoding", "").lower()
     return any(part.split(";")[0].strip() == "gzip" for part in accepted.split(","))
@@ -117,6 +113,7 @@ class RulesFeedEndpoint:
         self.max_wait = max_wait
         self.max_waiters = max_waiters
         self.waiting = 0
+        self.epoch = ""  # the database's, read with its clock
         self.signal = FeedSignal()
         self._bodies: OrderedDict[tuple[Any, ...], asyncio.Future[tuple[bytes, bytes]]] = (
             OrderedDict()
@@ -126,43 +123,71 @@ class RulesFeedEndpoint:
     # --- the endpoint -----------------------------------------------------------------
 
     async def rules(self, request: Request, scope: str | None) -> Response:
-        """GET /api/edge/rules for a key whose sites are ``scope`` (None: every org)."""
+        """GET /api/edge/rules for a key whose sites are ``scope`` (None: every org).
+
+        A held read that a commit wakes answers from the signal's version and the shared
+        body, without a query of its own; the database's clock is read for a snapshot, a
+        read that does not wait, a ``since`` past the signal, and a wait that timed out
+        (so a change the signal missed, e.g. on SQLite served by several workers, is seen
+        at the latest when the wait ends).
+        """
         since = _since(request.query_params.get("since"))
         wait = min(_wait(request.query_params.get("wait")), self.max_wait)
-        clock = await run_in_threadpool(self.store.feed_clock)
-        etag = _etag(clock, scope)
-        unchanged = since == clock.version
+        version = self.signal.version
+        if since is None or wait == 0 or since > version:
+            version = await self._read_clock()
+        etag = self._etag(scope, version)
         if since is None and etag in {
             tag.strip() for tag in request.headers.get("if-none-match", "").split(",")
         }:
             return _not_modified(etag)
-        if unchanged and since is not None and wait > 0:
+        if since == version and wait > 0:
             if self.waiting >= self.max_waiters:
                 return _not_modified(etag, retry_after=RETRY_AFTER)
             self.waiting += 1
             try:
-                woken = await self.signal.wait_past(since, wait)
+                woken = await self._held(request, since, wait)
             finally:
                 self.waiting -= 1
-            if woken:
-                clock = await run_in_threadpool(self.store.feed_clock)
-                etag = _etag(clock, scope)
-                unchanged = since == clock.version
-        if unchanged:
+            version = self.signal.version if woken else await self._read_clock()
+            etag = self._etag(scope, version)
+        if since == version:
             return _not_modified(etag)
-        raw, packed = await self._body(scope, since, clock)
+        raw, packed = await self._body(scope, since, version)
         headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
         if packed and _accepts_gzip(request):
             headers["Content-Encoding"] = "gzip"
             return Response(packed, media_type="application/json", headers=headers)
         return Response(raw, media_type="application/json", headers=headers)
 
+    async def _read_clock(self) -> int:
+        """The database's version now; the signal learns it too."""
+        clock = await run_in_threadpool(self.store.feed_clock)
+        self.epoch = clock.epoch
+        self.signal.changed(clock.version)
+        return clock.version
+
+    def _etag(self, scope: str | None, version: int) -> str:
+        return f'"{self.epoch}.{scope or "all"}.{version}"'
+
+    async def _held(self, request: Request, since: int, wait: float) -> bool:
+        """Hold until a version past ``since`` commits (True), ``wait`` ends or the client
+        goes away (False): a node that hangs up frees its place at once."""
+        woken = asyncio.ensure_future(self.signal.wait_past(since, wait))
+        gone = asyncio.ensure_future(_disconnected(request))
+        try:
+            await asyncio.wait({woken, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+            gone.cancel()
+        return woken.done() and not woken.cancelled() and woken.result()
+
     async def _body(
-        self, scope: str | None, since: int | None, clock: FeedClock
+        self, scope: str | None, since: int | None, version: int
     ) -> tuple[bytes, bytes]:
-        """The answer's body and its gzip form (empty when too small), built once per key."""
-        full = since is None or since < clock.floor or since > clock.version
-        key = (scope, None if full else since, clock.epoch, clock.version)
+        """The answer's body and its gzip form (empty when too small), built once per scope,
+        since and version, however many nodes ask at once."""
+        key = (scope, since, version)
         future = self._bodies.get(key)
         if future is None:
             future = asyncio.ensure_future(run_in_threadpool(self._build, scope, since))
@@ -188,6 +213,7 @@ class RulesFeedEndpoint:
     async def running(self) -> AsyncIterator[None]:
         """For the app's lifespan: bind the signal, and listen on PostgreSQL."""
         clock = await run_in_threadpool(self.store.feed_clock)
+        self.epoch = clock.epoch
         self.signal.bind(asyncio.get_running_loop(), clock.version)
         listener = None
         if self.store.is_postgresql:
@@ -233,6 +259,12 @@ class RulesFeedEndpoint:
                 failing = True
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, LISTEN_BACKOFF[1])
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client disconnects (the request has no body left to read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def feed_scope(role: str, organization_id: str) -> str | None:
