@@ -11,7 +11,8 @@ per-site ``RulesCache``.
   sites that changed, in that thread, and swaps each one into the hot dict whole; a
   deleted site leaves it. A snapshot (the first, or one the server sends because the node
   was away past its retained window, or changed database) is compiled aside, then swapped
-  in, then the sites it no longer has are dropped: the hot path never stops.
+  in a slice at a time, then the sites it no longer has are dropped: the hot path goes on
+  deciding throughout (see ``_replace`` for what it does with the garbage collector).
 - **It knows every site.** The hot path reads a plain dict (``rules_for`` is its ``get``);
   once a state is held, a site that is not in it is unknown at once (``resolve`` answers
   None): a flood of made-up ids makes no API request at all.
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import math
 import os
@@ -55,6 +57,8 @@ SNAPSHOT_FORMAT: Final = 1
 FIRST_BACKOFF: Final = 0.1
 # A 304 that comes back this soon (as a share of ``wait``) was not held: poll instead.
 UNHELD_SHARE: Final = 0.1
+QUIET_GC_AT: Final = 10_000  # sites in a snapshot past which it is built with the GC off
+SWAP_SLICE: Final = 4096  # hot-dict entries swapped in per call
 COUNTERS: Final = (
     "requests",
     "snapshots",
@@ -321,20 +325,34 @@ class RulesFeed(RulesSource):
             self._wake_async_waiters()
 
     def _replace(self, answer: FeedAnswer) -> None:
-        """A full snapshot: compiled aside, swapped in, then what it lacks dropped."""
-        sites: dict[int, tuple[Json, SiteRules, tuple[str, ...]]] = {}
-        fresh: dict[str, SiteRules] = {}
-        for site in answer.sites:
-            compiled = self._compile(site)
-            if compiled is not None:
-                sites[compiled[0]] = compiled[1]
-                fresh.update(dict.fromkeys(compiled[1][2], compiled[1][1]))
-        self._hot.update(fresh)
-        for alias in [alias for alias in self._hot if alias not in fresh]:
-            self._hot.pop(alias, None)
-        held = self._held
-        held.sites, held.epoch, held.version = sites, answer.epoch, answer.version
-        self._dirty = True
+        """A full snapshot: compiled aside, swapped in a slice at a time, then what it lacks
+        dropped. A large one (``QUIET_GC_AT`` sites or more) is built with the collector off
+        and its objects frozen (``gc.freeze``): the collector's full passes over a million new
+        objects would stop every thread for a third of a second (``bench_feed.py``); frozen,
+        they are still freed by reference counting when replaced."""
+        quiet = len(answer.sites) >= QUIET_GC_AT and gc.isenabled()
+        if quiet:
+            gc.disable()
+        try:
+            sites: dict[int, tuple[Json, SiteRules, tuple[str, ...]]] = {}
+            fresh: dict[str, SiteRules] = {}
+            for site in answer.sites:
+                compiled = self._compile(site)
+                if compiled is not None:
+                    sites[compiled[0]] = compiled[1]
+                    fresh.update(dict.fromkeys(compiled[1][2], compiled[1][1]))
+            pairs = list(fresh.items())
+            for start in range(0, len(pairs), SWAP_SLICE):  # each slice: one short C call
+                self._hot.update(pairs[start : start + SWAP_SLICE])
+            for alias in [alias for alias in self._hot if alias not in fresh]:
+                self._hot.pop(alias, None)
+            held = self._held
+            held.sites, held.epoch, held.version = sites, answer.epoch, answer.version
+            self._dirty = True
+        finally:
+            if quiet:
+                gc.freeze()
+                gc.enable()
 
     def _patch(self, changed: Iterable[Json], deleted: Iterable[int]) -> None:
         """A delta: each changed site swapped in whole, each deleted one dropped."""
