@@ -321,7 +321,7 @@ async def run_feed(
     await asyncio.wait_for(ready.wait(), 300)
     await asyncio.sleep(0.5)
     sent: dict[str, float] = {}
-    rng = random.Random(SEED)
+    order = random.Random(SEED).sample(range(1, site_count + 1), site_count)
     async with httpx.AsyncClient(
         base_url=base, headers={"Authorization": f"Bearer {owner_key}"}
     ) as owner:
@@ -331,7 +331,7 @@ async def run_feed(
         while time.monotonic() - began < seconds:
             change += 1
             marker = f"10.{change // 256}.{change % 256}.1"
-            site = rng.randrange(1, site_count + 1)
+            site = order[change % len(order)]  # distinct sites: a marker is never overwritten
             sent[marker] = time.monotonic()
             reply = await owner.put(f"/api/sites/{site}/config", json={"excludedIPs": [marker]})
             reply.raise_for_status()

@@ -182,14 +182,22 @@ def test_an_edge_key_reads_every_organisation_and_writes_nothing(feed_api: FeedA
     mine = feed_api.new_site()
     with SitesApiClient(feed_api.url, other_owner) as client:
         theirs = str(client.create_site(other_org, "other.example", "Theirs")["siteId"])
+        gone = str(client.create_site(other_org, "gone.example", "Gone")["siteId"])
     with feed_api.edge() as edge, feed_api.owner() as owner:
+        version = owner.edge_rules().version
+        with SitesApiClient(feed_api.url, other_owner) as client:
+            client.delete_site(gone)
         assert {str(s["siteId"]) for s in edge.edge_rules().sites} == {mine, theirs}
         assert {str(s["siteId"]) for s in owner.edge_rules().sites} == {mine}
+        assert edge.edge_rules(version).deleted == (int(gone),)
+        assert owner.edge_rules(version).deleted == ()  # another org's deletes are not told
         assert edge.site(theirs)["domain"] == "other.example"
         assert edge.excluded_ips(theirs) == []
+    refused = "Forbidden: an edge key reads rules only"
     with feed_api.http() as client:
-        assert client.get(f"/api/sites/{theirs}/private-link-config").status_code == 403
-        assert client.put(f"/api/sites/{mine}/config", json={"public": True}).status_code == 403
+        assert client.get(f"/api/sites/{theirs}/private-link-config").json()["error"] == refused
+        answer = client.put(f"/api/sites/{mine}/config", json={"public": True})
+        assert (answer.status_code, answer.json()["error"]) == (403, refused)
         assert client.delete(f"/api/sites/{theirs}").status_code == 403
         body = {"domain": "x.example", "name": "x"}
         assert client.post(f"/api/sites/{feed_api.org_id}", json=body).status_code == 403
@@ -292,26 +300,24 @@ def test_a_node_applies_changes_and_deletes(feed_api: FeedApi) -> None:
 def test_a_node_offline_past_the_window_resyncs_with_a_full_snapshot(database: str) -> None:
     """Deletes past max_tombstones while a node was away: it gets a full snapshot, and holds
     exactly the sites that exist."""
-    with serving(database, max_tombstones=2) as api:
+    with serving(database, max_tombstones=2) as api, api.edge() as client:
         sites = [api.new_site() for _ in range(5)]
-        with api.edge() as client:
-            version = client.edge_rules().version
-            with api.owner() as owner:
-                for site in sites[:3]:
-                    owner.delete_site(site)
-            answer = client.edge_rules(version)
-            assert answer.full
-            assert {str(site["siteId"]) for site in answer.sites} == set(sites[3:])
-            assert not client.edge_rules(answer.version - 2).full  # type: ignore[operator]
-        with api.edge() as client:
-            feed = RulesFeed(client, start=False, wait=0.5)
-            feed._apply(client_snapshot(api, None))
-            feed._held.version = version  # the node was at the version before the deletes
-            feed.start()
-            eventually(lambda: feed.stats()["snapshots"] == 2)
-            assert set(feed.known_sites()) >= set(sites[3:])
-            assert not set(feed.known_sites()) & set(sites[:3])
-            feed.close()
+        feed = RulesFeed(client, start=False, wait=0.5)
+        before = client.edge_rules()
+        feed._apply(before)
+        assert set(sites) <= set(feed.known_sites())
+        with api.owner() as owner:
+            for site in sites[:3]:
+                owner.delete_site(site)
+        answer = client.edge_rules(before.version)
+        assert answer.full
+        assert {str(site["siteId"]) for site in answer.sites} == set(sites[3:])
+        assert not client.edge_rules(answer.version - 2).full  # type: ignore[operator]
+        feed.start()
+        eventually(lambda: feed.stats()["snapshots"] == 2)
+        assert set(feed.known_sites()) >= set(sites[3:])
+        assert not set(feed.known_sites()) & set(sites[:3])
+        feed.close()
 
 
 def client_snapshot(api: FeedApi, since: int | None) -> Any:
@@ -425,3 +431,29 @@ def test_bad_options_are_config_errors(option: dict[str, Any]) -> None:
     """Each bad option is a ConfigError naming it."""
     with pytest.raises(ConfigError, match=next(iter(option))):
         RulesFeed(SitesApiClient("http://127.0.0.1:1", None), start=False, **option)
+
+
+def test_a_node_that_hangs_up_frees_its_place(feed_api: FeedApi) -> None:
+    """A held read whose client goes away stops waiting at once, not when its wait ends."""
+    with feed_api.edge() as client:
+        version = client.edge_rules().version
+    with feed_api.http() as http, pytest.raises(httpx.ReadTimeout):
+        http.get(f"/api/edge/rules?since={version}&wait=20", timeout=0.3)
+    assert eventually(lambda: _waiting(feed_api) == 0, timeout=3) < 2
+
+
+def test_a_node_of_another_database_takes_a_full_snapshot(feed_api: FeedApi) -> None:
+    """A state held from another database (another epoch) is replaced by a snapshot, even
+    when its version happens to be the server's."""
+    site = feed_api.new_site()
+    with feed_api.edge() as client:
+        feed = RulesFeed(client, start=False, wait=0.5)
+        answer = client.edge_rules()
+        feed._apply(answer)
+        feed._held.epoch = "0123456789abcdef"
+        feed._held.sites.clear()
+        feed._hot.clear()
+        feed.start()
+        eventually(lambda: feed.stats()["snapshots"] == 2)
+        assert set(feed.known_sites()) >= {site}
+        feed.close()
