@@ -23,6 +23,7 @@ from edgefilter.server._store import SiteStore, engine_for
 
 from .live import FaultInjector, unused_port
 from .test_server import postgres_url
+from .test_server_spec import check_answer
 
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0"
 
@@ -457,3 +458,22 @@ def test_a_node_of_another_database_takes_a_full_snapshot(feed_api: FeedApi) -> 
         eventually(lambda: feed.stats()["snapshots"] == 2)
         assert set(feed.known_sites()) >= {site}
         feed.close()
+
+
+def test_the_feed_answers_as_the_openapi_document_says(feed_api: FeedApi) -> None:
+    """Snapshot, delta, 304 and 400 answers of the feed fit the spec's schemas."""
+    site = feed_api.new_site(excludedIPs=["192.0.2.1"], type="mobile", blockBots=False)
+    with feed_api.http() as client:
+        snapshot = client.get("/api/edge/rules")
+        version = snapshot.json()["version"]
+        with feed_api.owner() as owner:
+            owner.delete_site(site)
+        answers = [
+            snapshot,
+            client.get(f"/api/edge/rules?since={version}"),
+            client.get(f"/api/edge/rules?since={version + 1}&wait=0"),
+            client.get("/api/edge/rules?since=x"),
+        ]
+    assert [answer.status_code for answer in answers] == [200, 200, 304, 400]
+    for answer in answers:
+        check_answer(answer)

@@ -16,7 +16,13 @@ from typing import Any
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from edgefilter import FeedAnswer, RulesFeed, SitesApiClient
 from edgefilter._rules import SiteConfig, compile_rules
@@ -128,6 +134,6 @@ class FeedMachine(RuleBasedStateMachine):
 def test_snapshot_then_deltas_equal_a_fresh_snapshot(shared_api: FeedApi, tmp_path: Path) -> None:
     """Any sequence of creates, updates, deletes and syncs: the nodes hold a fresh snapshot."""
     FeedMachine.api = shared_api
-    runner = FeedMachine.TestCase()
-    runner.settings = settings(max_examples=12, stateful_step_count=10, deadline=None)
-    runner.runTest()
+    run_state_machine_as_test(
+        FeedMachine, settings=settings(max_examples=12, stateful_step_count=10, deadline=None)
+    )
