@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .._errors import ApiError
-from ._store import EDGE_ROLE, FeedChanges, SiteStore, feed_channel
+from ._store import EDGE_ROLE, FeedChanges, FeedClock, SiteStore, feed_channel
 
 logger = logging.getLogger("edgefilter")
 
@@ -212,12 +212,16 @@ class RulesFeedEndpoint:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """For the app's lifespan: bind the signal, and listen on PostgreSQL."""
-        clock = await run_in_threadpool(self.store.feed_clock)
+        try:
+            clock = await run_in_threadpool(self.store.feed_clock)
+        except Exception as error:  # the server starts without its database (readyz says so)
+            logger.warning("rules feed: the clock cannot be read at start-up (%s)", error)
+            clock = FeedClock("", 0, 0)
         self.epoch = clock.epoch
         self.signal.bind(asyncio.get_running_loop(), clock.version)
         listener = None
         if self.store.is_postgresql:
-            listener = asyncio.ensure_future(self._listen(clock.epoch))
+            listener = asyncio.ensure_future(self._listen())
         try:
             yield
         finally:
@@ -226,7 +230,7 @@ class RulesFeedEndpoint:
                 with contextlib.suppress(asyncio.CancelledError):
                     await listener
 
-    async def _listen(self, epoch: str) -> None:
+    async def _listen(self) -> None:
         """``LISTEN`` on the epoch's channel for ever, reconnecting with backoff."""
         import psycopg  # noqa: PLC0415  (the postgres extra, only on PostgreSQL)
 
@@ -239,9 +243,11 @@ class RulesFeedEndpoint:
                 async with await psycopg.AsyncConnection.connect(
                     conninfo, autocommit=True
                 ) as connection:
-                    await connection.execute(f'LISTEN "{feed_channel(epoch)}"')
                     clock = await run_in_threadpool(self.store.feed_clock)
-                    self.signal.changed(clock.version)  # what was missed while away
+                    self.epoch = clock.epoch
+                    await connection.execute(f'LISTEN "{feed_channel(clock.epoch)}"')
+                    # What was missed while away (read after LISTEN: nothing falls between).
+                    await self._read_clock()
                     if failing:
                         logger.info("rules feed: listening for changes again")
                     backoff, failing = LISTEN_BACKOFF[0], False
