@@ -479,3 +479,26 @@ def test_the_feed_answers_as_the_openapi_document_says(feed_api: FeedApi) -> Non
     assert [answer.status_code for answer in answers] == [200, 200, 304, 400]
     for answer in answers:
         check_answer(answer)
+
+
+def test_nodes_below_the_window_share_one_snapshot_build(database: str) -> None:
+    """Nodes at different versions below the window get the same full snapshot, built once;
+    nodes at the same version share one delta build."""
+    with serving(database, max_tombstones=1) as api:
+        sites = [api.new_site() for _ in range(4)]
+        with api.owner() as owner:
+            for site in sites[:2]:
+                owner.delete_site(site)
+        store = api.faults.app.state.store
+        builds: list[int | None] = []
+        original = store.feed_changes
+
+        def counted(scope: str | None, since: int | None) -> Any:
+            builds.append(since)
+            return original(scope, since)
+
+        store.feed_changes = counted
+        with api.edge() as client:
+            answers = [client.edge_rules(since) for since in (1, 2, 3, 5, 5)]  # floor: 5
+        assert [answer.full for answer in answers] == [True] * 3 + [False] * 2
+        assert builds == [None, 5]

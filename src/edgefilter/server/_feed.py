@@ -44,7 +44,8 @@ logger = logging.getLogger("edgefilter")
 DEFAULT_MAX_WAIT: Final = 30.0  # seconds a long poll may be held
 DEFAULT_MAX_WAITERS: Final = 10_000
 RETRY_AFTER: Final = 5  # seconds a refused waiter is told to wait before asking again
-BODY_CACHE: Final = 32  # bodies kept (each per scope, since and version)
+DELTA_BODIES: Final = 32  # delta bodies kept (each per scope, since and version)
+SNAPSHOT_BODIES: Final = 2  # full snapshots kept (100,000 sites: about 10 MB each)
 GZIP_LEVEL: Final = 6
 MIN_GZIP: Final = 512  # bytes below which a body is sent as it is
 LISTEN_BACKOFF: Final = (0.1, 5.0)  # first and longest wait between reconnections
@@ -118,6 +119,10 @@ class RulesFeedEndpoint:
         self._bodies: OrderedDict[tuple[Any, ...], asyncio.Future[tuple[bytes, bytes]]] = (
             OrderedDict()
         )
+        self._snapshots: OrderedDict[tuple[Any, ...], asyncio.Future[tuple[bytes, bytes]]] = (
+            OrderedDict()
+        )
+        self.floor = 0  # the database's, as last read: below it a since gets a snapshot
         store.on_commit.append(self.signal.announce)
 
     # --- the endpoint -----------------------------------------------------------------
@@ -163,7 +168,7 @@ class RulesFeedEndpoint:
     async def _read_clock(self) -> int:
         """The database's version now; the signal learns it too."""
         clock = await run_in_threadpool(self.store.feed_clock)
-        self.epoch = clock.epoch
+        self.epoch, self.floor = clock.epoch, clock.floor
         self.signal.changed(clock.version)
         return clock.version
 
@@ -187,18 +192,21 @@ class RulesFeedEndpoint:
     ) -> tuple[bytes, bytes]:
         """The answer's body and its gzip form (empty when too small), built once per scope,
         since and version, however many nodes ask at once."""
+        if since is not None and since < self.floor:
+            since = None  # below the window: the same full snapshot for every such node
+        bodies = self._snapshots if since is None else self._bodies
         key = (scope, since, version)
-        future = self._bodies.get(key)
+        future = bodies.get(key)
         if future is None:
             future = asyncio.ensure_future(run_in_threadpool(self._build, scope, since))
-            self._bodies[key] = future
-            while len(self._bodies) > BODY_CACHE:
-                self._bodies.popitem(last=False)
+            bodies[key] = future
+            while len(bodies) > (SNAPSHOT_BODIES if since is None else DELTA_BODIES):
+                bodies.popitem(last=False)
         try:
             return await asyncio.shield(future)
         except BaseException:
-            if self._bodies.get(key) is future and future.done():
-                del self._bodies[key]  # a failed build is not kept: the next request retries
+            if bodies.get(key) is future and future.done():
+                del bodies[key]  # a failed build is not kept: the next request retries
             raise
 
     def _build(self, scope: str | None, since: int | None) -> tuple[bytes, bytes]:
