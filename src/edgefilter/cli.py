@@ -31,12 +31,8 @@ from .middleware import PROXY_HEADERS
 
 LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
 DEFAULT_DB: Final = "sqlite:///edgefilter.db"
-ROLES: Final = (
-    "owner",
-    "admin",
-    "member",
-    "edge",
-)  # edgefilter.server._store.ROLES (a test checks)
+# edgefilter.server._store.ROLES (a test checks)
+ROLES: Final = ("owner", "admin", "member", "edge")
 DB_SCHEMES: Final = ("sqlite", "postgresql", "postgresql+psycopg")
 API_FACTORY: Final = "edgefilter.cli:api_app_from_environment"
 PROXY_FACTORY: Final = "edgefilter.cli:proxy_app_from_environment"
