@@ -233,16 +233,23 @@ class RulesFeed(RulesSource):
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
+        reading = True
+
+        def cancel_read() -> None:  # on this loop: never once the reads are over
+            if reading:
+                task.cancel()
+
         with self._lock:
             if self._closed.is_set():
                 return
-            self._stop = lambda: loop.call_soon_threadsafe(task.cancel)
+            self._stop = lambda: loop.call_soon_threadsafe(cancel_read)
         client = self.client.copy()  # its async pool lives and dies with this loop
         try:
             await self._read_forever(client)
         except asyncio.CancelledError:
             pass
         finally:
+            reading = False
             await client.aclose()
 
     async def _read_forever(self, client: SitesApiClient) -> None:
