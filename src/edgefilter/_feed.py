@@ -201,9 +201,9 @@ class RulesFeed(RulesSource):
             self._thread.start()
 
     def check(self, timeout: float = 10.0) -> None:
-        """Block until a state is held; raise the read's error (``ApiAuthError``,
-        ``ApiUnreachableError``, ...) when it failed first, ``TimeoutError`` past
-        ``timeout``."""
+        """Block until a state is held (at once when the snapshot file gave one); raise the
+        read's error (``ApiAuthError``, ``ApiUnreachableError``, ...) when it failed first,
+        ``TimeoutError`` past ``timeout``."""
         deadline = time.monotonic() + timeout
         while not self._ready.wait(0.01):
             error = self._error
