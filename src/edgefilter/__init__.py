@@ -2,10 +2,10 @@
 
 ``import edgefilter`` loads the core only (rules, tables, bots, the hot path: maxminddb,
 google-re2, orjson, and the compiled reader when it is built: ``edgefilter.compiled``). The
-live-rules names ``RulesCache``, ``SitesApiClient`` and ``FetchedConfig`` are imported on
-first use, with httpx and cachetools (the ``client`` extra); the applications live in
-subpackages (``edgefilter.server``, ``edgefilter.proxy``, ``edgefilter.demo``) with extras
-of their own.
+live-rules names ``RulesCache``, ``RulesFeed``, ``SitesApiClient``, ``FetchedConfig`` and
+``FeedAnswer`` are imported on first use, with httpx and cachetools (the ``client`` extra);
+the applications live in subpackages (``edgefilter.server``, ``edgefilter.proxy``,
+``edgefilter.demo``) with extras of their own.
 """
 
 import importlib as _importlib
@@ -42,10 +42,17 @@ compiled: bool = _compiled_reader is not None
 
 if _typing.TYPE_CHECKING:
     from ._cache import RulesCache
-    from ._client import FetchedConfig, SitesApiClient
+    from ._client import FeedAnswer, FetchedConfig, SitesApiClient
+    from ._feed import RulesFeed
 
 # Public names whose modules need an extra, by the module that defines them.
-_LAZY = {"RulesCache": "._cache", "SitesApiClient": "._client", "FetchedConfig": "._client"}
+_LAZY = {
+    "RulesCache": "._cache",
+    "RulesFeed": "._feed",
+    "SitesApiClient": "._client",
+    "FetchedConfig": "._client",
+    "FeedAnswer": "._client",
+}
 
 __all__ = [
     "AddressTable",
@@ -62,12 +69,14 @@ __all__ = [
     "DecisionCounters",
     "EdgeFilter",
     "EdgeFilterError",
+    "FeedAnswer",
     "FetchedConfig",
     "GeoIPError",
     "IntervalTable",
     "MalformedResponseError",
     "Reason",
     "RulesCache",
+    "RulesFeed",
     "RulesSource",
     "SiteConfig",
     "SiteNotFoundError",
