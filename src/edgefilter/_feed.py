@@ -106,8 +106,9 @@ class RulesFeed(RulesSource):
     ``wait`` (seconds a read is held open by the server, 0 to poll), ``poll_interval``
     (seconds between reads when polling, or when the server holds no more waiters),
     ``max_backoff``, ``snapshot_interval`` and ``cold_wait`` are checked here (a
-    ``ConfigError`` names the bad one). ``compact_tables=True`` compiles each site with
-    ``compile_rules(config, compact=True)``. ``start=False`` leaves the thread to
+    ``ConfigError`` names the bad one). ``compact_tables`` is ``compile_rules``'s
+    ``compact``: True compact, False packed, None (the default) compact when the compiled
+    reader is active. ``start=False`` leaves the thread to
     ``start()``.
     """
 
@@ -120,7 +121,7 @@ class RulesFeed(RulesSource):
         max_backoff: float = 10.0,
         snapshot_path: str | os.PathLike[str] | None = None,
         snapshot_interval: float = 5.0,
-        compact_tables: bool = False,
+        compact_tables: bool | None = None,
         cold_wait: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
         start: bool = True,
@@ -130,8 +131,8 @@ class RulesFeed(RulesSource):
         self.max_backoff = _seconds("max_backoff", max_backoff, positive=True)
         self.snapshot_interval = _seconds("snapshot_interval", snapshot_interval)
         self.cold_wait = _seconds("cold_wait", cold_wait)
-        if not isinstance(compact_tables, bool):
-            raise _refuse("compact_tables", compact_tables, "a bool")
+        if compact_tables is not None and not isinstance(compact_tables, bool):
+            raise _refuse("compact_tables", compact_tables, "a bool or None")
         if not callable(clock):
             raise _refuse("clock", clock, "a callable answering seconds")
         self.client, self.clock, self.compact_tables = client, clock, compact_tables
