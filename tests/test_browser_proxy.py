@@ -29,6 +29,10 @@ SITES = {
 }
 EXCLUDED = {"status": 200, "body": {"success": True, "message": "Event not tracked - IP excluded"}}
 TRACKED = {"status": 200, "body": {"success": True}}
+REPLAY_EXCLUDED = {
+    "status": 200,
+    "body": {"success": True, "message": "Session replay not recorded - IP excluded"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +97,10 @@ def test_the_tracker_loads_and_hits_are_filtered_through_the_proxy(
     browser: Browser,
     deployment: tuple[str, str, Upstream, Doorman],
 ) -> None:
-    """The script loads through the proxy with its headers; the preflight succeeds; an
-    excluded hit is a readable 200 with Rybbit's body and reaches nothing; a tracked one
-    reaches the upstream byte for byte with the visitor's address and user agent."""
+    """The script loads through the proxy with its headers; the preflights succeed; an
+    excluded hit (track, identify, session replay) is a readable 200 with Rybbit's body and
+    reaches nothing; a tracked one reaches the upstream byte for byte with the visitor's
+    address and user agent."""
     site_url, _, upstream, doorman = deployment
     with browser.page() as tab:
         tab.send("Network.enable")
@@ -105,14 +110,23 @@ def test_the_tracker_loads_and_hits_are_filtered_through_the_proxy(
         tracked = tab.evaluate("window.track('2')")
         identify_dropped = tab.evaluate("window.identify('1', 'u1')")
         identified = tab.evaluate("window.identify('2', 'u1')")
+        replay_dropped = tab.evaluate("window.replay('1')")
+        replayed = tab.evaluate("window.replay('2')")
+        page_url = tab.evaluate("location.href")
         user_agent = tab.evaluate("navigator.userAgent")
         (script,) = responses(browser, tab, "/api/script.js")
     assert (dropped, tracked) == (EXCLUDED, TRACKED)
     assert (identify_dropped, identified) == (EXCLUDED, TRACKED)
+    assert (replay_dropped, replayed) == (REPLAY_EXCLUDED, TRACKED)
     headers = {name.lower(): value for name, value in script["headers"].items()}
     assert (script["status"], headers["content-encoding"]) == (200, "gzip")
     assert (headers["cache-control"], headers["etag"]) == (SCRIPT_CACHE, SCRIPT_ETAG)
     # The browser's side of the preflight: it asked, the proxy answered, the POSTs followed.
+    for path in ("/api/track", "/api/identify", "/api/session-replay/record/1"):
+        assert [method for method, seen, _ in doorman.seen if seen == path][:2] == [
+            "OPTIONS",
+            "POST",
+        ]
     for path in ("/api/track", "/api/identify"):
         assert [method for method, seen, _ in doorman.seen if seen == path] == [
             "OPTIONS",  # one preflight per path: Chromium keeps its answer for 5 s
@@ -125,10 +139,16 @@ def test_the_tracker_loads_and_hits_are_filtered_through_the_proxy(
         ("GET", "/api/script.js"),
         ("POST", "/api/track"),
         ("POST", "/api/identify"),
+        ("POST", "/api/session-replay/record/2"),
     ]
     bodies = [
         {"type": "pageview", "site_id": "2", "pathname": "/"},
         {"site_id": "2", "user_id": "u1", "traits": {"plan": "pro"}},
+        {
+            "userId": "u1",
+            "events": [{"type": 2, "data": {}, "timestamp": 1}],
+            "metadata": {"pageUrl": page_url},
+        },
     ]
     for hit, body in zip(upstream.hits(), bodies, strict=True):
         assert hit.body == json.dumps(body, separators=(",", ":")).encode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -28,7 +29,9 @@ from .upstream import (
 )
 
 SITES = {
-    "1": SiteConfig(site_id=1, block_bots=True, excluded_ips=("203.0.113.0/24",)),
+    "1": SiteConfig(
+        site_id=1, block_bots=True, excluded_ips=("203.0.113.0/24",), excluded_paths=("/admin*",)
+    ),
     "2": SiteConfig(site_id=2, block_bots=False, excluded_ips=("127.0.0.1",)),
 }
 VISITOR = "216.160.83.56"
@@ -217,6 +220,58 @@ def test_dropped_hits_reach_nothing(serve: Any, upstream: Upstream, path: str) -
     assert excluded.headers["access-control-allow-origin"] == "https://a.test"
     assert (bot.status_code, bot.json()) == (200, {"success": True})
     assert upstream.seen == []
+
+
+def replay(page_url: str, size: int = 0) -> bytes:
+    """A session replay upload as Rybbit's recorder sends it."""
+    events = [{"type": 3, "data": {"pad": "x" * size}, "timestamp": 1}]
+    return json.dumps(
+        {"userId": "u1", "events": events, "metadata": {"pageUrl": page_url}}
+    ).encode()
+
+
+def test_session_replays_are_filtered_on_the_path_site(serve: Any, upstream: Upstream) -> None:
+    """The site from the path, the page from metadata.pageUrl: a tracked replay reaches the
+    upstream byte for byte with the visitor's address; an excluded page or visitor reaches
+    nothing and is answered as Rybbit answers replays."""
+    client = serve()
+    visitor = {**BROWSER, "X-Forwarded-For": VISITOR}
+    tracked = replay("https://shop.test/cart", size=300_000)
+    assert client.post("/api/session-replay/record/1", content=tracked, headers=visitor).json() == {
+        "success": True
+    }
+    admin = client.post(
+        "/api/session-replay/record/1", content=replay("https://shop.test/admin/x"), headers=visitor
+    )
+    excluded = client.post(
+        "/api/session-replay/record/1",
+        content=replay("https://shop.test/"),
+        headers={**BROWSER, "X-Forwarded-For": "203.0.113.9"},
+    )
+    unknown = client.post("/api/session-replay/record/7", content=tracked, headers=visitor)
+    assert admin.json() == {
+        "success": True,
+        "message": "Session replay not recorded - path excluded",
+    }
+    assert excluded.json() == {
+        "success": True,
+        "message": "Session replay not recorded - IP excluded",
+    }
+    assert admin.headers["access-control-allow-origin"] == "https://a.test"
+    assert (unknown.status_code, unknown.json()["error"]) == (404, "Site not found")
+    (seen,) = upstream.hits()
+    assert (seen.path, seen.body) == ("/api/session-replay/record/1", tracked)
+    assert seen.header("x-real-ip") == seen.header("x-forwarded-for") == [VISITOR]
+
+
+def test_replay_bodies_have_their_own_limit(serve: Any, upstream: Upstream) -> None:
+    """max_replay_body_bytes bounds replays; max_body_bytes does not."""
+    client = serve(max_body_bytes=100, max_replay_body_bytes=2000)
+    visitor = {**BROWSER, "X-Forwarded-For": VISITOR}
+    small = client.post("/api/session-replay/record/1", content=replay("/a", 1000), headers=visitor)
+    large = client.post("/api/session-replay/record/1", content=replay("/a", 3000), headers=visitor)
+    assert (small.status_code, large.status_code) == (200, 413)
+    assert len(upstream.hits()) == 1
 
 
 def test_the_upstream_gets_the_user_agent_the_filter_judged(serve: Any, upstream: Upstream) -> None:

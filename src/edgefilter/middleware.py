@@ -2,16 +2,21 @@
 
 Invariant: no hit on a filtered path reaches the app without a decision.
 
-Which requests are hits: every HTTP request to one of ``paths`` whose method is not GET,
-HEAD or OPTIONS (those, other paths, websockets and lifespan pass straight through,
-unread). A path matches as Starlette routes it (the ``root_path`` that ``uvicorn
---root-path`` or a ``Mount`` puts in front is stripped) and also, erring on filtering, as
-the loosest router would: case folded, repeated slashes, dot segments, a trailing slash and
-``;`` parameters ignored, so ``/API//track/`` is ``/api/track``.
+Which requests are hits: every HTTP request to one of the hit routes whose method is not
+GET, HEAD or OPTIONS (those, other paths, websockets and lifespan pass straight through,
+unread). The routes (``edgefilter._routes``) are Rybbit's by default (``RYBBIT_ROUTES``:
+``/api/track`` and ``/api/identify``, whose site id is the JSON body's ``site_id``, and
+``/api/session-replay/record/{site_id}``, whose site id is that path segment, with bodies
+up to 10 MiB); ``routes=`` takes ``HitRoute`` objects (a path or a ``{site_id}`` template, a body
+limit of its own) or paths, and ``paths=`` names paths as before (a ``{site_id}`` template
+among them is a path route). A path matches as Starlette routes it (the ``root_path`` that
+``uvicorn --root-path`` or a ``Mount`` puts in front is stripped) and also, erring on
+filtering, as the loosest router would: case folded, repeated slashes, dot segments, a
+trailing slash and ``;`` parameters ignored, so ``/API//track/`` is ``/api/track``.
 
-For a hit the middleware reads the body (at most ``max_body_bytes``: 413 past it, however
-long the declared length), reads it as a Rybbit track payload, finds the client's address
-and user agent, and asks the ``EdgeFilter``:
+For a hit the middleware reads the body (at most its route's ``max_body_bytes``, else the
+middleware's: 413 past it, however long the declared length), reads it as a Rybbit
+payload, finds the client's address and user agent, and asks the ``EdgeFilter``:
 
 - tracked: the app gets exactly the original body and headers, the decision in
   ``scope["state"]["edgefilter"]`` (an ``EdgeDecision``);
@@ -24,6 +29,13 @@ and user agent, and asks the ``EdgeFilter``:
   asked about;
 - a client that disconnects before its body ends: nothing reaches the app, nothing is
   answered.
+
+A session replay (a route whose site id is in its path) is decided on that segment (one
+``canonical_site_id`` refuses is an unknown site), the page's path and hostname read from
+the upload's ``metadata.pageUrl`` as Rybbit reads them (``page_of``); an upload the filter
+cannot read (not JSON, a ``Content-Encoding``) is decided without a page, as one without a
+``pageUrl``. Its drops are answered as Rybbit answers replays: ``Session replay not
+recorded - IP excluded`` and so on.
 
 Reading the payload: orjson first; when it refuses, the most lenient reading an app could
 make of the same bytes: ``json.loads`` on the text decoded as ``json.detect_encoding`` says
@@ -72,8 +84,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import posixpath
-import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from enum import Enum
@@ -86,6 +96,15 @@ from ._counters import UNKNOWN_SITE_LABEL, UNRESOLVED_REASONS, DecisionCounters
 from ._decisions import EXCLUSION_MESSAGES, UNAVAILABLE_REASONS, Decision, Reason
 from ._errors import ConfigError
 from ._filter import EdgeFilter, in_event_loop
+from ._routes import (
+    RYBBIT_ROUTES,
+    HitRoute,
+    HitRoutes,
+    RouteMatch,
+    normal_path,
+    page_of,
+    route_path,
+)
 from ._siteids import canonical_site_id
 from ._tables import AddressTable
 
@@ -120,7 +139,23 @@ _ORIGIN: Final = 5
 _PEER_VERDICTS: Final = 1024  # cached peer trust verdicts; cleared when full
 _new_tuple: Final = tuple.__new__  # a NamedTuple without its Python-level __new__
 _JSON_HEADERS: Final = [(b"content-type", b"application/json")]
-_SLASH_RUNS: Final = re.compile("/{2,}")
+__all__ = [  # the names other modules import from here, the routes' among them
+    "DEFAULT_MAX_BODY",
+    "DROP_ANSWERS",
+    "PASS_THROUGH_METHODS",
+    "PROXY_HEADERS",
+    "REPLAY_DROP_ANSWERS",
+    "RYBBIT_ROUTES",
+    "EdgeDecision",
+    "EdgeFilterMiddleware",
+    "HitRoute",
+    "normal_path",
+    "page_of",
+    "read_payload",
+    "route_path",
+]
+_EVENT: Final = "Event not tracked"
+_REPLAY: Final = "Session replay not recorded"
 # What Rybbit answers for hits it does not track; the browser tracker ignores the body.
 DROP_ANSWERS: Final[dict[Reason, tuple[int, dict[str, Any]]]] = {
     **{
@@ -136,6 +171,15 @@ DROP_ANSWERS: Final[dict[Reason, tuple[int, dict[str, Any]]]] = {
         reason: (200, {"success": True, "message": "Event not tracked - rules unavailable"})
         for reason in UNAVAILABLE_REASONS
     },
+}
+# Rybbit's answers for session replays it does not record.
+REPLAY_DROP_ANSWERS: Final[dict[Reason, tuple[int, dict[str, Any]]]] = {
+    reason: (
+        (status, {**body, "message": body["message"].replace(_EVENT, _REPLAY, 1)})
+        if "message" in body
+        else (status, body)
+    )
+    for reason, (status, body) in DROP_ANSWERS.items()
 }
 _TOO_LARGE_ANSWER: Final[tuple[int, dict[str, Any]]] = (
     413,
@@ -190,8 +234,9 @@ class EdgeFilterMiddleware:
         edge_filter: EdgeFilter,
         trusted_proxies: Iterable[str] = (),
         proxy_header: ProxyHeader = "x-forwarded-for",
-        paths: Iterable[str] = ("/api/track",),
+        paths: Iterable[str] | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY,
+        routes: Iterable[HitRoute | str] | None = None,
         mode: Literal["drop", "annotate"] = "drop",
         ingest_key_verifier: IngestKeyVerifier | None = None,
         counters: DecisionCounters | None = None,
@@ -209,7 +254,14 @@ class EdgeFilterMiddleware:
         }
         self.startup_error: ConfigError | None = None
         try:
-            self._configure(trusted_proxies, proxy_header, paths, max_body_bytes, mode)
+            self._configure(
+                trusted_proxies,
+                proxy_header,
+                paths=paths,
+                routes=routes,
+                max_body_bytes=max_body_bytes,
+                mode=mode,
+            )
         except ConfigError as error:
             if not in_event_loop():
                 raise
@@ -220,7 +272,9 @@ class EdgeFilterMiddleware:
         self,
         trusted_proxies: Iterable[str],
         proxy_header: str,
-        paths: Iterable[str],
+        *,
+        paths: Iterable[str] | None,
+        routes: Iterable[HitRoute | str] | None,
         max_body_bytes: int,
         mode: str,
     ) -> None:
@@ -249,8 +303,14 @@ class EdgeFilterMiddleware:
                 for entry, reason in rejected
             )
             raise ConfigError(f"trusted_proxies has invalid entries: {reasons}")
-        self.paths = _checked_paths(paths)
-        self._normal_paths = frozenset(normal_path(path) for path in self.paths)
+        if paths is not None and routes is not None:
+            raise ConfigError("give paths or routes, not both (routes take paths too)")
+        if isinstance(paths, str):
+            raise ConfigError(f"paths must be a list of paths, not the str {paths!r}")
+        chosen = routes if routes is not None else paths if paths is not None else RYBBIT_ROUTES
+        self.routes = HitRoutes(chosen, max_body_bytes)
+        self.paths = self.routes.paths
+        self._exact_route = self.routes.exact.get  # the hot path's one lookup
         self.trust_all = "*" in proxies
         self.trusted = trusted
         self.proxy_header = proxy_header
@@ -264,7 +324,6 @@ class EdgeFilterMiddleware:
             b"authorization": _AUTHORIZATION,
             b"origin": _ORIGIN,
         }
-        self._limit_digits = len(str(max_body_bytes))
         self._peer_verdicts: dict[str, bool] = {}
         self.rules_for = source.rules_for
 
@@ -278,14 +337,13 @@ class EdgeFilterMiddleware:
         if self.startup_error is not None:
             await self._refuse_to_start(scope, receive, send)
             return
-        if (
-            scope["type"] != "http"
-            or scope["method"] in PASS_THROUGH_METHODS
-            or (scope["path"] not in self.paths and not self.is_track_path(scope))
-        ):
+        route = None
+        if scope["type"] == "http" and scope["method"] not in PASS_THROUGH_METHODS:
+            route = self._exact_route(scope["path"]) or self.routes.match(scope)
+        if route is None:
             await self.app(scope, receive, send)
             return
-        hit = self._scan(scope["headers"])
+        hit = self._scan(scope["headers"], route)
         if hit is None:  # a declared length past the limit: the body is not read
             await self._refuse_too_large(scope, send)
             return
@@ -293,8 +351,8 @@ class EdgeFilterMiddleware:
         if message["type"] != "http.request":  # the client is gone: there is no hit to decide
             return
         body = message.get("body") or b""
-        if message.get("more_body", False) or len(body) > self.max_body_bytes:
-            whole = await self._read_rest(message, receive)
+        if message.get("more_body", False) or len(body) > route.limit:
+            whole = await self._read_rest(message, receive, route.limit)
             if whole is _BodyFault.aborted:
                 return
             if whole is _BodyFault.too_large:
@@ -302,13 +360,19 @@ class EdgeFilterMiddleware:
                 return
             body = whole
             message = {"type": "http.request", "body": body, "more_body": False}
-        outcome = self._decide(scope, body, hit)
+        site = route.site  # a session replay's, from its path; else the body names it
+        outcome = (
+            self._decide(scope, body, hit)
+            if site is None
+            else self._decide_replay(scope, body, hit, site)
+        )
         if isinstance(outcome, _ColdHit):  # the site's rules are not at hand: await them
             outcome = await self._decide_cold(outcome)
         decision = outcome.decision
         self._count(decision, outcome.site)
         if not decision.tracked and not self.annotate:
-            await _answer(send, _ENCODED_DROPS[decision.reason], self._cors_headers(scope))
+            answers = _ENCODED_DROPS if site is None else _ENCODED_REPLAY_DROPS
+            await _answer(send, answers[decision.reason], self._cors_headers(scope))
             return
         state = scope.get("state")
         if state is None:
@@ -338,20 +402,12 @@ class EdgeFilterMiddleware:
         return headers
 
     def is_track_path(self, scope: Scope) -> bool:
-        """Whether the request's path is one of ``paths`` (see the module docstring)."""
-        path: str = scope["path"]
-        if path in self.paths:
-            return True
-        route = route_path(scope)
-        return (
-            route in self.paths
-            or normal_path(route) in self._normal_paths
-            or normal_path(path) in self._normal_paths
-        )
+        """Whether the request's path is a hit route's (see the module docstring)."""
+        return self.routes.match(scope) is not None
 
-    def _scan(self, headers: Iterable[tuple[bytes, bytes]]) -> _Scanned | None:
+    def _scan(self, headers: Iterable[tuple[bytes, bytes]], route: RouteMatch) -> _Scanned | None:
         """The headers a hit is decided on, raw, in one pass; None when a ``Content-Length``
-        declares more than ``max_body_bytes``. List headers repeated are joined with commas;
+        declares more than the route's limit. List headers repeated are joined with commas;
         a repeated singleton (``User-Agent``, ``Authorization``) is ``b""``."""
         wanted = self._wanted
         agent = forwarded = encoding = authorization = origin = None
@@ -365,9 +421,9 @@ class EdgeFilterMiddleware:
                 forwarded = value if forwarded is None else b"%b, %b" % (forwarded, value)
             elif kind == _LENGTH:
                 if value.isdigit() and (
-                    int(value) > self.max_body_bytes
-                    if len(value) <= self._limit_digits
-                    else _declared_too_large(value, self.max_body_bytes)
+                    int(value) > route.limit
+                    if len(value) <= route.digits
+                    else _declared_too_large(value, route.limit)
                 ):
                     return None
             elif kind == _ENCODING:
@@ -378,7 +434,9 @@ class EdgeFilterMiddleware:
                 origin = value if origin is None else b"%b, %b" % (origin, value)
         return agent, forwarded, encoding, authorization, origin
 
-    async def _read_rest(self, message: Message, receive: Receive) -> bytes | _BodyFault:
+    async def _read_rest(
+        self, message: Message, receive: Receive, limit: int
+    ) -> bytes | _BodyFault:
         """The whole body from its first ``message`` on; too large past the limit (counted);
         aborted when the client disconnects before its last chunk."""
         chunks: list[bytes] = []
@@ -386,7 +444,7 @@ class EdgeFilterMiddleware:
         while True:
             chunk = message.get("body") or b""
             size += len(chunk)
-            if size > self.max_body_bytes:
+            if size > limit:
                 return _BodyFault.too_large
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -450,6 +508,34 @@ class EdgeFilterMiddleware:
         if self.check_origin:
             return self._outcome(decision, site, client_ip, user_agent, origin)
         return _new_tuple(EdgeDecision, (decision, site, client_ip, user_agent))
+
+    def _decide_replay(
+        self, scope: Scope, body: bytes, hit: _Scanned, segment: str
+    ) -> EdgeDecision | _ColdHit:
+        """The decision for a session replay: the site from the path's ``segment``, the
+        page from the upload's ``metadata.pageUrl`` when the body can be read."""
+        agent, forwarded, encoding, _, origin = hit
+        client_ip = self._client_address(scope.get("client"), forwarded)
+        user_agent = agent.decode("latin-1") if agent else ""
+        site = canonical_site_id(segment)
+        if site is None:  # not a site id at all: no lookup, no fetch
+            return _new_tuple(EdgeDecision, (NOT_A_SITE, "", client_ip, user_agent))
+        path = hostname = None
+        if encoding is None or encoding.decode("latin-1").strip().lower() == "identity":
+            payload = read_payload(body)
+            metadata = payload.get("metadata") if isinstance(payload, dict) else None
+            if isinstance(metadata, dict):
+                path, hostname = page_of(metadata.get("pageUrl"))
+        try:
+            at_hand = self.rules_for(site) is not None
+        except Exception:  # a source's read must not break the hot path: adecide asks again
+            at_hand = False
+        if not at_hand:
+            return _ColdHit(site, client_ip, user_agent, path, hostname, origin)
+        decision = self.edge_filter.should_track(
+            site, client_ip, user_agent, path=path, hostname=hostname
+        )
+        return self._outcome(decision, site, client_ip, user_agent, origin)
 
     async def _decide_cold(self, hit: _ColdHit) -> EdgeDecision:
         """The decision for a hit whose site's rules were not at hand: ``adecide`` awaits
@@ -588,23 +674,6 @@ def origin_matches(origin: str, domain: str) -> bool:
     return host == domain or host.endswith("." + domain)
 
 
-def route_path(scope: Scope) -> str:
-    """The path as Starlette routes it: ``root_path`` stripped from the front when there
-    (``starlette._utils.get_route_path``)."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
-        return path[len(root) :]
-    return path
-
-
-def normal_path(path: str) -> str:
-    """A path as the loosest router reads it: ``;`` parameters dropped, repeated slashes
-    folded, dot segments resolved, no trailing slash, lower case."""
-    path = _SLASH_RUNS.sub("/", "/" + path.partition(";")[0])
-    return posixpath.normpath(path).lower()
-
-
 def forwarded_hops(value: str) -> list[str | None]:
     """The ``for=`` value of each element of an RFC 7239 ``Forwarded`` header, in order;
     None for an element without exactly one ``for=``."""
@@ -641,19 +710,6 @@ def hop_address(hop: str) -> str | None:
     except (OSError, ValueError):  # ValueError: an embedded NUL
         return None
     return text
-
-
-def _checked_paths(paths: Iterable[str]) -> frozenset[str]:
-    """The paths to filter; ``ConfigError`` for a str (its characters), none, or a bad one."""
-    if isinstance(paths, str):
-        raise ConfigError(f"paths must be a list of paths, not the str {paths!r}")
-    checked = frozenset(paths)
-    if not checked:
-        raise ConfigError("paths is empty: the middleware would filter nothing")
-    for path in checked:
-        if not isinstance(path, str) or not path.startswith("/"):
-            raise ConfigError(f"path {path!r} must be a str starting with '/'")
-    return checked
 
 
 def _declared_too_large(value: bytes, limit: int) -> bool:
@@ -698,6 +754,9 @@ def _encode(status: int, body: dict[str, Any]) -> tuple[int, list[tuple[bytes, b
 
 
 _ENCODED_DROPS: Final = {reason: _encode(*answer) for reason, answer in DROP_ANSWERS.items()}
+_ENCODED_REPLAY_DROPS: Final = {
+    reason: _encode(*answer) for reason, answer in REPLAY_DROP_ANSWERS.items()
+}
 _TOO_LARGE: Final = _encode(*_TOO_LARGE_ANSWER)
 
 

@@ -10,18 +10,17 @@ ways (see ``edgefilter.proxy._relay``), and answers ``/healthz``, ``/readyz`` an
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import Any
 
 import httpx
 
 from .._counters import DecisionCounters
 from .._errors import ConfigError
 from .._filter import EdgeFilter
+from .._routes import MAX_REPLAY_BODY, HitRoute
 from ..middleware import DEFAULT_MAX_BODY, EdgeFilterMiddleware
 from ._health import ProxyHealth
 from ._relay import DEFAULT_CLIENT_ADDRESS_HEADERS, MAX_RELAYED_BODY, UPSTREAM_TIMEOUT, Relay
-
-MAX_REPLAY_BODY: Final = 10 * 1024 * 1024  # Rybbit's limit for session replay uploads
 
 
 def create_proxy_app(
@@ -60,12 +59,15 @@ def create_proxy_app(
         )
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    del max_replay_body_bytes  # session replay is filtered once the middleware routes it
     proxy = EdgeFilterMiddleware(
         relay,
         edge_filter=edge_filter,
         trusted_proxies=trusted_proxies,
-        paths=("/api/track", "/api/identify"),
+        routes=(
+            HitRoute("/api/track"),
+            HitRoute("/api/identify"),
+            HitRoute("/api/session-replay/record/{site_id}", max_replay_body_bytes),
+        ),
         max_body_bytes=max_body_bytes,
         counters=counters,
         **middleware_options,
