@@ -1023,9 +1023,47 @@ def test_stats_count_fetches_by_outcome(sites_api: LiveApi, clock: FakeClock) ->
             "sites_held": 1,
             "negative_held": 2,
             "cold_failures_held": 2,
+            "failing": 0,
+            "outages": 1,  # the 500; the 403 was that cold id's own matter
+            "stale_sites": 0,
+            "stale_seconds": 0.0,
         }
     finally:
         client.release.set()
+        cache.close()
+        client.close()
+
+
+def test_stats_say_how_stale_the_rules_are_through_an_outage(
+    sites_api: LiveApi, clock: FakeClock
+) -> None:
+    """Through an outage stats() says the API is failing, counts one outage, and ages the
+    held rules past their ttl; the API answering again makes them fresh."""
+    ref = str(sites_api.new_site()["siteId"])
+    client = sites_api.client()
+    cache = make_cache(client, clock)
+    try:
+        cache.ensure(ref)
+        clock.advance(5)
+        fresh = cache.stats()
+        assert (fresh["failing"], fresh["outages"], fresh["stale_sites"]) == (0, 0, 0)
+        assert fresh["stale_seconds"] == pytest.approx(5)
+        sites_api.faults.mode = "500"
+        for _ in range(3):
+            clock.advance(TTL)
+            cache.maintain()
+            cache.ensure(ref)
+        failing = cache.stats()
+        assert (failing["failing"], failing["outages"], failing["stale_sites"]) == (1, 1, 1)
+        assert failing["stale_seconds"] == pytest.approx(5 + 3 * TTL)
+        sites_api.faults.mode = "ok"
+        clock.advance(TTL)
+        cache.maintain()
+        cache.ensure(ref)
+        healed = cache.stats()
+        assert (healed["failing"], healed["outages"], healed["stale_sites"]) == (0, 1, 0)
+        assert healed["stale_seconds"] < TTL
+    finally:
         cache.close()
         client.close()
 

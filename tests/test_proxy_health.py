@@ -102,6 +102,10 @@ def test_metrics_count_decisions_rules_and_upstream(upstream_url: str, sites_api
     assert f'edgefilter_decisions_total{{reason="bot",site="{site}"}} 1.0' in lines
     assert 'edgefilter_rules_fetches_total{outcome="ok"} 1.0' in lines
     assert "edgefilter_rules_sites_held 1.0" in lines
+    assert "edgefilter_rules_failing 0.0" in lines
+    assert "edgefilter_rules_outages_total 0.0" in lines
+    assert "edgefilter_rules_stale_sites 0.0" in lines
+    assert any(line.startswith("edgefilter_rules_stale_seconds ") for line in lines)
     assert 'edgefilter_upstream_answers_total{status="2xx"} 1.0' in lines
 
 

@@ -176,6 +176,7 @@ class _ApiHealth:
     def __init__(self, max_stale: float) -> None:
         self.failing: Reason | None = None
         self.answered = False
+        self.outages = 0  # how many times the state went from answering to failing
         self.max_stale = max_stale
         self._lock = threading.Lock()
 
@@ -193,6 +194,7 @@ class _ApiHealth:
                 self.failing is not None or not self.answered or first
             )
             if change:
+                self.outages += self.failing is None
                 self.failing = reason
         if not change:
             logger.debug("site %s: rules fetch failed (%s)", site, error, extra={"site": site})
@@ -627,23 +629,37 @@ class RulesCache(RulesSource):
             except Exception:  # keep ticking whatever happens
                 logger.exception("rules cache maintenance failed")
 
-    def stats(self) -> dict[str, int]:
-        """Counters for metrics: fetches by outcome, cold waits, refusals, store sizes.
+    def stats(self) -> dict[str, float]:
+        """Counters for metrics: fetches by outcome, cold waits, refusals, store sizes, and
+        how stale the held rules are.
 
         ``fetches_*``: started, and settled as ``ok`` (compiled), ``not_modified`` (three
         304s), ``not_found`` (404), ``auth`` (401/403) or ``outage`` (anything else);
         ``cold_waits``: hits that waited for a cold id's fetch; ``pending_refusals``: cold
         ids not queued because the cold lane was full; ``cold_in_flight``: cold fetches
         queued or running; ``sites_held``, ``negative_held`` (404s remembered) and
-        ``cold_failures_held``: the sizes of the three stores.
+        ``cold_failures_held``: the sizes of the three stores. ``failing``: 1 while the
+        Sites API is known to fail (401/403 or an outage), else 0; ``outages``: how many
+        times it began to; ``stale_sites``: sites held past their ``ttl`` (kept through a
+        failure, up to ``max_stale``); ``stale_seconds``: the age of the oldest held site's
+        rules, seconds since the API last confirmed them (0 with no site held).
         """
+        now = self.clock()
         with self._lock:
+            held = [self._entries.get(key) for key in list(self._entries)]  # may expire meanwhile
+            fetched = [entry.fetched_at for entry in held if entry is not None]
+            oldest = min(fetched, default=now)
+            stale = sum(now >= at + self.ttl for at in fetched)
             return {
                 **self._counts,
                 "cold_in_flight": self._cold_in_flight,
                 "sites_held": len(self._entries),
                 "negative_held": len(self._missing),
                 "cold_failures_held": len(self._cold_failed),
+                "failing": int(self._health.failing is not None),
+                "outages": self._health.outages,
+                "stale_sites": stale,
+                "stale_seconds": max(0.0, now - oldest),
             }
 
     def __len__(self) -> int:

@@ -11,8 +11,9 @@
   without it 501 with a message naming the extra): the decision counters
   (``edgefilter_decisions_total{site,reason}``), the rules cache's ``stats()``
   (``edgefilter_rules_fetches_total{outcome}``, ``edgefilter_rules_cold_waits_total``,
-  ``edgefilter_rules_pending_refusals_total``, and gauges such as
-  ``edgefilter_rules_sites_held``), and the relay's
+  ``edgefilter_rules_pending_refusals_total``, ``edgefilter_rules_outages_total``, and
+  gauges such as ``edgefilter_rules_sites_held``, ``edgefilter_rules_failing``,
+  ``edgefilter_rules_stale_sites`` and ``edgefilter_rules_stale_seconds``), and the relay's
   (``edgefilter_upstream_answers_total{status}``,
   ``edgefilter_upstream_failures_total{kind}``,
   ``edgefilter_client_disconnects_total``). Counters live per process: with several
@@ -37,7 +38,7 @@ logger = logging.getLogger("edgefilter")
 READY_TIMEOUT: Final = 5.0
 METRICS_MISSING: Final = "metrics need prometheus-client: pip install 'edgefilter[prometheus]'"
 # RulesCache.stats() keys that count events (the others are sizes: gauges).
-_CACHE_COUNTERS: Final = ("cold_waits", "pending_refusals")
+_CACHE_COUNTERS: Final = ("cold_waits", "pending_refusals", "outages")
 
 
 class ProxyHealth:
@@ -140,7 +141,7 @@ class _CacheCollector:
             GaugeMetricFamily,
         )
 
-        stats: dict[str, int] = self.stats()
+        stats: dict[str, float] = self.stats()
         fetches = CounterMetricFamily(
             "edgefilter_rules_fetches", "Rules fetches by outcome", labels=["outcome"]
         )
