@@ -22,7 +22,9 @@ from .test_signals import BROWSER
 WEB = compile_rules(SiteConfig(site_id=1, block_bots=True))
 NO_BOTS = compile_rules(SiteConfig(site_id=2, block_bots=False))
 MOBILE = compile_rules(SiteConfig(site_id=3, block_bots=True, type="mobile"))
-CURL = {"accept": "*/*", "user-agent": "curl/8.0"}
+CURL = [(b"accept", b"*/*"), (b"user-agent", b"curl/8.0")]
+BROWSER_HEADERS = [(k.encode(), v.encode()) for k, v in BROWSER.items()]
+BROWSER_HEADERS.append((b"user-agent", CHROME.encode()))
 DATACENTER_IP = "203.0.113.9"
 RANGES = DatacenterRanges.from_sources(entries=["203.0.113.0/24"])
 
@@ -41,26 +43,32 @@ def test_no_layer_is_on_by_default() -> None:
     """RequestLayers() turns nothing on and judges every hit a person."""
     layers = RequestLayers()
     assert not layers and layers.enabled == frozenset()
-    assert layers.judge("1", WEB, HitRequest({}, {"_bs": 10}, DATACENTER_IP, "curl/8")) == ()
+    assert layers.judge("1", WEB, HitRequest([], {"_bs": 10}, DATACENTER_IP, "curl/8")) == ()
 
 
 def test_a_browser_hit_matches_no_layer() -> None:
     """A browser's headers, no signals, a home address, a first hit: no layer matches."""
-    assert every_layer().judge("1", WEB, HitRequest(BROWSER, {"_bs": 0}, "192.0.2.1", CHROME)) == ()
+    assert (
+        every_layer().judge("1", WEB, HitRequest(BROWSER_HEADERS, {"_bs": 0}, "192.0.2.1", CHROME))
+        == ()
+    )
 
 
 @pytest.mark.parametrize(
     ("headers", "payload", "ip", "matched"),
     [
         (CURL, {}, "192.0.2.1", ("headers",)),
-        (BROWSER, {"_bs": 5}, "192.0.2.1", ("client",)),
-        (BROWSER, {}, DATACENTER_IP, ("datacenter",)),
+        (BROWSER_HEADERS, {"_bs": 5}, "192.0.2.1", ("client",)),
+        (BROWSER_HEADERS, {}, DATACENTER_IP, ("datacenter",)),
         (CURL, {"_bs": 5}, DATACENTER_IP, ("headers", "client", "datacenter")),
-        (BROWSER, {}, None, ()),
+        (BROWSER_HEADERS, {}, None, ()),
     ],
 )
 def test_every_matching_layer_is_named(
-    headers: dict[str, str], payload: dict[str, Any], ip: str | None, matched: tuple[str, ...]
+    headers: list[tuple[bytes, bytes]],
+    payload: dict[str, Any],
+    ip: str | None,
+    matched: tuple[str, ...],
 ) -> None:
     """The verdict names every layer that matched, not only the first, in layer order."""
     assert every_layer().judge("1", WEB, HitRequest(headers, payload, ip, CHROME)) == matched
@@ -71,7 +79,8 @@ def test_the_rate_layer_and_the_user_agent_layer_are_recorded() -> None:
     verdict comes first when given."""
     layers = every_layer()
     verdicts = [
-        layers.judge("1", WEB, HitRequest(BROWSER, {}, "192.0.2.1", CHROME)) for _ in range(3)
+        layers.judge("1", WEB, HitRequest(BROWSER_HEADERS, {}, "192.0.2.1", CHROME))
+        for _ in range(3)
     ]
     assert verdicts == [(), (), ("rate",)]
     found = layers.judge("1", WEB, HitRequest(CURL, {}, "192.0.2.1", CHROME), user_agent_bot=True)
@@ -125,7 +134,7 @@ def test_counters_and_the_hook_see_every_layer() -> None:
     events: list[BotEvent] = []
     layers = every_layer(on_bot=events.append)
     layers.judge("1", WEB, HitRequest(CURL, {"_bs": 5}, "192.0.2.1", "curl/8"), label="site-1")
-    layers.judge("1", WEB, HitRequest(BROWSER, {}, "192.0.2.1", CHROME), label="site-1")
+    layers.judge("1", WEB, HitRequest(BROWSER_HEADERS, {}, "192.0.2.1", CHROME), label="site-1")
     assert layers.counters.snapshot() == {("site-1", "headers"): 1, ("site-1", "client"): 1}
     assert len(events) == 1
     assert events[0].flags() == dict.fromkeys(BOT_LAYERS, False) | {
@@ -161,7 +170,7 @@ def test_ajudge_counts_in_redis_or_its_local_fallback() -> None:
         try:
             return [
                 await layers.ajudge(
-                    "1", WEB, HitRequest(BROWSER, {}, "192.0.2.1", CHROME, path="/a")
+                    "1", WEB, HitRequest(BROWSER_HEADERS, {}, "192.0.2.1", CHROME, path="/a")
                 )
                 for _ in range(2)
             ]

@@ -15,9 +15,11 @@ from edgefilter._errors import ConfigError
 from edgefilter._signals import (
     DEFAULT_HEADER_WEIGHTS,
     HEADER_RULES,
+    MAX_CACHED_VERDICTS,
     ClientSignals,
     HeaderHeuristics,
     header_map,
+    request_key,
 )
 
 REQUESTS = Path(__file__).resolve().parents[1] / "data" / "requests"
@@ -38,6 +40,15 @@ BROWSER = {
     "sec-ch-ua-mobile": "?0",
     "sec-ch-ua-platform": '"Windows"',
 }
+
+
+def raw_headers(name: str) -> list[tuple[str, list[tuple[bytes, bytes]]]]:
+    """(client, ASGI headers) of each request in a fixture file."""
+    document = json.loads((REQUESTS / name).read_text())
+    return [
+        (each["client"], [(n.lower().encode(), v.encode("latin-1")) for n, v in each["headers"]])
+        for each in document["requests"]
+    ]
 
 
 def captured(name: str) -> list[tuple[str, dict[str, str]]]:
@@ -226,6 +237,36 @@ def test_score_is_the_sum_of_its_findings_and_never_raises(
     assert set(found) <= set(HEADER_RULES)
     assert LAYER.score(headers, ua) == sum(DEFAULT_HEADER_WEIGHTS[rule] for rule in found)
     assert LAYER.is_bot(headers, ua) == (LAYER.score(headers, ua) >= 5)
+
+
+@pytest.mark.parametrize("name", ["browsers.json", "clients.json"])
+def test_is_bot_request_agrees_with_is_bot(name: str) -> None:
+    """Over ASGI headers (cached), the verdict is the one over the decoded headers."""
+    layer = HeaderHeuristics()
+    for (_, raw), (_, headers) in zip(raw_headers(name), captured(name), strict=True):
+        expected = layer.is_bot(headers, headers.get("user-agent", ""))
+        assert layer.is_bot_request(raw) is expected
+        assert layer.is_bot_request(list(raw)) is expected  # from the cache
+
+
+def test_request_key_reads_only_its_headers_and_joins_repeats() -> None:
+    """The key holds the read headers' raw values, a repeat joined, others ignored."""
+    key = request_key([(b"accept", b"a"), (b"x-other", b"z"), (b"accept", b"b")])
+    assert key[1] == b"a, b" and key.count(None) == len(key) - 1
+
+
+def test_the_verdict_cache_is_bounded() -> None:
+    """However many distinct header sets, the cache holds at most its bound."""
+    layer = HeaderHeuristics()
+    for number in range(MAX_CACHED_VERDICTS + 10):
+        layer.is_bot_request([(b"user-agent", str(number).encode())])
+    assert len(layer._verdicts) <= MAX_CACHED_VERDICTS
+
+
+@pytest.mark.parametrize("raw", [None, [(b"accept",)], 12, [(b"user-agent", 5)]])
+def test_odd_raw_headers_are_no_evidence(raw: Any) -> None:
+    """Headers that are not ASGI's pairs of bytes never raise and are not a bot."""
+    assert HeaderHeuristics().is_bot_request(raw) is False
 
 
 SIGNALS = ClientSignals()

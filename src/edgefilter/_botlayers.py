@@ -36,7 +36,7 @@ from ._datacenter import DatacenterRanges
 from ._errors import ConfigError
 from ._rates import LocalRates, RateLimits, RedisRates
 from ._rules import SiteRules
-from ._signals import ClientSignals, HeaderHeuristics
+from ._signals import ClientSignals, HeaderHeuristics, RawHeaders
 from ._siteids import canonical_site_id
 
 logger = logging.getLogger("edgefilter")
@@ -66,10 +66,10 @@ class BotEvent:
 
 
 class HitRequest(NamedTuple):
-    """What the request layers read of one hit: its headers (lower-case names, as
-    ``header_map`` gives), its payload, the client address and user agent, and its path."""
+    """What the request layers read of one hit: its ASGI ``scope["headers"]``, its payload,
+    the client address and user agent (as the middleware read them), and its path."""
 
-    headers: Mapping[str, str]
+    headers: RawHeaders
     payload: object
     ip: str | None
     ua: str
@@ -209,9 +209,9 @@ class RequestLayers:
 
     def _static(self, layers: frozenset[str], hit: HitRequest) -> list[str]:
         """The names of the layers that matched, rates aside."""
-        headers, payload, ip, ua, _ = hit
+        headers, payload, ip, _, _ = hit
         matched: list[str] = []
-        if self.headers is not None and HEADERS in layers and self.headers.is_bot(headers, ua):
+        if self.headers is not None and HEADERS in layers and self.headers.is_bot_request(headers):
             matched.append(HEADERS)
         if self.client is not None and CLIENT in layers and self.client.is_bot(payload):
             matched.append(CLIENT)

@@ -37,7 +37,7 @@ Nothing here raises on a hit: headers and payloads of any shape map to findings 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
@@ -95,6 +95,36 @@ MAX_CLIENT_SCORE: Final = 10
 MAX_CLIENT_MASK: Final = 1023
 
 
+# The headers the layer reads, by their ASGI name, and their slot in a request's key.
+READ_HEADERS: Final = (
+    "user-agent",
+    "accept",
+    "accept-language",
+    "accept-encoding",
+    "sec-fetch-site",
+    "sec-fetch-mode",
+    "sec-fetch-dest",
+    "sec-ch-ua",
+    "sec-ch-ua-platform",
+    "sec-ch-ua-mobile",
+)
+_SLOTS: Final = {name.encode("latin-1"): slot for slot, name in enumerate(READ_HEADERS)}
+MAX_CACHED_VERDICTS: Final = 10_000  # past it the verdict cache starts over
+RawHeaders = Sequence[tuple[bytes, bytes]]
+
+
+def request_key(raw: RawHeaders) -> tuple[bytes | None, ...]:
+    """The values of the headers the layer reads (``READ_HEADERS``), in one pass over ASGI
+    ``scope["headers"]`` (lower-case names), undecoded; a repeated one joined by ``", "``."""
+    values: list[bytes | None] = [None] * len(READ_HEADERS)
+    for name, value in raw:
+        slot = _SLOTS.get(name)
+        if slot is not None:
+            found = values[slot]
+            values[slot] = value if found is None else found + b", " + value
+    return tuple(values)
+
+
 def header_map(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     """ASGI ``scope["headers"]`` as one dict by lower-case name (a repeated header's values
     joined with ``", "``), decoded as Latin-1; the shape ``HeaderHeuristics`` reads."""
@@ -141,6 +171,9 @@ class HeaderHeuristics:
 
     threshold: int = DEFAULT_HEADER_THRESHOLD
     weights: Mapping[str, int] = field(default_factory=lambda: DEFAULT_HEADER_WEIGHTS)
+    _verdicts: dict[tuple[bytes | None, ...], bool] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.threshold, bool) or not isinstance(self.threshold, int):
@@ -200,6 +233,27 @@ class HeaderHeuristics:
         try:
             return self.score(headers, ua) >= self.threshold
         except Exception:  # a hostile mapping: no evidence
+            return False
+
+    def is_bot_request(self, raw: RawHeaders) -> bool:
+        """``is_bot`` over ASGI ``scope["headers"]`` (its ``User-Agent`` the user agent),
+        cached by the values of the headers it reads: a browser sends the same ones on
+        every hit. Never raises."""
+        try:
+            key = request_key(raw)
+            verdict = self._verdicts.get(key)
+            if verdict is None:
+                headers = {
+                    name: value.decode("latin-1")
+                    for name, value in zip(READ_HEADERS, key, strict=True)
+                    if value is not None
+                }
+                verdict = self.is_bot(headers, headers.get("user-agent", ""))
+                if len(self._verdicts) >= MAX_CACHED_VERDICTS:
+                    self._verdicts.clear()
+                self._verdicts[key] = verdict
+            return verdict
+        except Exception:  # headers that are not ASGI's pairs of bytes: no evidence
             return False
 
 
