@@ -317,7 +317,9 @@ FIREFOX_PREFS = {
 }
 
 
-def capture_firefox(recorder: Recorder, out: list[dict[str, Any]]) -> None:
+def capture_firefox(
+    recorder: Recorder, out: list[dict[str, Any]], *, only: tuple[str, ...] = ()
+) -> None:
     binary = firefox_binary()
     if binary is None:
         print("no Firefox: its fixtures not re-captured", file=sys.stderr)
@@ -333,6 +335,8 @@ def capture_firefox(recorder: Recorder, out: list[dict[str, Any]]) -> None:
         ("firefox-android-mobile", FIREFOX_ANDROID_UA, "fetch"),
     ]
     for name, ua, kind in variants:
+        if only and name not in only:
+            continue
         with tempfile.TemporaryDirectory(prefix="edgefilter-firefox-") as profile:
             prefs = dict(FIREFOX_PREFS)
             if ua is not None:

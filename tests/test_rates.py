@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgefilter._errors import ConfigError
@@ -245,6 +246,34 @@ def test_redis_keys_are_bounded(redis_server: RedisServer) -> None:
             await rates.aclose()
 
     assert run(scenario()) == (SMALL.events + 1, SMALL.paths + 1)
+
+
+_PREFIXES = itertools.count()
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b"]), st.sampled_from(["/1", "/2", "/3", "/4", None])),
+        max_size=25,
+    )
+)
+def test_redis_verdicts_agree_with_local_ones(
+    redis_server: RedisServer, hits: list[tuple[str, str | None]]
+) -> None:
+    """Any sequence of hits (within the windows): Redis answers what LocalRates answers."""
+    limits = RateLimits(events=3, paths=2)
+    local = LocalRates(limits)
+    prefix = f"h{next(_PREFIXES)}:"
+
+    async def scenario() -> list[bool]:
+        rates = RedisRates(redis_server.url, limits, prefix=prefix, timeout=2.0)
+        try:
+            return [await rates.ahit("1", "ip", ua, path) for ua, path in hits]
+        finally:
+            await rates.aclose()
+
+    assert run(scenario()) == [local.hit("1", "ip", ua, path) for ua, path in hits]
 
 
 def test_redis_down_fails_open_to_local_counts_and_comes_back(
