@@ -7,6 +7,8 @@ import logging
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from edgefilter import SiteConfig
 from edgefilter._botlayers import BOT_LAYERS, BotEvent, HitRequest, RequestLayers
@@ -178,3 +180,26 @@ def test_ajudge_counts_in_redis_or_its_local_fallback() -> None:
             await layers.aclose()
 
     assert asyncio.run(scenario()) == [(), ("rate",)]
+
+
+def test_counters_use_the_sites_own_id_by_default() -> None:
+    """Without a label, counts go to the site's own id (siteId, else id), not the hit's form."""
+    rules = compile_rules(SiteConfig(site_id=7, id="a1b2c3d4e5f6", block_bots=True))
+    layers = RequestLayers(headers=True)
+    layers.judge("a1b2c3d4e5f6", rules, HitRequest(CURL, {}, None, "curl/8"))
+    assert layers.counters.snapshot() == {("7", "headers"): 1}
+
+
+@given(
+    st.lists(st.tuples(st.binary(max_size=30), st.binary(max_size=60)), max_size=12),
+    st.one_of(st.none(), st.dictionaries(st.text(max_size=5), st.integers() | st.text())),
+    st.one_of(st.none(), st.text(max_size=40), st.integers()),
+    st.text(max_size=80),
+    st.one_of(st.none(), st.text(max_size=30), st.integers()),
+)
+def test_judge_never_raises(
+    headers: list[tuple[bytes, bytes]], payload: Any, ip: Any, ua: str, path: Any
+) -> None:
+    """Any headers, payload, address, user agent and path: a tuple of layer names."""
+    found = every_layer().judge("1", WEB, HitRequest(headers, payload, ip, ua, path))
+    assert set(found) <= set(BOT_LAYERS)

@@ -18,9 +18,10 @@ block bots (``blockBots`` false, or a mobile site, as ``SiteRules.block_bots`` s
 site it does not name gets all of them).
 
 A hit is a bot when any layer matched; ``judge`` answers the names of all of them, in
-``BOT_LAYERS`` order, counts them per site and layer in ``counters`` and passes a
-``BotEvent`` (one boolean per layer, as Rybbit's ``bot_events`` rows) to ``on_bot``. Nothing
-here raises on a hit: a failing hook is logged once and ignored.
+``BOT_LAYERS`` order, counts them per site and layer in ``counters`` (labelled by the
+site's own id, as ``DecisionCounters`` labels known sites, unless ``label`` is given) and
+passes a ``BotEvent`` (one boolean per layer, as Rybbit's ``bot_events`` rows) to
+``on_bot``. Nothing here raises on a hit: a failing hook is logged once and ignored.
 """
 
 from __future__ import annotations
@@ -241,7 +242,7 @@ class RequestLayers:
                 anomaly = rates.hit(site, ip, ua, path)
             if anomaly:
                 matched.append(RATE)
-        return self._report(site, hit, matched, user_agent_bot, label)
+        return self._report(site, rules, hit, matched, user_agent_bot=user_agent_bot, label=label)
 
     def judge(
         self,
@@ -262,13 +263,15 @@ class RequestLayers:
             path = hit.path if isinstance(hit.path, str) else None
             if local.hit(site, hit.ip or "", hit.ua, path):
                 matched.append(RATE)
-        return self._report(site, hit, matched, user_agent_bot, label)
+        return self._report(site, rules, hit, matched, user_agent_bot=user_agent_bot, label=label)
 
     def _report(
         self,
         site: str,
+        rules: SiteRules | None,
         hit: HitRequest,
         matched: list[str],
+        *,
         user_agent_bot: bool,
         label: str | None,
     ) -> tuple[str, ...]:
@@ -277,7 +280,9 @@ class RequestLayers:
         if not matched:
             return NO_LAYERS
         found = tuple(matched)
-        self.counters.add(site if label is None else label, found)
+        if label is None:  # the site's own id, whichever form of it the hit used
+            label = (rules.site_id or rules.id or site) if rules is not None else site
+        self.counters.add(label, found)
         if self.on_bot is not None:
             try:
                 self.on_bot(BotEvent(site, hit.ip, hit.ua, found))
