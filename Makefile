@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean compiled
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,13 +20,24 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy --strict src
 
-test: lint
-	$(BIN)/pytest
+# The compiled reader (src/edgefilter/_speedups.c), built in place next to the sources.
+compiled: $(STAMP)
+	$(BIN)/python hatch_build.py
 
-bench: $(STAMP)
+# The whole suite twice: on the compiled reader, which a user with a compiler gets (it must
+# be there: EDGEFILTER_REQUIRE_COMPILED), then on the pure-Python one, the fallback.
+test: lint compiled
+	EDGEFILTER_REQUIRE_COMPILED=1 $(BIN)/pytest
+	EDGEFILTER_PURE=1 $(BIN)/pytest -q
+
+# Rybbit's loop in Node (benchmarks/rybbit) is measured too when node and npm are installed.
+bench: compiled
+	@if command -v node >/dev/null && command -v npm >/dev/null; then \
+		npm ci --prefix benchmarks/rybbit --silent --no-audit --no-fund; fi
 	@for script in benchmarks/bench_*.py; do \
 		echo "== $$script"; $(BIN)/python $$script || exit 1; echo; \
 	done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build
+	rm -f src/edgefilter/_speedups*.so

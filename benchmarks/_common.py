@@ -14,6 +14,20 @@ CITY_DB = ROOT / "data" / "geo" / "GeoLite2-City-Test.mmdb"
 ASN_DB = ROOT / "data" / "geo" / "GeoLite2-ASN-Test.mmdb"
 
 
+def use_reader(compiled: bool) -> None:
+    """Put the compiled reader (when built) or the pure-Python one on the hot path: the
+    benchmarks time both in one run by swapping them between interleaved rounds."""
+    from edgefilter import _filter, _tables  # noqa: PLC0415
+
+    if compiled:
+        _filter._layer_of_text = _tables.compiled_layer_of_text
+        _filter._decision_of_hit = _tables.compiled_decision_of_hit(
+            _filter.SiteRules, _filter._EXCLUSIONS
+        )
+    else:
+        _filter._layer_of_text = _filter._decision_of_hit = None
+
+
 def per_call_ns(
     call: Callable[..., object], arguments: Sequence[tuple[object, ...]], *, repeats: int = 5
 ) -> float:

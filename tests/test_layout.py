@@ -125,7 +125,7 @@ def seeded_table(seed: int, count: int, *, compact: bool = False) -> AddressTabl
 LARGE_SHAPES: dict[str, Callable[[], tuple[AddressTable, bool, int, int]]] = {
     "by byte": lambda: (seeded_table(1, 600), False, BY_BYTE, BY_BYTE),
     "wide": lambda: (seeded_table(2, 10_000), False, WIDE, WIDE),
-    "compact, indexed": lambda: (seeded_table(3, 600, compact=True), False, COMPACT, BY_BYTE),
+    "compact, indexed": lambda: (seeded_table(3, 600, compact=True), False, COMPACT, COMPACT),
     "layered by byte": lambda: (
         AddressTable.layered(seeded_table(4, 400), seeded_table(5, 400)),
         True,
@@ -142,7 +142,7 @@ LARGE_SHAPES: dict[str, Callable[[], tuple[AddressTable, bool, int, int]]] = {
         AddressTable.layered(seeded_table(8, 400, compact=True), seeded_table(9, 400)),
         True,
         COMPACT,
-        BY_BYTE,
+        COMPACT,
     ),
 }
 

@@ -761,12 +761,68 @@ def test_the_decision_is_asked_about_the_canonical_id(edge_filter: EdgeFilter) -
     assert app.calls[0]["scope"]["state"]["edgefilter"].site == "1"
 
 
-def test_a_repeated_user_agent_is_none(edge_filter: EdgeFilter) -> None:
-    """Two User-Agent headers (no browser sends two) read as none: a bot for this site."""
+@pytest.mark.parametrize("agents", [("", CHROME), (CHROME, ""), (CHROME, CHROME)])
+def test_a_repeated_user_agent_is_none(edge_filter: EdgeFilter, agents: tuple[str, str]) -> None:
+    """Two User-Agent headers (no browser sends two) read as none: a bot for this site,
+    whichever comes first."""
     asgi, app = middleware(edge_filter)
-    headers = [("X-Forwarded-For", US), ("User-Agent", ""), ("User-Agent", CHROME)]
+    headers = [("X-Forwarded-For", US), *(("User-Agent", agent) for agent in agents)]
     assert run(asgi, hit(), headers=headers) == (200, b'{"success":true}')
     assert app.calls == []
+
+
+def test_a_body_past_the_limit_in_one_message_is_refused(edge_filter: EdgeFilter) -> None:
+    """The limit counts a body that comes whole in one message too (no Content-Length)."""
+    asgi, app = middleware(edge_filter, max_body_bytes=100)
+    body = hit(pathname="/" + "x" * 200)
+    assert run(asgi, body, headers=xff(US))[0] == 413
+    assert run(asgi, body[:100], headers=xff(US))[0] == 400  # at the limit: read (cut JSON)
+    assert app.calls == []
+
+
+def test_a_repeated_authorization_verifies_no_key(edge_filter: EdgeFilter) -> None:
+    """Two Authorization headers are read as none: the payload's overrides do not count."""
+    payload = hit(ip_address="203.0.113.5")
+    asgi, _ = middleware(edge_filter, ingest_key_verifier=lambda key, site: key == "good")
+    good = ("Authorization", "Bearer good")
+    assert run(asgi, payload, headers=[*xff(US).items(), good, good])[1] == b"app"
+    assert run(asgi, payload, headers=[*xff(US).items(), good])[1] != b"app"
+
+
+@pytest.mark.parametrize(
+    ("encodings", "status"),
+    [(["identity"], 200), (["Identity "], 200), (["identity", "identity"], 400), (["gzip"], 400)],
+)
+def test_content_encodings_are_read_whole(
+    edge_filter: EdgeFilter, encodings: list[str], status: int
+) -> None:
+    """Only a body sent as ``identity`` is read; repeated Content-Encoding headers are a
+    list of encodings (RFC 9110), which no plain JSON body has."""
+    asgi, _ = middleware(edge_filter)
+    headers = [*xff(US).items(), *(("Content-Encoding", name) for name in encodings)]
+    assert run(asgi, hit(), headers=headers)[0] == status
+
+
+def test_a_repeated_origin_is_read_whole() -> None:
+    """With check_origin, two Origin headers are read together, not the first alone: a
+    page that sends the site's Origin and another's is not the site's."""
+    site = SiteConfig(site_id=1, block_bots=False, domain="example.com")
+    asgi, app = middleware(EdgeFilter({"1": site}), check_origin=True)
+    own = ("Origin", "https://example.com")
+    assert run(asgi, hit(), headers=[*xff(US).items(), own])[0] == 200
+    assert run(asgi, hit(), headers=[*xff(US).items(), own, ("Origin", "https://x.test")])[0] == 403
+    assert len(app.calls) == 1
+
+
+def test_a_peer_is_trusted_by_its_own_address_on_every_hit(edge_filter: EdgeFilter) -> None:
+    """One middleware, many hits: each peer's trust is its own, however often it comes (the
+    verdicts are kept per peer), and an untrusted peer's forwarding header never counts."""
+    asgi, app = middleware(edge_filter, mode="annotate")
+    peers = [PROXY, "198.51.100.7", "198.51.100.7", PROXY, "10.9.0.1", "198.51.100.7", PROXY]
+    for peer in peers:
+        run(asgi, hit(), peer=peer, headers=xff(US))
+    seen = [call["scope"]["state"]["edgefilter"].client_ip for call in app.calls]
+    assert seen == [US if peer != "198.51.100.7" else peer for peer in peers]
 
 
 def test_uvicorn_root_path_does_not_turn_the_filter_off(edge_filter: EdgeFilter) -> None:
@@ -861,3 +917,15 @@ def test_drops_are_readable_cross_origin_whatever_the_middleware_order(edge_outs
     if edge_outside:
         assert answer.headers["access-control-allow-origin"] == origin
         assert "Origin" in answer.headers["vary"]
+
+
+def test_the_kept_peer_verdicts_stay_bounded(edge_filter: EdgeFilter) -> None:
+    """Peers from everywhere (no proxy in front) cannot grow the kept trust verdicts."""
+    from edgefilter.middleware import _PEER_VERDICTS  # noqa: PLC0415
+
+    asgi, _ = middleware(edge_filter)
+    for index in range(_PEER_VERDICTS + 500):
+        peer = f"198.51.{index // 256}.{index % 256}"
+        assert asgi._client_address((peer, 1), b"1.2.3.4") == peer
+    assert 0 < len(asgi._peer_verdicts) <= _PEER_VERDICTS
+    assert asgi._client_address((PROXY, 1), b"1.2.3.4") == "1.2.3.4"

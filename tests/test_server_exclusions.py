@@ -172,3 +172,29 @@ def test_a_trailing_slash_is_a_404_not_a_redirect(api: Api, org: Org, suffix: st
         answer = client.get(f"/api/sites/{site['siteId']}{suffix}", follow_redirects=False)
     assert answer.status_code == 404
     assert answer.json()["success"] is False
+
+
+@pytest.mark.parametrize("kind", ["web", "mobile"])
+def test_create_takes_the_site_type(api: Api, org: Org, kind: str) -> None:
+    """POST create site stores ``type``, which the site read then answers."""
+    site = api.site(org, type=kind)
+    with api.client(org.member) as client:
+        assert client.get(f"/api/sites/{site['siteId']}").json()["type"] == kind
+
+
+def test_create_without_a_type_makes_a_web_site(api: Api, org: Org) -> None:
+    """A site created without ``type`` is a web site, as in Rybbit."""
+    site = api.site(org)
+    with api.client(org.member) as client:
+        assert client.get(f"/api/sites/{site['siteId']}").json()["type"] == "web"
+
+
+@pytest.mark.parametrize("kind", ["desktop", "Mobile", "", 1, None, True, ["web"]])
+def test_create_refuses_a_type_that_is_not_web_or_mobile(api: Api, org: Org, kind: Any) -> None:
+    """A create with any other ``type`` is a 400 naming the field, and makes no site."""
+    with api.client(org.owner) as client:
+        body = {"domain": "example.com", "name": "x", "type": kind}
+        answer = client.post(f"/api/sites/{org.id}", json=body)
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "type must be one of web, mobile"
+    assert api.store.feed_changes(org.id, None).sites == []

@@ -1,9 +1,10 @@
 """edgefilter: decide at the edge of an analytics ingest pipeline whether a hit is tracked.
 
 ``import edgefilter`` loads the core only (rules, tables, bots, the hot path: maxminddb,
-google-re2, orjson). The live-rules names ``RulesCache``, ``SitesApiClient`` and
-``FetchedConfig`` are imported on first use, with httpx and cachetools (the ``client``
-extra); the applications live in subpackages (``edgefilter.server``, ``edgefilter.proxy``,
+google-re2, orjson, and the compiled reader when it is built: ``edgefilter.compiled``). The
+live-rules names ``RulesCache``, ``RulesFeed``, ``SitesApiClient``, ``FetchedConfig`` and
+``FeedAnswer`` are imported on first use, with httpx and cachetools (the ``client`` extra);
+the applications live in subpackages (``edgefilter.server``, ``edgefilter.proxy``,
 ``edgefilter.demo``) with extras of their own.
 """
 
@@ -36,13 +37,26 @@ from ._rates import LocalRates, RateLimits, RedisRates
 from ._rules import SiteConfig, SiteRules, compile_rules
 from ._signals import ClientSignals, HeaderHeuristics
 from ._tables import AddressTable
+from ._tables import compiled_layer_of_text as _compiled_reader
+
+# Whether the compiled reader (``edgefilter._speedups``) answers the hot path: True when it
+# was built (a wheel for this platform, or ``make compiled``) and EDGEFILTER_PURE is not 1.
+# The pure-Python reader gives the same answers.
+compiled: bool = _compiled_reader is not None
 
 if _typing.TYPE_CHECKING:
     from ._cache import RulesCache
-    from ._client import FetchedConfig, SitesApiClient
+    from ._client import FeedAnswer, FetchedConfig, SitesApiClient
+    from ._feed import RulesFeed
 
 # Public names whose modules need an extra, by the module that defines them.
-_LAZY = {"RulesCache": "._cache", "SitesApiClient": "._client", "FetchedConfig": "._client"}
+_LAZY = {
+    "RulesCache": "._cache",
+    "RulesFeed": "._feed",
+    "SitesApiClient": "._client",
+    "FetchedConfig": "._client",
+    "FeedAnswer": "._client",
+}
 
 __all__ = [
     "AddressTable",
@@ -62,6 +76,7 @@ __all__ = [
     "DecisionCounters",
     "EdgeFilter",
     "EdgeFilterError",
+    "FeedAnswer",
     "FetchedConfig",
     "GeoIPError",
     "HeaderHeuristics",
@@ -74,6 +89,7 @@ __all__ = [
     "RedisRates",
     "RequestLayers",
     "RulesCache",
+    "RulesFeed",
     "RulesSource",
     "SiteConfig",
     "SiteNotFoundError",
@@ -82,6 +98,7 @@ __all__ = [
     "SitesApiError",
     "StaticRules",
     "compile_rules",
+    "compiled",
 ]
 
 

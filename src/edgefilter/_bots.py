@@ -1,21 +1,37 @@
 """Bot verdicts for user-agent strings: layered, compiled once, cached per string.
 
 For web analytics every non-human page view is a bot. ``BotDetector.classify(ua)`` answers
-the family of bot (``crawler``, ``ai``, ``preview``, ``monitor``, ``automation``,
-``library``, ``empty``) or None for a person, from these layers, cheapest first:
+the family of bot (``FAMILIES``: ``crawler``, ``ai``, ``preview``, ``monitor``,
+``automation``, ``library``, ``scanner``, ``empty``) or None for a person. Evidence
+decides, and guesswork only where there is none; cheapest first:
 
 1. the verdict cache, a plain dict (bounded: the older half goes when it fills);
 2. empty, blank or very short strings: ``empty``;
-3. our own tokens (``TOKENS``), one RE2 search with a named group per family: bot, crawl
-   and spider words, AI fetchers, link previewers, monitors, headless and automation
-   markers, HTTP libraries and command-line tools, contact URLs; when they match, known
-   false positives (``EXCEPTIONS``: phone models and apps whose names contain "bot", ...)
-   are blanked out and the tokens searched again;
-4. the shape: a string that does not look like any browser, app web view or feature
-   phone (``BROWSER_SHAPES``) is a ``library``;
-5. the crawler list of the maintained ``crawler-user-agents`` package, read from the
-   package at start-up and compiled into one RE2 set (minus ``DEBATABLE_CRAWLER_PATTERNS``,
-   which match ordinary browsers); its tags give the family.
+3. bot evidence. Before it is searched, the device-model slot of an Android platform
+   comment is cut out (``DEVICE_SLOT``: "M bot 54", "Spider 8" and "Google TV" name
+   phones and TVs) and known false positives are blanked (``EXCEPTIONS``). Then our own
+   tokens (``TOKENS``, one RE2 search with a named group per family: scanners and
+   injection payloads, AI fetchers and coding agents, link previewers, monitors and
+   diagnostics agents, headless renderers and automation, HTTP libraries and tools, bot,
+   crawl and spider words, contact URLs), the crawler list of the maintained
+   ``crawler-user-agents`` package (one RE2 set, minus ``DEBATABLE_CRAWLER_PATTERNS``,
+   which match ordinary browsers; its tags give the family) and ``IMPOSTORS`` (browser-like
+   text no browser sends);
+4. browser evidence: ``BROWSER_EVIDENCE`` (rendering engines, browser families, WebView
+   and app-framework markers, feature-phone and WAP browsers, UC Browser's own formats,
+   TV, set-top box and console platforms, text browsers), uap-core's device catalogue
+   (brands and models, from the maintained ``ua-parser-builtins`` package) and uap-core's
+   client families, less every family a known bot matches (``people_patterns``, against
+   crawler-user-agents' instances): any of these, and it is a person;
+5. only what neither recognises falls to the shape score (``SHAPE_WEIGHTS``): "Mozilla/5.0"
+   with no engine, "(compatible; Name/1.0)" alone, a bare "Name/1.0" count against, a
+   platform, a device word, a screen size or a media app's word for; at or below
+   ``SHAPE_BOT_SCORE`` it is a bot (``crawler`` when it claims to be Mozilla, else
+   ``library``).
+
+The compiled layers (``Layers``) are built once per process from the installed packages
+(``default_layers``, about a second) and shared; ``build_layers`` builds them from other
+data, which is how benchmarks/bench_bots.py leaves one source out.
 
 RE2 (``google-re2``) matches all alternatives in one linear pass: with Python's ``re`` the
 same token list cost about 100 us per user agent here, with RE2 a few.
@@ -34,9 +50,12 @@ What is read as a user agent (nothing here ever raises, whatever it is given):
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
+import re
 import threading
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final
 
@@ -48,11 +67,40 @@ MAX_UA_LENGTH: Final = 512  # Rybbit keeps 512 characters; nothing past that dec
 MIN_UA_LENGTH: Final = 5
 DEFAULT_CACHE_SIZE: Final = 10_000
 MIN_CACHE_SIZE: Final = 1
-FAMILIES: Final = ("crawler", "ai", "preview", "monitor", "automation", "library", "empty")
+FAMILIES: Final = (
+    "crawler",
+    "ai",
+    "preview",
+    "monitor",
+    "automation",
+    "library",
+    "scanner",
+    "empty",
+)
 
 # Our patterns, by family (RE2 syntax, matched case-insensitively anywhere in the string).
 # Earlier families win when several match. Each one has a case in tests/test_bots.py.
 TOKENS: Final[dict[str, tuple[str, ...]]] = {
+    # security scanners and injection payloads (first: they hide inside browser strings)
+    "scanner": (
+        r"\(\) ?\{ ?:; ?\}",  # shellshock
+        r"<script",
+        r"\$\{jndi:",
+        r"\bunion(?: all)? select\b",
+        r"'\s*or\s*'?\d'?\s*=\s*'?\d",
+        r"/etc/passwd",
+        r"\bsleep\(\d",
+        r"waitfor delay",
+        r"\.\./\.\./",
+        r"\bnmap\b",
+        r"nikto",
+        r"sqlmap",
+        r"\bnuclei\b",
+        r"wpscan",
+        r"acunetix",
+        r"checker\b",
+        r"proxy ?check",
+    ),
     "ai": (
         r"gptbot",
         r"chatgpt",
@@ -78,6 +126,14 @@ TOKENS: Final[dict[str, tuple[str, ...]]] = {
         r"mistralai",
         r"newsai",
         r"manus-user",
+        r"copilot",
+        r"\bcodex\b",
+        r"\bdevin\b",
+        r"\bcline\b",
+        r"\baider\b",
+        r"windsurf",
+        r"opencode",
+        r"gemini-cli",
     ),
     "preview": (
         r"facebookexternalhit",
@@ -106,6 +162,7 @@ TOKENS: Final[dict[str, tuple[str, ...]]] = {
         r"validator",
         r"favicon",
         r"\b(?:word|excel|powerpoint)/\d",
+        r"^microsoft office\b",  # Office checks a link before it opens the browser
     ),
     "monitor": (
         r"uptime",
@@ -134,6 +191,11 @@ TOKENS: Final[dict[str, tuple[str, ...]]] = {
         r"observatory",
         r"securityheaders",
         r"hardenize",
+        r"jiankong",  # "monitoring" in pinyin
+        r"diagnostic",
+        r"heartbeat",
+        r"\bprobe\b",
+        r"measurement",
     ),
     "automation": (
         r"headless",
@@ -155,6 +217,12 @@ TOKENS: Final[dict[str, tuple[str, ...]]] = {
         r"\bsplash\b",
         r"screenshot",
         r"webcapture",
+        r"webthumb",
+        r"websnapr",
+        r"zombie\.js",
+        r"(?-i:\(KHTML, like Gecko\) [a-z][\w-]* Safari/)",  # a renderer's tag, no version
+        r"transcoder",
+        r"\.translate\b",
     ),
     "library": (
         r"\bcurl\b",
@@ -202,12 +270,29 @@ TOKENS: Final[dict[str, tuple[str, ...]]] = {
         r"httrack",
         r"offline",
         r"feed",
-        r"\brss",
+        r"\brss|rss\b",
+        r"\blavf/",  # FFmpeg's libavformat
+        r"^url/emacs",  # Emacs' url.el
+        r"\breeder/",  # feed readers that do not say "feed" or "rss"
+        r"netnewswire",
+        r"\breadkit/",
+        r"akregator",
+        r"newsboat",
+        r"liferea",
         r"indy library",
         r"zgrab",
         r"openvas",
         r"web services client",
-        r"^[\w.-]+/[\d.]+$",
+        r"http ?client",
+        r"http ?request",
+        r"\bnode/v\d",
+        r"\bnpm/\d",
+        r"\bgo/go\d",
+        r"\bdocker/\d",
+        r"kubectl",
+        r"\bgradle/",
+        r"\bsiege/",
+        r"\bhttping\b",
     ),
     "crawler": (
         r"bot\b",
@@ -234,6 +319,7 @@ TOKENS: Final[dict[str, tuple[str, ...]]] = {
         r"reader",
         r"webhook",
         r"\btest",
+        r"tester\b",
         r"google[-_ ]",
         r"-google\b",
         r"googlemessages",
@@ -246,6 +332,7 @@ TOKENS: Final[dict[str, tuple[str, ...]]] = {
         r"backlink",
         r"verif",
         r"\boptimizer\b",
+        r"analy[sz]er\b",
         r"resolver",
         r"inspect",
         r"datanyze",
@@ -257,29 +344,63 @@ EXCEPTIONS: Final = (
     r"cubot",  # CUBOT phones
     r"user-agent",  # UAs that quote their own header name
     r"safari(?: |%20)technology(?: |%20)preview",
-    r"^(?:opera|apple-i\w+)/[\d.]+$",  # old Opera and iPod media players name only themselves
+    r"\bsogou(?:mse|mobilebrowser)\b",  # Sogou's browsers (the crawler list has "Sogou")
+    r"\blibwww-fm/|\blibwww/[\d.]+(?:_mosaic| modified)|^amaya/[\d.]+ libwww",  # text browsers
 )
-# What people's user agents look like: browsers, web views, feature phones, iOS apps.
-BROWSER_SHAPES: Final = (
-    r"^Mozilla/\d",
-    r"^Opera/\d",
-    r"^Opera Mini",
-    r"\bDalvik/",  # Android apps, at the start or after the app's own name
-    r"^UCWEB",
-    r"^UC ?Browser",
-    r"^(?:BlackBerry|Nokia|SAMSUNG-|SonyEricsson|LG-|MOT-|ALCATEL|HTC|Huawei|ZTE|Lenovo)",
-    r"^(?:Micromax|MAUI|NetFront|Obigo)",
-    r"^(?:Konqueror|ELinks|Lynx|w3m|Dillo|NetSurf)/",
-    r"^Links ",
-    r"^Apple-i(?:Phone|Pad|Pod)",
-    r"^[^/]*/[^ ]* Profile/MIDP",
-    r"\bAndroid/[\d.]+ .*Release/",
-    r"\bCFNetwork/[\d.]+ Darwin/",  # iOS and macOS apps
-    r"\((?:iPhone|iPad|iPod)\b|\biPhone OS\b",  # app frameworks that name the device
-    r"^iTunes/",
+# Positive evidence of a person's client (RE2, case-sensitive unless marked): rendering
+# engines, browser families, WebView and app-framework markers, feature-phone and WAP
+# browsers, TV, set-top box, console and text browsers. Anything that matches none of these,
+# no device of uap-core's catalogue and no bot token falls to the shape score.
+BROWSER_EVIDENCE: Final = (
+    # engines and the browser families that name them (anywhere: apps prefix their name)
+    r"AppleWebKit/|\bGecko/|Trident/|Presto/|\bKHTML\b|\bGoanna/|\bEdgeHTML|\bMSIE[ +]\d",
+    r"\bOpera [\d.]+\b|\bGecko (?:Galeon|Epiphany|K-Meleon)/",  # old Opera and Gecko browsers
+    r"\b(?:Chrome|Chromium|CriOS|Firefox|FxiOS|Safari|Opera|OPR|Edge?|SamsungBrowser)/\d",
+    r"\bQtWebEngine/|\bQtWebKit/|\bArora/|\bMidori/|\bEpiphany/|\bNetSurf/|\bDillo/",
+    r"\bKonqueror/|(?i:^(?:lynx|links|elinks|w3m|amaya|ibrowse|amigavoyager)\b)|Mosaic/",
+    # app frameworks and WebViews (Android, Cronet, iOS and macOS apps, Electron, React Native)
+    r"\bDalvik/|\bCronet/|\bExoPlayer|\bCFNetwork/|\bDarwin/\d|\bElectron/\d",
+    r"; wv\)|\bwebview\b(?i:)|\bFBAN/|\bFBAV/|\bInstagram \d|\bLine/\d|\bMicroMessenger/",
+    r"\bAndroid[ /][\d.]+|\b(?:iPhone|iPad|iPod)(?:\d|;| OS| Simulator|\b)|\biOS[ /]\d",
+    r"\b(?:iPadOS|watchOS|tvOS|visionOS|HarmonyOS|OpenHarmony|KaiOS|Tizen|Sailfish)\b",
+    # feature phones, WAP and Java ME browsers, UC Browser's own formats
+    r"(?i:\bMIDP-?\d|\bCLDC|\bUP\.Browser|\bUP\.Link|\bWAP|\bMAUI|\bMRE[/\\]|\bBREW)",
+    r"(?i:\bNetFront|\bObigo|\bTeleca|\bDorado|\bOpera Mini|\bUCWEB|\bUCBrowser|\bDoCoMo/)",
+    r"(?i:^KDDI-|^Vodafone/|^SoftBank/|^J-PHONE/|^(?:SAMSUNG|SEC|SIE|SAGEM|LG|MOT|PANTECH)-)",
+    r"(?i:\bWILLCOM|\bDDIPOCKET|\bemobile/|^portalmmm/)",  # Japanese carriers, i-mode
+    r"(?i:^(?:BlackBerry|Nokia|SonyEricsson|ALCATEL|HTC|Huawei|ZTE|Lenovo|Micromax))",
+    r"\bdv\(|\bpr\(UCBrowser",  # UC Browser's internal "dv(...);pr(...)" format
+    r"(?i:\bbrowser\b)",  # "nook browser/1.0", "Aplix_SANYO_browser/1.03"
+    # smart TVs, set-top boxes, consoles, cars
+    r"(?i:\bHbbTV|\bSmartTV|\bSMART-TV|\bWeb0S|\bwebOS|\bNetCast|\bRoku|\bCrKey|\bAFT[A-Z])",
+    r"(?i:\bPlayStation|\bPS Vita\b|\bNintendo|\bXbox|\bBRAVIA|\bVIZIO|\bViziOS|\bTV Bro\b)",
+    r"\bCE-HTML\b|\bANTGalio|\bOpera TV|\bSonos/|\bBrightSign/|\bAppleTV|\bQuest \d",
+    r"^(?i:Apple-i(?:Phone|Pad|Pod)|iTunes/|Opera Mini)",
 )
-COMMON_BROWSER_PREFIXES: Final = ("Mozilla/", "Opera/")  # BROWSER_SHAPES' usual case, cheaply
-
+# Browser-like text (plain substrings) no browser sends, looked for after the tokens (which
+# name the bot when they can) and before the browser evidence: they are a ``crawler``.
+IMPOSTORS: Final = ("like Gecko; compatible",)  # "(KHTML, like Gecko; compatible; Name/1.0)"
+COMMON_BROWSER_PREFIXES: Final = ("Mozilla/5.0 (", "Mozilla/4.0 (")
+# The device-model slot of an Android platform comment: blanked before the bot tokens and
+# the crawler list are searched, so "M bot 54", "Spider 8" or "Google TV" name a device.
+DEVICE_SLOT: Final = r"(Android [\d.]+;(?: U;)?(?: [a-z]{2}[-_][A-Za-z]{2};)?) ?[^;)]+"
+# What the shape score weighs, for strings with neither bot tokens nor browser evidence.
+SHAPE_WEIGHTS: Final[tuple[tuple[str, int], ...]] = (
+    (r"^Mozilla/5\.0", -2),  # claims a modern browser, yet names no engine or browser
+    (r"^Mozilla/[\d.]+ \(compatible;?[^;)]*\)?$", -2),  # "Mozilla/5.0 (compatible; Name/1.0)"
+    (r"^Mozilla/[\d.]+ [\w.-]+", -2),  # "Mozilla/5.0 Name/1.0": a product after Mozilla
+    (r"^[\w .-]+/v?[\d.]+\S*(?: \([^)]*\))?$", -2),  # "Name/1.0 (details)"
+    (r"^Mozilla/[1-4]\.\d+\S* \(", 2),  # an old browser: Mozilla 1-4 and a platform comment
+    (r"(?i:\b(?:Linux|Windows|Win\d+|WinNT|X11|Mac|Macintosh|PPC|68K|Unix|BSD|Ubuntu)\b)", 1),
+    (r"(?i:\b(?:CrOS|SunOS|IRIX)\b)", 1),
+    (r"(?i:\b(?:BeOS|Haiku|RISC OS|AmigaOS|MorphOS|OS/2|Inferno|x64|x86|amd64|arm64)\b)", 1),
+    (r"(?i:\b(?:phone|mobile|tablet|tv|watch)\b)", 2),
+    (r"\b\d{3,4}[x*]\d{3,4}\b", 2),  # a screen size
+    (r"(?i:\b(?:ios|android|osx|macos|tvos|watchos|win32nt|wtos|palm os|meego)\b)", 1),
+    # media and podcast apps name what they are
+    (r"(?i:player|music|radio|podcast|\bpod|pod\b|cast\b|\bfm\b|\bvlc\b|\btv\b|video)", 3),
+)
+SHAPE_BOT_SCORE: Final = 0  # a score at or below this is a bot
 # crawler-user-agents patterns that match ordinary browsers: an Android build id, Facebook's
 # in-app browser, VS Code and Trae (Electron editors), the Blackboard Learn app's web view
 # (Blackboard's SafeAssign bot is caught by its shape).
@@ -294,6 +415,12 @@ CRAWLER_TAG_FAMILIES: Final = {
     "http-library": "library",
 }
 
+
+# uap-core's two catch-alls of four-letter prefixes ("^(1207|3gso|...|your|...)"), from a
+# list of WAP-era handsets: they match any string that starts with "blac" or "your".
+GENERIC_PREFIXES: Final = ("^(1207|", "^(talk|")
+
+SET_MAX_MEM: Final = 128 << 20
 
 # Every surrogate code point to U+FFFD, for str.translate: RE2 takes only valid UTF-8.
 _SURROGATES: Final = dict.fromkeys(range(0xD800, 0xE000), 0xFFFD)
@@ -319,16 +446,20 @@ def as_user_agent_text(ua: object) -> str | None:
     return None
 
 
-def _options(*, case_sensitive: bool) -> Any:
+def _options(*, case_sensitive: bool, max_mem: int = 64 << 20) -> Any:
     options = re2.Options()
     options.case_sensitive = case_sensitive
-    options.max_mem = 64 << 20
+    options.max_mem = max_mem
     return options
 
 
 def _compile_tokens() -> Any:
     groups = (f"(?P<{family}>{'|'.join(patterns)})" for family, patterns in TOKENS.items())
     return re2.compile("|".join(groups), _options(case_sensitive=False))
+
+
+def _compile(pattern: str, *, case_sensitive: bool = True) -> Any:
+    return re2.compile(pattern, _options(case_sensitive=case_sensitive))
 
 
 def load_crawler_patterns() -> list[tuple[str, str]]:
@@ -369,27 +500,139 @@ class _CrawlerList:
         return self.families[min(matches)] if matches else None
 
 
+def load_device_catalogue() -> tuple[list[str], list[str]]:
+    """uap-core's patterns from the installed ``ua-parser-builtins`` package: its client
+    families (browsers, apps, media players, libraries and bots alike) and its device
+    catalogue (brands, models, TVs, consoles, feature phones) without the ``Spider``
+    patterns, which call Amazon's Silk browser and Sogou's a bot (the bot layers above cover
+    what they add); empty when the package is missing."""
+    try:
+        from ua_parser.utils import fa_simplifier  # noqa: PLC0415  # only when built
+        from ua_parser_builtins.matchers import MATCHERS  # noqa: PLC0415
+    except ImportError:
+        return [], []
+    families = [fa_simplifier(matcher.regex) for matcher in MATCHERS[0]]
+    devices = []
+    for matcher in MATCHERS[2]:
+        if matcher.family == "Spider" or matcher.regex.startswith(GENERIC_PREFIXES):
+            continue
+        pattern = fa_simplifier(matcher.regex)
+        devices.append(f"(?i:{pattern})" if matcher.flags & re.IGNORECASE else pattern)
+    return families, devices
+
+
+def people_patterns(patterns: list[str], bots: list[str]) -> list[str]:
+    """The patterns that match none of ``bots``: a client family that a known bot also
+    matches is no evidence of a person."""
+    known = _PatternSet(patterns)
+    bad = {index for ua in bots for index in known.matching(ua)}
+    return [pattern for index, pattern in enumerate(known.patterns) if index not in bad]
+
+
+def load_crawler_instances() -> list[str]:
+    """The real crawler user agents the crawler-user-agents package lists (``instances``)."""
+    try:
+        data = resources.files("crawleruseragents").joinpath("crawler-user-agents.json")
+        entries = json.loads(data.read_text(encoding="utf-8"))
+    except (ModuleNotFoundError, FileNotFoundError, ValueError):
+        return []
+    return [ua for entry in entries for ua in entry.get("instances") or [] if isinstance(ua, str)]
+
+
+class _PatternSet:
+    """Patterns as one RE2 set: does any of them match?"""
+
+    def __init__(self, patterns: list[str]) -> None:
+        self.patterns: list[str] = []
+        # hundreds of patterns: room for RE2's lazily built DFA, or it falls back to the NFA
+        self.set = re2.Set.SearchSet(_options(case_sensitive=True, max_mem=SET_MAX_MEM))
+        for pattern in patterns:
+            try:
+                self.set.Add(pattern)
+            except Exception:  # a pattern RE2 cannot take: skip it, keep the rest
+                continue
+            self.patterns.append(pattern)
+        self.set.Compile()
+
+    def matches(self, ua: str) -> bool:
+        return bool(self.patterns) and bool(self.set.Match(ua))
+
+    def matching(self, ua: str) -> list[int]:
+        """The indexes of the patterns ``ua`` matches."""
+        return list(self.set.Match(ua) or ()) if self.patterns else []
+
+
+@dataclass(frozen=True)
+class Layers:
+    """The compiled layers of a detector: immutable, so detectors built alike share them."""
+
+    tokens: Any
+    exceptions: Any
+    browsers: Any
+    device_slot: Any
+    shape: _PatternSet
+    shape_weights: tuple[int, ...]
+    crawlers: _CrawlerList
+    families: _PatternSet
+    devices: _PatternSet
+
+
+def build_layers(
+    *,
+    crawler_patterns: list[tuple[str, str]],
+    known_bots: list[str],
+    families: list[str],
+    devices: list[str],
+) -> Layers:
+    """The layers from their data: ``crawler_patterns`` as ``load_crawler_patterns`` gives
+    them, ``known_bots`` (real bot user agents: a client family any of them matches is no
+    evidence of a person), uap-core's ``families`` and ``devices`` patterns."""
+    return Layers(
+        tokens=_compile_tokens(),
+        exceptions=_compile("|".join(EXCEPTIONS), case_sensitive=False),
+        browsers=_compile("|".join(BROWSER_EVIDENCE)),
+        # Python's re, anchored where "Android " starts: no nested repetition, so linear, and
+        # it reads str as it is (RE2's wrapper re-encodes the whole string for each match)
+        device_slot=re.compile(DEVICE_SLOT),
+        shape=_PatternSet([pattern for pattern, _ in SHAPE_WEIGHTS]),
+        shape_weights=tuple(weight for _, weight in SHAPE_WEIGHTS),
+        crawlers=_CrawlerList(crawler_patterns),
+        families=_PatternSet(people_patterns(families, known_bots)),
+        devices=_PatternSet(devices),
+    )
+
+
+@functools.cache
+def default_layers(*, use_crawler_list: bool, use_device_catalogue: bool) -> Layers:
+    """The layers from the installed packages, built once per process and shared."""
+    families, devices = load_device_catalogue() if use_device_catalogue else ([], [])
+    return build_layers(
+        crawler_patterns=load_crawler_patterns() if use_crawler_list else [],
+        known_bots=load_crawler_instances() if use_crawler_list else [],
+        families=families,
+        devices=devices,
+    )
+
+
 class BotDetector:
     """Tells bots from people by the user-agent string; see the module docstring.
 
     ``is_bot``, ``classify`` and ``verdict`` never raise, whatever ``ua`` is (see the module
     docstring). ``cache_size`` is the most verdicts kept, at least ``MIN_CACHE_SIZE``;
-    ``use_crawler_list=False`` skips the crawler-user-agents layer. A bad option is a
-    ``ConfigError`` naming it.
+    ``use_crawler_list=False`` skips the crawler-user-agents layer (and its instances as
+    known bots), ``use_device_catalogue=False`` uap-core's families and devices. A bad
+    option is a ``ConfigError`` naming it. The compiled layers are built once per process
+    (about a second) and shared by every detector with the same options.
     """
 
-    __slots__ = (
-        "_crawlers",
-        "_exceptions",
-        "_lock",
-        "_shapes",
-        "_tokens",
-        "cache_size",
-        "verdicts",
-    )
+    __slots__ = ("_lock", "cache_size", "layers", "verdicts")
 
     def __init__(
-        self, *, cache_size: int = DEFAULT_CACHE_SIZE, use_crawler_list: bool = True
+        self,
+        *,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        use_crawler_list: bool = True,
+        use_device_catalogue: bool = True,
     ) -> None:
         if isinstance(cache_size, bool) or not isinstance(cache_size, int):
             raise ConfigError(f"cache_size {cache_size!r} is not an int")
@@ -397,14 +640,15 @@ class BotDetector:
             raise ConfigError(f"cache_size {cache_size!r} is below the minimum, {MIN_CACHE_SIZE}")
         if not isinstance(use_crawler_list, bool):
             raise ConfigError(f"use_crawler_list {use_crawler_list!r} is not a bool")
+        if not isinstance(use_device_catalogue, bool):
+            raise ConfigError(f"use_device_catalogue {use_device_catalogue!r} is not a bool")
         self.cache_size = cache_size
         # ua -> family, "" for a person: the hot path reads this dict directly.
         self.verdicts: dict[object, str] = {}
         self._lock = threading.Lock()
-        self._tokens = _compile_tokens()
-        self._exceptions = re2.compile("|".join(EXCEPTIONS), _options(case_sensitive=False))
-        self._shapes = re2.compile("|".join(BROWSER_SHAPES), _options(case_sensitive=True))
-        self._crawlers = _CrawlerList(load_crawler_patterns() if use_crawler_list else [])
+        self.layers = default_layers(
+            use_crawler_list=use_crawler_list, use_device_catalogue=use_device_catalogue
+        )
 
     def is_bot(self, ua: object) -> bool:
         """Whether ``ua`` belongs to a bot; cached."""
@@ -466,11 +710,42 @@ class BotDetector:
         text = ua.strip().strip("\"'")
         if len(text) < MIN_UA_LENGTH:
             return "empty"
-        match = self._tokens.search(text)
-        if match is not None and self._exceptions.search(text):  # rare: look again without
-            match = self._tokens.search(self._exceptions.sub(" ", text))
+        layers = self.layers
+        searched = text
+        start = text.find("Android ")
+        slot = layers.device_slot.match(text, start) if start >= 0 else None  # just the slot
+        if slot is not None:  # cut the device's name out, keep what precedes it
+            searched = text[: slot.end(1)] + text[slot.end() :]
+        family = self._bot_evidence(searched)
+        if family is not None and layers.exceptions.search(searched):  # rare: look again
+            family = self._bot_evidence(layers.exceptions.sub(" ", searched))
+        if family is not None:
+            return family
+        if any(impostor in text for impostor in IMPOSTORS):
+            return "crawler"
+        if text.startswith(COMMON_BROWSER_PREFIXES) and (
+            "AppleWebKit/" in text or "Gecko/" in text or "Trident/" in text
+        ):
+            return None  # BROWSER_EVIDENCE's usual case (its engines), cheaply
+        if layers.browsers.search(text) or layers.devices.matches(text):
+            return None
+        if layers.families.matches(text):
+            return None
+        return self._shape_verdict(text)
+
+    def _bot_evidence(self, text: str) -> str | None:
+        """The family our tokens or the crawler list give ``text``, or None."""
+        match = self.layers.tokens.search(text)
         if match is not None:
             return str(match.lastgroup)
-        if not text.startswith(COMMON_BROWSER_PREFIXES) and not self._shapes.search(text):
-            return "library"
-        return self._crawlers.family(text)
+        return self.layers.crawlers.family(text)
+
+    def _shape_verdict(self, text: str) -> str | None:
+        """The shape score's verdict on a string with no bot token and no browser evidence:
+        a bot at or below ``SHAPE_BOT_SCORE`` (``crawler`` for a "Mozilla/" string, which
+        claims to be a browser, else ``library``), above it a person."""
+        layers = self.layers
+        score = sum(layers.shape_weights[index] for index in layers.shape.matching(text))
+        if score > SHAPE_BOT_SCORE:
+            return None
+        return "crawler" if text.startswith("Mozilla/") else "library"

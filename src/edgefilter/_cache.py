@@ -249,7 +249,7 @@ class RulesCache(RulesSource):
         max_workers: int = 4,
         cold_workers: int = 2,
         cold_queue: int = DEFAULT_COLD_QUEUE,
-        compact_tables: bool = False,
+        compact_tables: bool | None = None,
     ) -> None:
         self.ttl = _above("ttl", ttl, 0)
         self.max_stale = _at_least("max_stale", max_stale, 0, finite=False)
@@ -266,7 +266,11 @@ class RulesCache(RulesSource):
         self.cold_queue = _count("cold_queue", cold_queue)
         if not callable(clock):
             raise _refuse("clock", clock, "a callable answering seconds")
-        self.client, self.clock, self.compact_tables = client, clock, bool(compact_tables)
+        self.client, self.clock, self.compact_tables = (
+            client,
+            clock,
+            None if compact_tables is None else bool(compact_tables),
+        )
         self._hot: dict[str, SiteRules] = {}
         self.rules_for: Callable[[str], SiteRules | None] = self._hot.get
         # Real sites, 404s and cold ids' failures each in a store of its own: a flood of

@@ -10,6 +10,11 @@ a site that does not exist, a refused key or an outage costs one read: during a 
 made-up ids, a seventh of the reads. A server that lacks one of the four newer endpoints
 (an older Rybbit: 404 on that sub-path while the site read succeeded) has no such rules:
 that list is empty, and the config is fetched without failing.
+
+``edge_rules`` / ``aedge_rules`` read the versioned rules feed of our reference server
+(``GET /api/edge/rules``, see ``edgefilter.server._feed``): every site at once, or the
+changes since a version, optionally held open until a change commits (long poll). A real
+Rybbit has no feed; ``RulesCache`` reads it site by site.
 """
 
 from __future__ import annotations
@@ -58,6 +63,27 @@ _LACKING: Final[dict[int, Json]] = {
 }
 DEFAULT_TIMEOUT: Final = 5.0
 PRIVATE_LINK: Final = "/private-link-config"
+EDGE_RULES: Final = "/api/edge/rules"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedAnswer:
+    """One answer of the rules feed.
+
+    ``full``: ``sites`` is every site the key reads (replace what you hold); else ``sites``
+    changed and ``deleted`` (siteIds) went since the version asked for. ``not_modified``
+    (a 304): nothing changed, ``sites`` and ``deleted`` are empty and ``version`` is the one
+    asked for. ``retry_after`` is the server's ``Retry-After`` (it holds no more waiters).
+    """
+
+    epoch: str | None
+    version: int | None
+    full: bool
+    sites: tuple[Json, ...]
+    deleted: tuple[int, ...]
+    etag: str | None
+    not_modified: bool = False
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +128,23 @@ class SitesApiClient:
             "timeout": timeout,
         }
         self._client = httpx.Client(transport=transport, **self._options)
+        self._transport = transport
         self._async_transport = async_transport
         self._async: httpx.AsyncClient | None = None
+
+    def copy(self) -> SitesApiClient:
+        """A new client with the same URL, key, timeout and transports, and pools of its own
+        (for a thread or an event loop of its own)."""
+        copied = SitesApiClient(
+            self.base_url,
+            None,
+            timeout=self._options["timeout"],
+            transport=self._transport,
+            async_transport=self._async_transport,
+        )
+        copied._options["headers"] = dict(self._options["headers"])
+        copied._client.headers.update(self._options["headers"])
+        return copied
 
     # --- plumbing -----------------------------------------------------------------------
 
@@ -188,6 +229,28 @@ class SitesApiClient:
         bodies = [_checked_body(answer, index, previous) for index, answer in enumerate(answers)]
         return _assemble(answers, bodies, previous)
 
+    # --- the rules feed ------------------------------------------------------------------
+
+    def edge_rules(
+        self, since: int | None = None, *, wait: float = 0.0, etag: str | None = None
+    ) -> FeedAnswer:
+        """GET /api/edge/rules: every site (``since`` None) or the changes after ``since``,
+        held up to ``wait`` seconds until one commits; ``etag`` makes a snapshot
+        conditional."""
+        params, headers, timeout = _feed_request(since, wait, etag, self._options["timeout"])
+        answer = self._send("GET", EDGE_RULES, params=params, headers=headers, timeout=timeout)
+        return _feed_answer(answer, since)
+
+    async def aedge_rules(
+        self, since: int | None = None, *, wait: float = 0.0, etag: str | None = None
+    ) -> FeedAnswer:
+        """``edge_rules`` on the event loop."""
+        params, headers, timeout = _feed_request(since, wait, etag, self._options["timeout"])
+        answer = await self._asend(
+            "GET", EDGE_RULES, params=params, headers=headers, timeout=timeout
+        )
+        return _feed_answer(answer, since)
+
     # --- single endpoints, sync ----------------------------------------------------------
 
     def site(self, site: str) -> Json:
@@ -203,8 +266,10 @@ class SitesApiClient:
         path = _site_path(site) + "/excluded-countries"
         return self._call("GET", path, _list("excludedCountries"))
 
-    def create_site(self, organization_id: str, domain: str, name: str, **flags: bool) -> Json:
-        """POST /api/sites/:orgId; the created site object."""
+    def create_site(
+        self, organization_id: str, domain: str, name: str, **flags: bool | str
+    ) -> Json:
+        """POST /api/sites/:orgId; the created site object (``flags`` may hold ``type``)."""
         body = {"domain": domain, "name": name, **flags}
         return self._call(
             "POST", f"/api/sites/{quote(organization_id, safe='')}", _identity, json=body
@@ -240,7 +305,7 @@ class SitesApiClient:
         return await self._acall("GET", _site_path(site), _identity)
 
     async def acreate_site(
-        self, organization_id: str, domain: str, name: str, **flags: bool
+        self, organization_id: str, domain: str, name: str, **flags: bool | str
     ) -> Json:
         """POST /api/sites/:orgId; the created site object."""
         body = {"domain": domain, "name": name, **flags}
@@ -359,6 +424,43 @@ def _unchanged(answer: httpx.Response, index: int, previous: FetchedConfig) -> b
         and previous.etags[index] is None
         and previous.bodies[index] == _LACKING[index]
     )
+
+
+def _feed_request(
+    since: int | None, wait: float, etag: str | None, timeout: float
+) -> tuple[dict[str, str], dict[str, str], float]:
+    """The query, headers and timeout of a feed read: a long poll may take ``wait`` more."""
+    params: dict[str, str] = {}
+    if since is not None:
+        params["since"] = str(since)
+        if wait > 0:
+            params["wait"] = f"{wait:g}"
+    headers = {"If-None-Match": etag} if etag else {}
+    return params, headers, timeout + (wait if since is not None else 0.0)
+
+
+def _feed_answer(answer: httpx.Response, since: int | None) -> FeedAnswer:
+    """The feed's answer, checked: a 304, or a body with its version, epoch and sites."""
+    etag = answer.headers.get("etag")
+    retry = answer.headers.get("retry-after", "")
+    retry_after = float(retry) if retry.isascii() and retry.isdigit() else None
+    if answer.status_code == 304:
+        return FeedAnswer(None, since, False, (), (), etag, True, retry_after)
+    body = _json_body(answer)
+    epoch, version, full = body.get("epoch"), body.get("version"), body.get("full")
+    sites, deleted = body.get("sites"), body.get("deleted", [])
+    if (
+        not isinstance(epoch, str)
+        or not isinstance(version, int)
+        or isinstance(version, bool)
+        or not isinstance(full, bool)
+        or not isinstance(sites, list)
+        or not all(isinstance(site, dict) for site in sites)
+        or not isinstance(deleted, list)
+        or not all(isinstance(site, int) and not isinstance(site, bool) for site in deleted)
+    ):
+        raise MalformedResponseError(f"the rules feed answered a malformed body: {body!r:.200}")
+    return FeedAnswer(epoch, version, full, tuple(sites), tuple(deleted), etag, False, retry_after)
 
 
 def _identity(body: Json) -> Json:

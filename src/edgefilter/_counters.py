@@ -39,13 +39,18 @@ class DecisionCounters:
     def add(self, site: str, reason: Reason) -> None:
         """Count one decision; ``site`` is the known site's label, ignored (replaced by
         ``UNKNOWN_SITE_LABEL``) for the unresolved reasons."""
+        next(self.counter(site, reason))
+
+    def counter(self, site: str, reason: Reason) -> itertools.count[int]:
+        """The count of one ``(site, reason)`` key, made on first use: ``next()`` on it is
+        ``add(site, reason)``, for callers that keep it to bump it without the lookup."""
         if reason in UNRESOLVED_REASONS:
             site = UNKNOWN_SITE_LABEL
         counter = self._counts.get((site, reason))
         if counter is None:
             with self._lock:
                 counter = self._counts.setdefault((site, reason), itertools.count())
-        next(counter)
+        return counter
 
     def snapshot(self) -> dict[tuple[str, Reason], int]:
         """A copy of the counts, keyed by ``(site, reason)``."""

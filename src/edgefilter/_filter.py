@@ -1,5 +1,7 @@
-"""The hot path: ``EdgeFilter.should_track(site, ip, ua, *, path=None, hostname=None)``, and
-``adecide`` for async callers.
+"""The hot path: ``EdgeFilter.should_track(site, ip, ua, *, path=None, hostname=None)``,
+``adecide`` for async callers, and ``decide_many``/``adecide_many`` for batches. With the
+compiled reader (``_speedups``, see ``_tables``) one C call goes from a site's rules to the
+decision of its address rules; without it, the inline pure-Python reader below does.
 
 Decisions for odd input (the hot path never raises, whatever its arguments are:
 unhashable, hostile objects whose methods raise, huge, ...):
@@ -38,8 +40,9 @@ import os
 import socket
 import warnings
 from bisect import bisect_right
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
+from itertools import repeat
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, runtime_checkable
 
@@ -69,10 +72,15 @@ from ._decisions import (
 from ._errors import ConfigError
 from ._geo import CountryResolver, GeoIPPath, RecordResolver
 from ._layers import CountryLayering
-from ._layout import LAYER_ASN, LAYER_COUNTRY, LAYER_IP, WIDE, by_layer
+from ._layout import LAYER_ASN, LAYER_COUNTRY, LAYER_IP, OUTSIDE_LAYER, WIDE, by_layer
 from ._rules import SiteConfig, SiteRules, compile_rules
 from ._siteids import canonical_site_id
-from ._tables import AddressTable
+from ._tables import (
+    AddressTable,
+    compiled_decision_of_hit,
+    compiled_layer_of_text,
+    pure_layer_of_text,
+)
 
 logger = logging.getLogger("edgefilter")
 
@@ -82,6 +90,9 @@ _inet_ntop = socket.inet_ntop
 _AF_INET: Final = socket.AF_INET
 _AF_INET6: Final = socket.AF_INET6
 _get_running_loop = asyncio.events._get_running_loop
+# The compiled reader (``_speedups``), when built and not turned off; None: the inline
+# pure-Python reader below. Tests swap both to hold the readers to the same decisions.
+_layer_of_text = compiled_layer_of_text
 
 
 def in_event_loop() -> bool:
@@ -96,6 +107,9 @@ R = TypeVar("R", bound=RecordResolver[Any])
 _EXCLUSIONS: Final = by_layer(
     {LAYER_IP: EXCLUDED_IP, LAYER_COUNTRY: EXCLUDED_COUNTRY, LAYER_ASN: EXCLUDED_ASN}
 )
+# The compiled reader from a site's rules to a decision (``_speedups.decision_of_hit``):
+# a layer's decision, None (in no layer) or False (Python decides); None when not active.
+_decision_of_hit = compiled_decision_of_hit(SiteRules, _EXCLUSIONS)
 
 
 @runtime_checkable
@@ -155,6 +169,7 @@ class RulesSource(Protocol):
 
 
 _NO_SITES: Final[Mapping[str, SiteRules]] = MappingProxyType({})
+_NO_HITS: Final[tuple[Sequence[object], ...]] = ()  # decide_many called with columns
 DEFAULT_COLD_WAIT: Final = RulesSource.cold_wait
 
 
@@ -171,7 +186,7 @@ class StaticRules(RulesSource):
     __slots__ = ("_rules", "rules_for")
 
     def __init__(
-        self, sites: Mapping[str, SiteConfig | SiteRules], *, compact_tables: bool = False
+        self, sites: Mapping[str, SiteConfig | SiteRules], *, compact_tables: bool | None = None
     ) -> None:
         rules: dict[str, SiteRules] = {}
         spellings: dict[str, object] = {}
@@ -285,10 +300,10 @@ class EdgeFilter:
     bytes or any ``os.PathLike``) or a ``CountryResolver``; without one, country rules are
     skipped (with one warning per site). ``asn_db`` is likewise a GeoLite2-ASN or GeoIP2-ISP
     ``.mmdb`` path or an ``AsnResolver``; without one, ASN rules are skipped (one warning
-    per site). ``bots`` is a ``BotDetector``; a default one is
-    made when not given. ``compact_tables=True`` compiles the configs of a mapping with
-    ``compile_rules(config, compact=True)``: many sites in little memory (a live source
-    takes the option itself, e.g. ``RulesCache(client, compact_tables=True)``).
+    per site). ``bots`` is a ``BotDetector``; a default one is made when not given.
+    ``compact_tables`` is passed to ``compile_rules`` as ``compact`` (None, the default:
+    compact with the compiled reader) for the configs of a mapping (a live source takes the
+    option itself, e.g. ``RulesCache(client, compact_tables=True)``).
 
     ``track_when_unavailable`` decides the hits of a site whose rules cannot be had right
     now: a bool for every cause, or a mapping of some of ``Reason.rules_pending``,
@@ -326,11 +341,11 @@ class EdgeFilter:
         bots: BotDetector | None = None,
         track_unknown_sites: bool = False,
         track_when_unavailable: bool | Mapping[Reason, bool] = DEFAULT_TRACK_WHEN_UNAVAILABLE,
-        compact_tables: bool = False,
+        compact_tables: bool | None = None,
     ) -> None:
         for name, flag in (
             ("track_unknown_sites", track_unknown_sites),
-            ("compact_tables", compact_tables),
+            ("compact_tables", False if compact_tables is None else compact_tables),
         ):
             if not isinstance(flag, bool):
                 raise ConfigError(f"{name} {flag!r} is not a bool")
@@ -412,45 +427,48 @@ class EdgeFilter:
                 return found
             rules = found
         if rules.needs_ip:
-            try:
-                if ":" in ip:  # type: ignore[operator]
-                    packed = _inet_pton(_AF_INET6, ip)  # type: ignore[arg-type]
-                    is_v4 = packed.startswith(MAPPED_PACKED_PREFIX)
-                    if is_v4:  # ::ffff:a.b.c.d is a.b.c.d
-                        packed = packed[12:]
-                else:
-                    packed = _inet_pton(_AF_INET, ip)  # type: ignore[arg-type]
-                    is_v4 = True
-            except Exception:  # not plain address text: the lenient read, which never raises
-                address = _read_hit_address(ip)
-                if address is None:
-                    return INVALID_IP
-                is_v4, packed = address[0] == V4, pack_address(address)
-            table = rules.excluded_ips
-            if rules.needs_layers:  # IPs, countries and ASNs in one table, once ready
-                layered = rules.country_layers.get(self._layers_key)
-                if layered is None:
-                    return self._decide_unlayered(
-                        rules, is_v4, packed, ua, path=path, hostname=hostname
-                    )
-                table = layered
-            # An inline copy of AddressTable.layer_of_packed (the layout: _layout), pinned to
-            # it by tests/test_layout.py::test_inline_lookups_agree_with_layer_of_packed.
-            if is_v4:
-                buckets, shift = table.buckets4, table.shift4
+            if _decision_of_hit is not None:  # the compiled reader: table, parse, search
+                decision = _decision_of_hit(rules, self._layers_key, ip)
+                if decision is not None:
+                    if decision is not False:
+                        return decision  # type: ignore[return-value]
+                    # not plain text, or the layers not built yet
+                    return self._decide_slowly(rules, ip, ua, path=path, hostname=hostname)
             else:
-                buckets, shift = table.buckets6, table.shift6
-            if shift < 0:  # a tag: WIDE (two-byte index), or COMPACT (IPv4 as ints)
-                if shift != WIDE:
-                    return self._decide_compact(
-                        rules, table, packed, ua, path=path, hostname=hostname
-                    )
-                bucket = buckets[packed[0] << 8 | packed[1]]
-            else:  # a shift: FLAT or BY_BYTE
-                bucket = buckets[packed[0] >> shift]
-            index = bisect_right(bucket, packed)
-            if index & 1:  # inside an interval: its end's LAYER_BYTE (the last) names the layer
-                return _EXCLUSIONS[bucket[index][-1]]
+                table = rules.excluded_ips
+                if rules.needs_layers:  # IPs, countries and ASNs in one table, once ready
+                    layered = rules.country_layers.get(self._layers_key)
+                    if layered is None:
+                        return self._decide_unlayered(rules, ip, ua, path=path, hostname=hostname)
+                    table = layered
+                try:
+                    if ":" in ip:  # type: ignore[operator]
+                        packed = _inet_pton(_AF_INET6, ip)  # type: ignore[arg-type]
+                        is_v4 = packed.startswith(MAPPED_PACKED_PREFIX)
+                        if is_v4:  # ::ffff:a.b.c.d is a.b.c.d
+                            packed = packed[12:]
+                    else:
+                        packed = _inet_pton(_AF_INET, ip)  # type: ignore[arg-type]
+                        is_v4 = True
+                except Exception:  # not plain address text: the lenient read, never raising
+                    return self._decide_address(rules, table, ip, ua, path=path, hostname=hostname)
+                # An inline copy of AddressTable.layer_of_packed (the layout: _layout), pinned
+                # to it by tests/test_layout.py::test_inline_lookups_agree_with_layer_of_packed.
+                if is_v4:
+                    buckets, shift = table.buckets4, table.shift4
+                else:
+                    buckets, shift = table.buckets6, table.shift6
+                if shift < 0:  # a tag: WIDE (two-byte index), or COMPACT (bounds as ints)
+                    if shift != WIDE:
+                        return self._decide_compact(
+                            rules, table, packed, ua, path=path, hostname=hostname
+                        )
+                    bucket = buckets[packed[0] << 8 | packed[1]]
+                else:  # a shift: FLAT or BY_BYTE
+                    bucket = buckets[packed[0] >> shift]
+                index = bisect_right(bucket, packed)
+                if index & 1:  # inside an interval: its end's LAYER_BYTE names the layer
+                    return _EXCLUSIONS[bucket[index][-1]]
         if rules.has_patterns:  # paths, hostnames, user agents; each None when the site has none
             matcher = rules.excluded_paths
             if matcher is not None and path is not None:
@@ -485,22 +503,58 @@ class EdgeFilter:
                 return BOT
         return TRACKED
 
-    def _decide_unlayered(
+    def _decide_slowly(
+        self, rules: SiteRules, ip: object, ua: object, *, path: object, hostname: object
+    ) -> Decision:
+        """``should_track`` after the compiled reader did not answer: the site's layered
+        table is not built yet, or the address is not plain text (the lenient read)."""
+        table = rules.excluded_ips
+        if rules.needs_layers:
+            layered = rules.country_layers.get(self._layers_key)
+            if layered is None:
+                return self._decide_unlayered(rules, ip, ua, path=path, hostname=hostname)
+            table = layered
+        return self._decide_address(rules, table, ip, ua, path=path, hostname=hostname)
+
+    def _decide_address(
         self,
         rules: SiteRules,
-        is_v4: bool,
-        packed: bytes,
+        table: AddressTable,
+        ip: object,
         ua: object,
         *,
         path: object = None,
         hostname: object = None,
     ) -> Decision:
-        """``should_track`` after the address is read, for a site with country or ASN rules
-        whose layered table is not built yet: have it built in the background, and meanwhile
-        check the IP table, then the countries' table and the ASNs' table (or the address's
-        record in each database)."""
+        """``should_track`` for an address that is not plain text (the lenient read) in the
+        site's table (layered or not), and the checks after it."""
+        address = _read_hit_address(ip)
+        if address is None:
+            return INVALID_IP
+        layer = table.layer_of_packed(pack_address(address))
+        if layer is not None:
+            return _EXCLUSIONS[layer]
+        return self._decide_after_address(rules, ua, path, hostname)
+
+    def _decide_unlayered(
+        self,
+        rules: SiteRules,
+        ip: object,
+        ua: object,
+        *,
+        path: object = None,
+        hostname: object = None,
+    ) -> Decision:
+        """``should_track`` for a site with country or ASN rules whose layered table is not
+        built yet: have it built in the background, and meanwhile read the address, and check
+        the IP table, then the countries' table and the ASNs' table (or the address's record
+        in each database)."""
         if self._layering is not None:
             self._layering.schedule(rules)
+        address = _read_hit_address(ip)
+        if address is None:
+            return INVALID_IP
+        is_v4, packed = address[0] == V4, pack_address(address)
         if rules.excluded_ips.contains_packed(packed):
             return EXCLUDED_IP
         if _in_records(self.geoip, rules.excluded_countries, is_v4, packed):
@@ -654,9 +708,171 @@ class EdgeFilter:
         if canonical is not None:
             await self._aensure_source(canonical, timeout)
 
+    def decide_many(
+        self,
+        hits: Iterable[Sequence[object]] = _NO_HITS,
+        *,
+        sites: Sequence[object] | None = None,
+        ips: Sequence[object] | None = None,
+        uas: Sequence[object] | None = None,
+        paths: Sequence[object] | None = None,
+        hostnames: Sequence[object] | None = None,
+    ) -> list[Decision]:
+        """``should_track`` for many hits, the answers in order: ``hits`` as tuples ``(site,
+        ip, ua)`` or ``(site, ip, ua, path, hostname)``, or parallel sequences ``sites``,
+        ``ips``, ``uas`` (and ``paths``, ``hostnames``) of one length.
+
+        Each answer is the one ``should_track`` gives for that hit; a batch reads each
+        site's rules once, on its first hit, so a backfill is decided against the rules of
+        now, not those in force when its hits happened. Never waits for a cold site (see
+        ``adecide_many``). A hit of another shape, or sequences of unequal lengths, are a
+        ``ValueError`` naming them (the answers themselves never raise).
+        """
+        return self._decide_rows(
+            _rows(hits, sites=sites, ips=ips, uas=uas, paths=paths, hostnames=hostnames)
+        )
+
+    async def adecide_many(
+        self,
+        hits: Iterable[Sequence[object]] = _NO_HITS,
+        *,
+        sites: Sequence[object] | None = None,
+        ips: Sequence[object] | None = None,
+        uas: Sequence[object] | None = None,
+        paths: Sequence[object] | None = None,
+        hostnames: Sequence[object] | None = None,
+    ) -> list[Decision]:
+        """``decide_many`` for async callers: first await the source's ``aensure`` (up to its
+        ``cold_wait``) once for each cold site of the batch, all at once, then decide."""
+        rows = list(_rows(hits, sites=sites, ips=ips, uas=uas, paths=paths, hostnames=hostnames))
+        cold: set[str] = set()
+        for row in rows:
+            try:
+                at_hand = self._rules_for(row[0]) is not None  # type: ignore[arg-type]
+            except Exception:
+                at_hand = False
+            if not at_hand:
+                canonical = _canonical_site(row[0])
+                if canonical is not None and self._rules_for(canonical) is None:
+                    cold.add(canonical)
+        waits = [self._aensure_source(site, self._cold_wait) for site in sorted(cold)]
+        for site, outcome in zip(
+            sorted(cold), await asyncio.gather(*waits, return_exceptions=True), strict=True
+        ):
+            if isinstance(outcome, Exception):  # the decisions say what the source has
+                self._log_source_failure(site)
+        token = _AWAITED.set(True)
+        try:
+            return self._decide_rows(rows)
+        finally:
+            _AWAITED.reset(token)
+
+    def _decide_rows(self, rows: Iterable[Sequence[object]]) -> list[Decision]:  # noqa: PLR0912
+        """The loop of ``decide_many`` over ``(site, ip, ua)`` or ``(site, ip, ua, path,
+        hostname)`` rows: with the compiled reader, a site whose rules need no more than its
+        table and bots is decided here, one call of the reader a hit (C when compiled); any
+        other hit by ``should_track`` itself."""
+        layer_of_text = pure_layer_of_text if _layer_of_text is None else _layer_of_text
+        should_track = self.should_track
+        plans: dict[str, tuple[AddressTable | None, bool] | None] = {}
+        verdicts, bot_verdict = self._bot_verdicts, self._bot_verdict
+        answers: list[Decision] = []
+        append = answers.append
+        for row in rows:
+            if len(row) == 3:
+                site, ip, ua = row
+                path = hostname = None
+            elif len(row) == 5:
+                site, ip, ua, path, hostname = row
+            else:
+                raise ValueError(
+                    f"hit {row!r} is neither (site, ip, ua) nor (site, ip, ua, path, hostname)"
+                )
+            plan = None
+            if type(site) is str:
+                try:
+                    plan = plans[site]
+                except KeyError:
+                    plan = plans[site] = self._plan(site)
+            if plan is None:
+                append(should_track(site, ip, ua, path=path, hostname=hostname))
+                continue
+            table, block_bots = plan
+            if table is not None:
+                layer = layer_of_text(table, ip)
+                if layer >= 0:
+                    append(_EXCLUSIONS[layer])
+                    continue
+                if layer != OUTSIDE_LAYER:  # not plain address text: the lenient read
+                    append(should_track(site, ip, ua, path=path, hostname=hostname))
+                    continue
+            if block_bots:
+                try:
+                    verdict = verdicts[ua]  # the detector's cache
+                except Exception:
+                    verdict = bot_verdict(ua)
+                if verdict:
+                    append(BOT)
+                    continue
+            append(TRACKED)
+        return answers
+
+    def _plan(self, site: str) -> tuple[AddressTable | None, bool] | None:
+        """What ``_decide_rows`` needs of a site decided in its loop: the table to search
+        (None: the address is not read) and whether it blocks bots; None for a site that
+        ``should_track`` decides (no rules at hand, patterns, layers not built yet)."""
+        try:
+            rules = self._rules_for(site)
+        except Exception:
+            return None
+        if rules is None or rules.has_patterns:
+            return None
+        if not rules.needs_ip:
+            return None, rules.block_bots
+        table: AddressTable | None = rules.excluded_ips
+        if rules.needs_layers:
+            table = rules.country_layers.get(self._layers_key)
+            if table is None:
+                return None
+        return table, rules.block_bots
+
+
+def _rows(
+    hits: Iterable[Sequence[object]],
+    *,
+    sites: Sequence[object] | None,
+    ips: Sequence[object] | None,
+    uas: Sequence[object] | None,
+    paths: Sequence[object] | None,
+    hostnames: Sequence[object] | None,
+) -> Iterable[Sequence[object]]:
+    """The rows of ``decide_many``'s arguments: the hits, or the columns zipped."""
+    if sites is None and ips is None and uas is None and paths is None and hostnames is None:
+        return hits
+    if hits is not _NO_HITS or sites is None or ips is None or uas is None:
+        raise ValueError(
+            "decide_many takes hits as tuples, or sites, ips and uas (and paths, hostnames) "
+            "as parallel sequences, not both"
+        )
+    columns = [sites, ips, uas, *(column for column in (paths, hostnames) if column is not None)]
+    lengths = [len(column) for column in columns]
+    if len(set(lengths)) > 1:
+        raise ValueError(f"decide_many's sequences have unequal lengths {lengths}")
+    if paths is None and hostnames is None:
+        return zip(sites, ips, uas, strict=True)
+    nothing = repeat(None, lengths[0])
+    return zip(
+        sites,
+        ips,
+        uas,
+        nothing if paths is None else paths,
+        nothing if hostnames is None else hostnames,
+        strict=True,
+    )
+
 
 def _as_source(
-    source: Mapping[str, SiteConfig | SiteRules] | RulesSource, *, compact_tables: bool
+    source: Mapping[str, SiteConfig | SiteRules] | RulesSource, *, compact_tables: bool | None
 ) -> RulesSource:
     """The ``RulesSource`` behind ``EdgeFilter(source)``: a mapping is compiled."""
     if isinstance(source, Mapping):

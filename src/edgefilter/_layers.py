@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
@@ -37,7 +38,8 @@ class CountryLayering:
     """Builds and stores layered tables for one filter's resolvers, on one background thread.
 
     ``key`` is where the tables go in ``SiteRules.country_layers``: the GeoIP resolver, or
-    the pair of GeoIP and ASN resolvers when the filter has an ASN database.
+    one key object for the pair of GeoIP and ASN resolvers when the filter has an ASN
+    database.
     """
 
     __slots__ = ("_executor", "_lock", "_pending", "asn", "geoip", "key")
@@ -45,7 +47,7 @@ class CountryLayering:
     def __init__(self, geoip: CountryResolver | None, asn: AsnResolver | None = None) -> None:
         self.geoip = geoip
         self.asn = asn
-        self.key: object = geoip if asn is None else (geoip, asn)
+        self.key: object = geoip if asn is None else _pair_key(geoip, asn)
         self._executor: ThreadPoolExecutor | None = None
         self._pending: set[int] = set()  # id() of rules with a build queued
         self._lock = threading.Lock()
@@ -110,6 +112,30 @@ class CountryLayering:
                 resolver.wait_compiled()
         for each in rules:
             self._build(each)
+
+
+class _PairKey:
+    """The key of the tables layered for one pair of resolvers: hashed by identity (a dict
+    read on every hit; a tuple's hash would be computed each time), one object per pair."""
+
+    __slots__ = ("__weakref__", "asn", "geoip")
+
+    def __init__(self, geoip: CountryResolver | None, asn: AsnResolver) -> None:
+        self.geoip, self.asn = geoip, asn
+
+
+# One key per live pair: filters over the same resolvers share their layered tables. A key
+# holds its resolvers, so the ids in a live entry are theirs.
+_PAIR_KEYS: weakref.WeakValueDictionary[tuple[int, int], _PairKey] = weakref.WeakValueDictionary()
+_PAIR_KEYS_LOCK: Final = threading.Lock()
+
+
+def _pair_key(geoip: CountryResolver | None, asn: AsnResolver) -> _PairKey:
+    with _PAIR_KEYS_LOCK:
+        key = _PAIR_KEYS.get((id(geoip), id(asn)))
+        if key is None:
+            key = _PAIR_KEYS[id(geoip), id(asn)] = _PairKey(geoip, asn)
+        return key
 
 
 def _layer(resolver: RecordResolver[Any] | None, keys: frozenset[Any]) -> AddressTable | None:

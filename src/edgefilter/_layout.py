@@ -4,7 +4,7 @@ A table holds, per family, disjoint ``(first, last, layer)`` intervals (``_inter
 builds them) in one of two forms, so that the hot path can search the output of
 ``socket.inet_pton`` with one ``bisect`` and no conversion.
 
-The packed form (IPv6 always, IPv4 by default). Each interval is two bounds of big-endian
+The packed form (``compact=False``). Each interval is two bounds of big-endian
 bytes: its start, ``first`` in ``width`` bytes (4 or 16), and its end, ``last`` in ``width``
 bytes followed by one byte, its layer (``LAYER_BYTE``, the last). An address of ``width``
 bytes sorts below that end exactly when it is at most ``last``, so it lies inside an
@@ -21,7 +21,8 @@ path, ``shift < 0``. A bucket that starts inside an interval begins with ``OPEN_
 that ends inside an interval is closed with that interval's end (so the bound found at an
 odd index always names the layer).
 
-The compact form (IPv4 with ``compact=True``). ``compact4`` is one ``array('Q')``: a start
+The compact form (``compact=True``; ``compile_rules``' default with the compiled reader). For
+IPv4, ``compact4`` is one ``array('Q')``: a start
 is ``first << COMPACT_TAG_BITS`` and an end ``last << COMPACT_TAG_BITS | COMPACT_END |
 layer``; an address ``v`` is searched as ``v << COMPACT_TAG_BITS | COMPACT_PROBE``
 (``compact_key``), which sorts above every start and below every end of the same value, so
@@ -29,7 +30,11 @@ parity and layers work as in the packed form, and an end's layer is ``end &
 COMPACT_LAYER_MASK`` (hence at most ``MAX_LAYERS`` layers in any table). Over
 ``BUCKET_THRESHOLD`` bounds, ``compact_index4`` (``array('I')`` of 257) says where each first
 byte's values start: the values of first byte ``b`` (``value >> COMPACT_FIRST_BYTE_SHIFT ==
-b``) are ``compact4[compact_index4[b]:compact_index4[b + 1]]``; otherwise it is None.
+b``) are ``compact4[compact_index4[b]:compact_index4[b + 1]]``; otherwise it is None. For
+IPv6, ``compact6`` is one ``bytes`` of ``RECORD6``-byte records, each a bound's 16 address
+bytes and then the tag byte a compact IPv4 bound keeps in its low byte (0 for a start,
+``COMPACT_END | layer`` for an end), searched (``record_index``) with the address and
+``COMPACT_PROBE``, in bytes' order; ``shift6`` is then ``COMPACT``.
 
 Layers. A site's table layers its rules in the order of the layer numbers: ``LAYER_IP`` (its
 excluded IPs), ``LAYER_COUNTRY`` (the addresses of its excluded countries) and ``LAYER_ASN``
@@ -45,9 +50,11 @@ its own ``inet_pton`` (kept for ``benchmarks/bench_lookup.py``); ``EdgeFilter.sh
 whose ``_EXCLUSIONS`` maps layers to decisions; ``EdgeFilter._decide_compact``, the compact
 reader, which calls ``layer_of_packed``; ``_layers.CountryLayering.layer``, which builds a
 site's table as ``AddressTable.layered(excluded_ips, countries)``, the order of the layer
-numbers; and ``unpack_intervals`` and ``uncompact_bounds`` here, which read the intervals
-back. ``tests/test_layout.py::test_inline_lookups_agree_with_layer_of_packed`` pins both
-inline copies to the reference reader on packed, wide, compact and layered tables.
+numbers; ``unpack_intervals``, ``uncompact_bounds`` and ``uncompact_records`` here, which read
+the intervals back; and the compiled reader, ``_speedups.c``, which checks these constants
+when it binds (``bind``). ``tests/test_layout.py::test_inline_lookups_agree_with_layer_of_packed``
+pins both inline copies to the reference reader on packed, wide, compact and layered tables,
+and ``tests/test_compiled.py`` the compiled reader.
 """
 
 from __future__ import annotations
@@ -88,6 +95,12 @@ MAX_LAYERS: Final = COMPACT_LAYER_MASK + 1
 COMPACT_FIRST_BYTE_SHIFT: Final = 24 + COMPACT_TAG_BITS  # value >> this: the first byte
 COMPACT_TYPECODE: Final = "Q"
 COMPACT_INDEX_TYPECODE: Final = "I"
+RECORD6: Final = 17  # bytes of one compact IPv6 bound: the address, then its tag
+
+# What a reader of address text answers besides a layer (``_tables.layer_of_text``).
+OUTSIDE_LAYER: Final = -1  # no layer holds the address
+ASK_PYTHON: Final = -2  # not plain address text (or an odd table): the lenient Python read
+UNLAYERED: Final = -3  # the site's layered table is not built yet (``_speedups.layer_of_hit``)
 
 Value = TypeVar("Value")
 
@@ -200,6 +213,44 @@ def compact_index(values: array[int]) -> array[int] | None:
 def compact_key(packed: bytes) -> int:
     """The search key of a packed IPv4 address in a compact table."""
     return int.from_bytes(packed, "big") << COMPACT_TAG_BITS | COMPACT_PROBE
+
+
+def compact_records(intervals: Iterable[LayeredInterval]) -> bytes:
+    """IPv6 intervals as the one ``bytes`` of the compact form: ``RECORD6`` bytes per bound,
+    the address and then the tag a compact IPv4 bound keeps in its low byte."""
+    return b"".join(
+        first.to_bytes(16, "big")
+        + b"\x00"
+        + last.to_bytes(16, "big")
+        + bytes((COMPACT_END | layer,))
+        for first, last, layer in intervals
+    )
+
+
+def record_index(records: bytes, packed: bytes) -> int:
+    """``bisect_right`` of a packed IPv6 address over compact records (the reference reader;
+    the compiled one is ``_speedups``): the key is the address tagged ``COMPACT_PROBE``."""
+    key = packed + bytes((COMPACT_PROBE,))
+    low, high = 0, len(records) // RECORD6
+    while low < high:
+        middle = (low + high) // 2
+        if key < records[middle * RECORD6 : (middle + 1) * RECORD6]:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def uncompact_records(records: bytes) -> Iterator[LayeredInterval]:
+    """The intervals behind ``compact_records``."""
+    for start in range(0, len(records), 2 * RECORD6):
+        first = int.from_bytes(records[start : start + 16], "big")
+        end = start + RECORD6
+        yield (
+            first,
+            int.from_bytes(records[end : end + 16], "big"),
+            records[end + 16] & COMPACT_LAYER_MASK,
+        )
 
 
 def uncompact_bounds(values: array[int]) -> Iterator[LayeredInterval]:

@@ -13,7 +13,7 @@ from ._asn import parse_asn
 from ._countries import normalize_country
 from ._errors import ConfigError
 from ._patterns import GlobMatcher, SubstringMatcher, compile_globs, compile_substrings
-from ._tables import AddressTable
+from ._tables import DEFAULT_COMPACT, AddressTable
 
 logger = logging.getLogger("edgefilter")
 T = TypeVar("T", bound=Hashable)
@@ -198,12 +198,16 @@ class SiteRules:
 _NO_LAYERS: Final[dict[object, AddressTable]] = {}
 
 
-def compile_rules(config: SiteConfig, *, compact: bool = False) -> SiteRules:
+def compile_rules(config: SiteConfig, *, compact: bool | None = None) -> SiteRules:
     """Compile a config into ``SiteRules``; bad entries are reported in ``rejected``, not raised.
 
-    ``compact=True`` keeps the IPv4 rules as one array of ints (see ``AddressTable``): about a
-    fifth of the memory, for a slower lookup.
+    ``compact=True`` keeps the IP rules in the compact form (see ``AddressTable``): about a
+    third of the memory; ``False`` the packed form. The default, None, is compact when the
+    compiled reader is active (it searches both forms alike) and packed on pure Python
+    (where compact costs about twice as much per lookup): ``DEFAULT_COMPACT``.
     """
+    if compact is None:
+        compact = DEFAULT_COMPACT
     excluded_ips, rejected_ips = AddressTable.from_entries(config.excluded_ips, compact=compact)
     rejected: list[tuple[object, str]] = list(rejected_ips)
     countries = _compiled_set(config.excluded_countries, normalize_country, rejected)

@@ -6,13 +6,16 @@ defines and documents, and holds the reference reader of that layout, ``layer_of
 
 from __future__ import annotations
 
+import logging
+import os
 import socket
 from array import array
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
+from . import _layout
 from ._addresses import MAPPED_PACKED_PREFIX, V4, V6, Interval, pack_address, parse_hit_address
 from ._intervals import (
     IntervalTable,
@@ -23,6 +26,7 @@ from ._intervals import (
     layer_intervals,
 )
 from ._layout import (
+    ASK_PYTHON,
     COMPACT,
     COMPACT_LAYER_MASK,
     COMPACT_PROBE,
@@ -30,17 +34,23 @@ from ._layout import (
     LAYER_BYTE,
     MAX_LAYERS,
     OUTSIDE,
+    OUTSIDE_LAYER,
+    RECORD6,
     WIDE,
     bucket_bounds,
     bucket_of,
     compact_bounds,
     compact_index,
     compact_key,
+    compact_records,
     pack_intervals,
+    record_index,
     uncompact_bounds,
+    uncompact_records,
     unpack_intervals,
 )
 
+logger = logging.getLogger("edgefilter")
 _inet_pton = socket.inet_pton
 _from_bytes = int.from_bytes
 _AF_INET: Final = socket.AF_INET
@@ -70,6 +80,7 @@ class AddressTable:
     bound_count: int
     compact4: array[int] | None = field(default=None, hash=False)
     compact_index4: array[int] | None = field(default=None, hash=False)
+    compact6: bytes | None = None
 
     def __init__(
         self,
@@ -93,7 +104,13 @@ class AddressTable:
             buckets4, shift4 = bucket_bounds(pack_intervals(ipv4, 4))
             object.__setattr__(self, "compact4", None)
             object.__setattr__(self, "compact_index4", None)
-        buckets6, shift6 = bucket_bounds(pack_intervals(ipv6, 16))
+        buckets6: tuple[tuple[bytes, ...], ...]
+        if compact:
+            buckets6, shift6 = (OUTSIDE,), COMPACT
+            object.__setattr__(self, "compact6", compact_records(ipv6))
+        else:
+            buckets6, shift6 = bucket_bounds(pack_intervals(ipv6, 16))
+            object.__setattr__(self, "compact6", None)
         object.__setattr__(self, "buckets4", buckets4)
         object.__setattr__(self, "shift4", shift4)
         object.__setattr__(self, "buckets6", buckets6)
@@ -127,6 +144,8 @@ class AddressTable:
             if self.compact4 is not None:
                 return list(uncompact_bounds(self.compact4))
             return list(unpack_intervals(self.buckets4, 4))
+        if self.compact6 is not None:
+            return list(uncompact_records(self.compact6))
         return list(unpack_intervals(self.buckets6, 16))
 
     @property
@@ -159,6 +178,10 @@ class AddressTable:
                 return values[index] & COMPACT_LAYER_MASK if index & 1 else None
             buckets, shift = self.buckets4, self.shift4
         else:
+            records = self.compact6
+            if records is not None:
+                index = record_index(records, packed)
+                return records[index * RECORD6 + 16] & COMPACT_LAYER_MASK if index & 1 else None
             buckets, shift = self.buckets6, self.shift6
         bucket = bucket_of(buckets, shift, packed)
         index = bisect_right(bucket, packed)
@@ -189,8 +212,13 @@ class AddressTable:
         ``inet_pton`` inline first, as in ``should_track``, then an inline copy of
         ``layer_of_packed`` (a call less per lookup, which ``benchmarks/bench_lookup.py``
         times), pinned to it by ``tests/test_layout.py``'s
-        ``test_inline_lookups_agree_with_layer_of_packed``; the lenient parser after.
+        ``test_inline_lookups_agree_with_layer_of_packed``; the lenient parser after. With
+        the compiled reader, that one C call first.
         """
+        if compiled_layer_of_text is not None:
+            layer = compiled_layer_of_text(self, ip)
+            if layer != ASK_PYTHON:
+                return layer >= 0
         try:
             if ":" in ip:  # type: ignore[operator]
                 packed = _inet_pton(_AF_INET6, ip)  # type: ignore[arg-type]
@@ -208,6 +236,8 @@ class AddressTable:
         if shift < 0:  # a tag: WIDE, or COMPACT
             if shift == WIDE:
                 return bisect_right(buckets[packed[0] << 8 | packed[1]], packed) & 1 == 1
+            if len(packed) == 16:
+                return self.contains_packed(packed)
             values, offsets = self.compact4, self.compact_index4
             key = _from_bytes(packed, "big") << COMPACT_TAG_BITS | COMPACT_PROBE
             if offsets is None:
@@ -218,3 +248,67 @@ class AddressTable:
 
     def __bool__(self) -> bool:
         return self.bound_count > 0
+
+
+def pure_layer_of_text(table: AddressTable, ip: object) -> int:
+    """The layer of ``table`` holding address text ``ip``, read as the hot path reads it
+    (``":" in ip`` picks the family, ``inet_pton`` parses, a mapped address is folded):
+    ``OUTSIDE_LAYER`` when none holds it, ``ASK_PYTHON`` when ``ip`` is not a plain ``str``
+    that ``inet_pton`` reads. The reference of ``_speedups.layer_of_text``. Never raises."""
+    if type(ip) is not str:
+        return ASK_PYTHON
+    try:
+        if ":" in ip:
+            packed = _inet_pton(_AF_INET6, ip)
+            if packed.startswith(MAPPED_PACKED_PREFIX):
+                packed = packed[12:]
+        else:
+            packed = _inet_pton(_AF_INET, ip)
+    except (OSError, ValueError):
+        return ASK_PYTHON
+    layer = table.layer_of_packed(packed)
+    return OUTSIDE_LAYER if layer is None else layer
+
+
+LayerOfText = Callable[[AddressTable, object], int]
+
+
+def _compiled_reader() -> LayerOfText | None:
+    """``_speedups.layer_of_text`` bound to ``AddressTable``, or None: not built, or
+    ``EDGEFILTER_PURE=1``, or built for another layout (logged)."""
+    if os.environ.get("EDGEFILTER_PURE") == "1":
+        return None
+    try:
+        from . import _speedups  # noqa: PLC0415  (optional: built by hatch_build.py)
+    except ImportError:
+        return None
+    constants = {name: getattr(_layout, name) for name in dir(_layout) if name.isupper()}
+    try:
+        _speedups.bind(AddressTable, constants)
+    except (TypeError, ValueError) as error:
+        logger.warning("edgefilter's compiled reader is not used: %s", error)
+        return None
+    return _speedups.layer_of_text
+
+
+# The compiled reader of address text when it is built and not turned off; else None.
+compiled_layer_of_text: Final[LayerOfText | None] = _compiled_reader()
+DecisionOfHit = Callable[[object, object, object], object]
+
+
+def compiled_decision_of_hit(
+    rules_class: type, decisions: tuple[object, ...]
+) -> DecisionOfHit | None:
+    """``_speedups.decision_of_hit`` with ``rules_class`` (``SiteRules``) and the decision
+    of each layer bound, or None when the compiled reader is not active: for ``_filter``,
+    which knows them."""
+    if compiled_layer_of_text is None:
+        return None
+    from . import _speedups  # noqa: PLC0415  (there: compiled_layer_of_text is its function)
+
+    _speedups.bind_rules(rules_class, decisions)
+    return _speedups.decision_of_hit
+
+
+# compile_rules' layout when not told: compact costs the compiled reader nothing per lookup.
+DEFAULT_COMPACT: Final = compiled_layer_of_text is not None

@@ -31,7 +31,8 @@ from .middleware import PROXY_HEADERS
 
 LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
 DEFAULT_DB: Final = "sqlite:///edgefilter.db"
-ROLES: Final = ("owner", "admin", "member")  # edgefilter.server._store.ROLES (a test checks)
+# edgefilter.server._store.ROLES (a test checks)
+ROLES: Final = ("owner", "admin", "member", "edge")
 DB_SCHEMES: Final = ("sqlite", "postgresql", "postgresql+psycopg")
 API_FACTORY: Final = "edgefilter.cli:api_app_from_environment"
 PROXY_FACTORY: Final = "edgefilter.cli:proxy_app_from_environment"
@@ -753,7 +754,11 @@ def _organization_name(parser: argparse.ArgumentParser) -> None:
 def _key_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--org", required=True, help="organisation id (org_...)")
     parser.add_argument(
-        "--role", choices=ROLES, default="member", help="the key's role [default: %(default)s]"
+        "--role",
+        choices=ROLES,
+        default="member",
+        help="the key's role; edge: an edge node's key, read-only, the rules of every "
+        "organisation (GET /api/edge/rules) [default: %(default)s]",
     )
     parser.add_argument("--user", default=None, help="user id [default: a new user]")
 

@@ -69,6 +69,7 @@ option, which uvicorn treats as fatal, and raises the ``ConfigError`` on any oth
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import posixpath
@@ -109,7 +110,15 @@ NOT_A_SITE: Final = Decision(False, Reason.unknown_site)
 FOREIGN_ORIGIN: Final = Decision(False, Reason.foreign_origin)
 _NOT_SITE_TYPES: Final = (bool, list, dict)  # no site id at all: an invalid payload
 _SINGLE_HOP_HEADERS: Final = frozenset({"x-real-ip", "cf-connecting-ip"})
-_SINGLETON_HEADERS: Final = frozenset({"user-agent", "authorization"})
+# What the one scan of a hit's headers picks out (ASGI names are lower case), by kind.
+_USER_AGENT: Final = 0
+_FORWARDED: Final = 1
+_LENGTH: Final = 2
+_ENCODING: Final = 3
+_AUTHORIZATION: Final = 4
+_ORIGIN: Final = 5
+_PEER_VERDICTS: Final = 1024  # cached peer trust verdicts; cleared when full
+_new_tuple: Final = tuple.__new__  # a NamedTuple without its Python-level __new__
 _JSON_HEADERS: Final = [(b"content-type", b"application/json")]
 _SLASH_RUNS: Final = re.compile("/{2,}")
 # What Rybbit answers for hits it does not track; the browser tracker ignores the body.
@@ -147,6 +156,23 @@ class EdgeDecision(NamedTuple):
     user_agent: str
 
 
+# What ``EdgeFilterMiddleware._scan`` picks out of a hit's headers, raw: the user agent,
+# the proxy header, Content-Encoding, Authorization and Origin.
+_Scanned = tuple[bytes | None, bytes | None, bytes | None, bytes | None, bytes | None]
+_FAST_ID_LENGTH: Final = 19  # shorter digit strings (no leading zero) are below 2**63
+
+
+class _ColdHit(NamedTuple):
+    """A hit read whole whose site's rules were not at hand: what ``adecide`` is given."""
+
+    site: str
+    client_ip: str | None
+    user_agent: str
+    path: object
+    hostname: object
+    origin: bytes | None
+
+
 class _BodyFault(Enum):
     """Why a hit's body was not read whole."""
 
@@ -178,6 +204,9 @@ class EdgeFilterMiddleware:
         self.edge_filter = edge_filter
         self.ingest_key_verifier = ingest_key_verifier
         self.counters = counters if counters is not None else DecisionCounters()
+        self._counts: dict[Reason, dict[str, itertools.count[int]]] = {
+            reason: {} for reason in Reason
+        }
         self.startup_error: ConfigError | None = None
         try:
             self._configure(trusted_proxies, proxy_header, paths, max_body_bytes, mode)
@@ -227,38 +256,71 @@ class EdgeFilterMiddleware:
         self.proxy_header = proxy_header
         self.max_body_bytes = max_body_bytes
         self.annotate = mode == "annotate"
-        self._wanted_headers = {
-            name.encode("latin-1"): name
-            for name in ("user-agent", "authorization", "content-encoding", "origin", proxy_header)
+        self._wanted: dict[bytes, int] = {
+            b"user-agent": _USER_AGENT,
+            proxy_header.encode("latin-1"): _FORWARDED,
+            b"content-length": _LENGTH,
+            b"content-encoding": _ENCODING,
+            b"authorization": _AUTHORIZATION,
+            b"origin": _ORIGIN,
         }
+        self._limit_digits = len(str(max_body_bytes))
+        self._peer_verdicts: dict[str, bool] = {}
         self.rules_for = source.rules_for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass through what is not a hit; decide a hit, then answer it or pass it on.
+
+        The pass path is flat on purpose: one scan of the headers, the body kept as the
+        message that brought it when it came whole (and replayed as that same message), the
+        decision taken without a coroutine when the site's rules are at hand.
+        """
         if self.startup_error is not None:
             await self._refuse_to_start(scope, receive, send)
             return
         if (
             scope["type"] != "http"
             or scope["method"] in PASS_THROUGH_METHODS
-            or not self.is_track_path(scope)
+            or (scope["path"] not in self.paths and not self.is_track_path(scope))
         ):
             await self.app(scope, receive, send)
             return
-        body = await self._read_body(scope, receive)
-        if body is _BodyFault.aborted:  # the client is gone: there is no hit to decide
+        hit = self._scan(scope["headers"])
+        if hit is None:  # a declared length past the limit: the body is not read
+            await self._refuse_too_large(scope, send)
             return
-        if body is _BodyFault.too_large:
-            self.counters.add(UNKNOWN_SITE_LABEL, Reason.invalid_payload)
-            await _answer(send, _TOO_LARGE, self._cors_headers(scope))
+        message = await receive()
+        if message["type"] != "http.request":  # the client is gone: there is no hit to decide
             return
-        outcome = await self._decide(scope, body)
+        body = message.get("body") or b""
+        if message.get("more_body", False) or len(body) > self.max_body_bytes:
+            whole = await self._read_rest(message, receive)
+            if whole is _BodyFault.aborted:
+                return
+            if whole is _BodyFault.too_large:
+                await self._refuse_too_large(scope, send)
+                return
+            body = whole
+            message = {"type": "http.request", "body": body, "more_body": False}
+        outcome = self._decide(scope, body, hit)
+        if isinstance(outcome, _ColdHit):  # the site's rules are not at hand: await them
+            outcome = await self._decide_cold(outcome)
         decision = outcome.decision
-        self.counters.add(self._label(decision, outcome.site), decision.reason)
+        self._count(decision, outcome.site)
         if not decision.tracked and not self.annotate:
             await _answer(send, _ENCODED_DROPS[decision.reason], self._cors_headers(scope))
             return
-        scope.setdefault("state", {})["edgefilter"] = outcome
-        await self.app(scope, _replay(body, receive), send)
+        state = scope.get("state")
+        if state is None:
+            scope["state"] = {"edgefilter": outcome}
+        else:
+            state["edgefilter"] = outcome
+        await self.app(scope, _replay(message, receive), send)
+
+    async def _refuse_too_large(self, scope: Scope, send: Send) -> None:
+        """Count and answer a body past ``max_body_bytes`` (413), unread or read in part."""
+        self.counters.add(UNKNOWN_SITE_LABEL, Reason.invalid_payload)
+        await _answer(send, _TOO_LARGE, self._cors_headers(scope))
 
     def _cors_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
         """The CORS headers of the middleware's own answers, as Rybbit's ``@fastify/cors``
@@ -287,18 +349,41 @@ class EdgeFilterMiddleware:
             or normal_path(path) in self._normal_paths
         )
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | _BodyFault:
-        """The whole body; too large past the limit (declared or counted); aborted when the
-        client disconnects before its last chunk."""
-        for name, value in scope["headers"]:
-            if name == b"content-length" and _declared_too_large(value, self.max_body_bytes):
-                return _BodyFault.too_large
+    def _scan(self, headers: Iterable[tuple[bytes, bytes]]) -> _Scanned | None:
+        """The headers a hit is decided on, raw, in one pass; None when a ``Content-Length``
+        declares more than ``max_body_bytes``. List headers repeated are joined with commas;
+        a repeated singleton (``User-Agent``, ``Authorization``) is ``b""``."""
+        wanted = self._wanted
+        agent = forwarded = encoding = authorization = origin = None
+        for name, value in headers:
+            kind = wanted.get(name)
+            if kind is None:
+                continue
+            if kind == _USER_AGENT:
+                agent = value if agent is None else b""
+            elif kind == _FORWARDED:
+                forwarded = value if forwarded is None else b"%b, %b" % (forwarded, value)
+            elif kind == _LENGTH:
+                if value.isdigit() and (
+                    int(value) > self.max_body_bytes
+                    if len(value) <= self._limit_digits
+                    else _declared_too_large(value, self.max_body_bytes)
+                ):
+                    return None
+            elif kind == _ENCODING:
+                encoding = value if encoding is None else b"%b, %b" % (encoding, value)
+            elif kind == _AUTHORIZATION:
+                authorization = value if authorization is None else b""
+            else:
+                origin = value if origin is None else b"%b, %b" % (origin, value)
+        return agent, forwarded, encoding, authorization, origin
+
+    async def _read_rest(self, message: Message, receive: Receive) -> bytes | _BodyFault:
+        """The whole body from its first ``message`` on; too large past the limit (counted);
+        aborted when the client disconnects before its last chunk."""
         chunks: list[bytes] = []
         size = 0
         while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return _BodyFault.aborted
             chunk = message.get("body") or b""
             size += len(chunk)
             if size > self.max_body_bytes:
@@ -306,71 +391,148 @@ class EdgeFilterMiddleware:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+            message = await receive()
+            if message["type"] != "http.request":
+                return _BodyFault.aborted
 
-    async def _decide(self, scope: Scope, body: bytes) -> EdgeDecision:
-        """The decision for a hit's body (see the module docstring for odd payloads)."""
-        headers = _headers(scope, self._wanted_headers)
-        client_ip = self.client_ip(scope, headers)
-        user_agent = headers.get("user-agent", "")
-        encoding = headers.get("content-encoding")
-        if encoding is not None and encoding.strip().lower() != "identity":
-            return EdgeDecision(INVALID_PAYLOAD, "", client_ip, user_agent)
-        payload = read_payload(body)
+    def _decide(self, scope: Scope, body: bytes, hit: _Scanned) -> EdgeDecision | _ColdHit:
+        """The decision for a hit's body (see the module docstring for odd payloads), or
+        what ``adecide`` needs when the site's rules are not at hand."""
+        agent, forwarded, encoding, authorization, origin = hit
+        client_ip = self._client_address(scope.get("client"), forwarded)
+        user_agent = agent.decode("latin-1") if agent else ""
+        if encoding is not None and encoding.decode("latin-1").strip().lower() != "identity":
+            return _new_tuple(EdgeDecision, (INVALID_PAYLOAD, "", client_ip, user_agent))
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            payload = read_payload(body)
         if not isinstance(payload, dict):
-            return EdgeDecision(INVALID_PAYLOAD, "", client_ip, user_agent)
+            return _new_tuple(EdgeDecision, (INVALID_PAYLOAD, "", client_ip, user_agent))
         raw_site = payload.get("site_id")
-        if raw_site is None or isinstance(raw_site, _NOT_SITE_TYPES):
-            return EdgeDecision(INVALID_PAYLOAD, "", client_ip, user_agent)
-        site = canonical_site_id(raw_site)
-        if site is None:  # not a site id at all: no lookup, no fetch
-            return EdgeDecision(NOT_A_SITE, "", client_ip, user_agent)
+        site: str
+        if (  # the usual id, already canonical: ASCII digits, no leading zero, < 2**63
+            type(raw_site) is str
+            and 0 < len(raw_site) < _FAST_ID_LENGTH
+            and raw_site[0] != "0"
+            and raw_site.isdigit()
+            and raw_site.isascii()
+        ):
+            site = raw_site
+        else:
+            if raw_site is None or isinstance(raw_site, _NOT_SITE_TYPES):
+                return _new_tuple(EdgeDecision, (INVALID_PAYLOAD, "", client_ip, user_agent))
+            canonical = canonical_site_id(raw_site)
+            if canonical is None:  # not a site id at all: no lookup, no fetch
+                return _new_tuple(EdgeDecision, (NOT_A_SITE, "", client_ip, user_agent))
+            site = canonical
         verifier = self.ingest_key_verifier
-        if verifier is not None and _key_accepted(verifier, headers, site):
+        if (
+            verifier is not None
+            and authorization
+            and _key_accepted(verifier, authorization.decode("latin-1"), site)
+        ):
             override_ip = payload.get("ip_address")
             override_ua = payload.get("user_agent")
             client_ip = override_ip if isinstance(override_ip, str) else client_ip
             user_agent = override_ua if isinstance(override_ua, str) else user_agent
-        decision = await self.edge_filter.adecide(
-            site,
-            client_ip,
-            user_agent,
-            path=payload.get("pathname"),
-            hostname=payload.get("hostname"),
+        path = payload.get("pathname")
+        hostname = payload.get("hostname")
+        try:
+            at_hand = self.rules_for(site) is not None
+        except Exception:  # a source's read must not break the hot path: adecide asks again
+            at_hand = False
+        if not at_hand:
+            return _ColdHit(site, client_ip, user_agent, path, hostname, origin)
+        decision = self.edge_filter.should_track(
+            site, client_ip, user_agent, path=path, hostname=hostname
         )
-        if self.check_origin and decision.tracked and not self._origin_allowed(site, headers):
-            decision = FOREIGN_ORIGIN
-        return EdgeDecision(decision, site, client_ip, user_agent)
+        if self.check_origin:
+            return self._outcome(decision, site, client_ip, user_agent, origin)
+        return _new_tuple(EdgeDecision, (decision, site, client_ip, user_agent))
 
-    def _origin_allowed(self, site: str, headers: Mapping[str, str]) -> bool:
+    async def _decide_cold(self, hit: _ColdHit) -> EdgeDecision:
+        """The decision for a hit whose site's rules were not at hand: ``adecide`` awaits
+        them (up to the source's ``cold_wait``)."""
+        decision = await self.edge_filter.adecide(
+            hit.site, hit.client_ip, hit.user_agent, path=hit.path, hostname=hit.hostname
+        )
+        return self._outcome(decision, hit.site, hit.client_ip, hit.user_agent, hit.origin)
+
+    def _outcome(
+        self,
+        decision: Decision,
+        site: str,
+        client_ip: str | None,
+        user_agent: str,
+        origin: bytes | None,
+    ) -> EdgeDecision:
+        """The hit's ``EdgeDecision``, the filter's ``decision`` checked against the
+        ``Origin`` with ``check_origin``."""
+        if self.check_origin and decision.tracked and not self._origin_allowed(site, origin):
+            decision = FOREIGN_ORIGIN
+        return _new_tuple(EdgeDecision, (decision, site, client_ip, user_agent))
+
+    def _origin_allowed(self, site: str, origin: bytes | None) -> bool:
         """``check_origin``: whether the hit's ``Origin`` is the site's domain or one of its
         subdomains (``www.`` aside). A hit without ``Origin`` (server-side, an app) and a
         site without a domain, or a mobile one, are not checked."""
-        origin = headers.get("origin")
         rules = self.rules_for(site)
         if origin is None or rules is None or rules.domain is None or rules.mobile:
             return True
-        return origin_matches(origin, rules.domain)
+        return origin_matches(origin.decode("latin-1"), rules.domain)
 
-    def _label(self, decision: Decision, site: str) -> str:
-        """The counters' label: the known site's own id (one per site, whichever form of it
-        the hit used), or the one shared label of unknown and unresolved ids."""
-        if decision.reason in UNRESOLVED_REASONS:
-            return UNKNOWN_SITE_LABEL
-        rules = self.rules_for(site)
-        if rules is None:
-            return site
-        return rules.site_id or rules.id or site
+    def _count(self, decision: Decision, site: str) -> None:
+        """Count the decision under its label: the known site's own id (one per site,
+        whichever form of it the hit used), or the one shared label of unknown and
+        unresolved ids. The counts are kept by reason and label, bounded as the labels are."""
+        reason = decision.reason
+        if reason in UNRESOLVED_REASONS:
+            label = UNKNOWN_SITE_LABEL
+        else:
+            rules = self.rules_for(site)
+            label = site if rules is None else rules.site_id or rules.id or site
+        counts = self._counts[reason]
+        counter = counts.get(label)
+        if counter is None:
+            counter = counts[label] = self.counters.counter(label, reason)
+        next(counter)
 
     def client_ip(self, scope: Scope, headers: Mapping[str, str]) -> str | None:
         """The client's address: the peer, or what trusted proxies say it was; None when it
-        cannot be read (see the module docstring)."""
-        client = scope.get("client")
-        peer = str(client[0]) if client else None
-        if peer is None or not self._is_trusted(peer):
-            return peer
+        cannot be read (see the module docstring). ``headers`` by lower-case name."""
         value = headers.get(self.proxy_header)
-        if value is None:
+        raw = None if value is None else value.encode("latin-1", errors="replace")
+        return self._client_address(scope.get("client"), raw)
+
+    def _client_address(self, client: object, forwarded: bytes | None) -> str | None:
+        """``client_ip`` from the scope's ``client`` and the raw ``proxy_header`` value."""
+        if not client:
+            return None
+        peer = client[0]  # type: ignore[index]
+        if type(peer) is not str:
+            peer = str(peer)
+        verdicts = self._peer_verdicts  # the peers are few (proxies, or the clients)
+        trusted = verdicts.get(peer)
+        if trusted is None:
+            trusted = self._is_trusted(peer)
+            if len(verdicts) >= _PEER_VERDICTS:
+                verdicts.clear()
+            verdicts[peer] = trusted
+        if not trusted or forwarded is None:
             return peer
+        value = forwarded.decode("latin-1")
+        if self.proxy_header != "forwarded":
+            try:  # one plain address (the usual case): the client whether trusted or not
+                _inet_pton(_AF_INET6 if ":" in value else _AF_INET, value)
+            except (OSError, ValueError):
+                pass
+            else:
+                return value
+        return self._forwarded_client(value)
+
+    def _forwarded_client(self, value: str) -> str | None:
+        """The client named by a trusted peer's ``proxy_header`` value (whole, joined)."""
         if self.proxy_header in _SINGLE_HOP_HEADERS:
             return None if "," in value else hop_address(value)
         hops = forwarded_hops(value) if self.proxy_header == "forwarded" else value.split(",")
@@ -502,9 +664,9 @@ def _declared_too_large(value: bytes, limit: int) -> bool:
     return len(digits) > len(str(limit)) or int(digits or b"0") > limit
 
 
-def _key_accepted(verifier: IngestKeyVerifier, headers: Mapping[str, str], site: str) -> bool:
+def _key_accepted(verifier: IngestKeyVerifier, authorization: str, site: str) -> bool:
     """Whether the request's Bearer key is one the verifier accepts for ``site``."""
-    scheme, _, key = headers.get("authorization", "").partition(" ")
+    scheme, _, key = authorization.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         return False
     try:
@@ -513,36 +675,16 @@ def _key_accepted(verifier: IngestKeyVerifier, headers: Mapping[str, str], site:
         return False
 
 
-def _headers(scope: Scope, wanted: Mapping[bytes, str]) -> dict[str, str]:
-    """The ``wanted`` headers by lower-case name, in one pass: list headers repeated are
-    joined with commas; a repeated singleton (``User-Agent``, ``Authorization``) is ``""``.
-
-    ASGI requires lower-case names; only the wanted ones are decoded.
-    """
-    headers: dict[str, str] = {}
-    for raw_name, raw_value in scope["headers"]:
-        name = wanted.get(raw_name)
-        if name is None:
-            continue
-        value = raw_value.decode("latin-1")
-        if name not in headers:
-            headers[name] = value
-        elif name in _SINGLETON_HEADERS:
-            headers[name] = ""
-        else:
-            headers[name] = f"{headers[name]}, {value}"
-    return headers
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A receive that gives the buffered body once, then defers to the real one."""
-    sent = False
+def _replay(message: Message, receive: Receive) -> Receive:
+    """A receive that gives the message holding the whole body once (the very one the
+    server sent, when it came whole), then defers to the real one."""
+    pending: Message | None = message
 
     async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
+        nonlocal pending
+        if pending is not None:
+            given, pending = pending, None
+            return given
         return await receive()
 
     return replay

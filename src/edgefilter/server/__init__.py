@@ -2,8 +2,9 @@
 
 Needs the ``server`` extra (Starlette, uvicorn, SQLAlchemy, idna; ``postgres`` adds
 psycopg). ``create_app(db_url)`` builds the app; ``edgefilter serve-api`` serves it. The
-app lives in ``_app`` (where it differs from Rybbit, and why), the storage in ``_store``
-and the OpenAPI document in ``_openapi``.
+app lives in ``_app`` (where it differs from Rybbit, and why), the storage in ``_store``,
+the versioned rules feed and its push in ``_feed`` and the OpenAPI document in
+``_openapi``.
 """
 
 from ._app import ApiError, SitesApi, create_app, normalize_domain

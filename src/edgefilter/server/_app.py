@@ -15,6 +15,13 @@ Where it differs from Rybbit, and why:
   mapped addresses are accepted and a reversed range is refused (Rybbit stores it and it
   never matches). Unknown fields are refused with 400 naming them.
 - The reads carry an ``ETag`` and answer ``If-None-Match`` with 304.
+- ``GET /api/edge/rules`` is ours: the versioned rules feed of every site a key may read,
+  with deltas and push (see ``_feed``). An ``edge`` key (the role is ours) reads the rules
+  of every organisation, there and on the site reads, and nothing else: no private link,
+  no write. The feed remembers a key's holder for ``KEY_MEMORY`` (10 s): a revoked key
+  reads it for as long.
+- ``POST /api/sites/:orgId`` also takes ``type`` (``web`` or ``mobile``, default ``web``),
+  checked as the config update checks it.
 - Rybbit v2.7's ``excludedPaths``, ``excludedHostnames``, ``excludedUserAgents`` (its zod
   limits: at most 100 entries of 1-2048, 1-253 and 1-512 characters after trimming; stored
   trimmed) and ``type`` (``web`` or ``mobile``) are accepted, with a read endpoint per
@@ -44,6 +51,7 @@ import hashlib
 import json
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final, TypeVar
 
@@ -62,6 +70,7 @@ from .._errors import ApiError, ConfigError
 from .._rules import _SCALAR_FIELDS, SITE_FLAGS, SITE_TYPES
 from .._siteids import canonical_site_id
 from .._tables import AddressTable
+from ._feed import DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITERS, RulesFeedEndpoint, feed_scope
 from ._openapi import (
     CONFIG_SCALARS,
     CREATE_FLAGS,
@@ -72,7 +81,14 @@ from ._openapi import (
     PATTERN_LISTS,
     SITE_FIELDS,
 )
-from ._store import RULE_LISTS, WRITER_ROLES, Principal, SiteStore
+from ._store import (
+    DEFAULT_MAX_TOMBSTONES,
+    EDGE_ROLE,
+    RULE_LISTS,
+    WRITER_ROLES,
+    Principal,
+    SiteStore,
+)
 
 T = TypeVar("T")
 
@@ -88,12 +104,14 @@ MAX_PATTERNS: Final = 100  # Rybbit's limit on each pattern list
 MAX_NAME_LENGTH: Final = 256
 LIST_FIELDS: Final = frozenset(RULE_LISTS)
 MAX_ASNS: Final = 100
-CREATE_FIELDS: Final = frozenset({"domain", "name", *CREATE_FLAGS})
+CREATE_FIELDS: Final = frozenset({"domain", "name", "type", *CREATE_FLAGS})
 CONFIG_FIELDS: Final = frozenset(SITE_FLAGS) | {"domain", "name", "type"} | LIST_FIELDS
 PRIVATE_LINK_ACTIONS: Final = frozenset({"generate_private_link_key", "revoke_private_link_key"})
 MAX_QUOTED: Final = 40  # characters of a client's value an error message quotes
 MAX_REASON: Final = 160  # characters of one detail's reason
-READY_TIMEOUT: Final = 5.0  # seconds /readyz waits for the database's SELECT 1
+READY_TIMEOUT: Final = 5.0
+KEY_MEMORY: Final = 10.0  # seconds the feed remembers a key's holder (a revoked key: as long)
+MAX_KEYS_REMEMBERED: Final = 10_000  # seconds /readyz waits for the database's SELECT 1
 
 
 def _error_answer(error: ApiError) -> JSONResponse:
@@ -182,8 +200,12 @@ class SitesApi:
         max_body_bytes: int = DEFAULT_MAX_BODY,
         max_excluded_ips: int = DEFAULT_MAX_IPS,
         max_excluded_countries: int = DEFAULT_MAX_COUNTRIES,
+        feed_max_wait: float = DEFAULT_MAX_WAIT,
+        feed_max_waiters: int = DEFAULT_MAX_WAITERS,
     ) -> None:
         self.store = store
+        self._feed_keys: dict[str, tuple[Principal, float]] = {}
+        self.feed = RulesFeedEndpoint(store, max_wait=feed_max_wait, max_waiters=feed_max_waiters)
         self.max_body_bytes = max_body_bytes
         self.max_excluded_ips = max_excluded_ips
         self.max_excluded_countries = max_excluded_countries
@@ -245,7 +267,9 @@ class SitesApi:
             raise ApiError(401, "Unauthorized")
         if row is None:
             raise ApiError(404, "Site not found")
-        if row.organization_id != principal.organization_id:
+        if write and principal.role == EDGE_ROLE:
+            raise ApiError(403, "Forbidden: an edge key reads rules only")
+        if row.organization_id != principal.organization_id and principal.role != EDGE_ROLE:
             raise ApiError(403, "Forbidden")
         if write and principal.role not in WRITER_ROLES:
             raise ApiError(403, "Forbidden: admin or owner role required")
@@ -281,6 +305,8 @@ class SitesApi:
             "name": _name(body.get("name")),
         }
         values.update(_flags(body))
+        if "type" in body:
+            values["type"] = _site_type(body["type"])
         row = self.store.create_site(organization_id, principal.user_id, values)
         return JSONResponse(_row_json(row, CREATED_FIELDS), status_code=201)
 
@@ -326,6 +352,23 @@ class SitesApi:
             row, _ = self.site(connection, request, write=True, lock=True)
             self.store.delete_site(connection, row.site_id)
         return JSONResponse({"success": True})
+
+    async def edge_rules(self, request: Request) -> Response:
+        """GET /api/edge/rules; the key's holder is remembered for ``KEY_MEMORY`` seconds,
+        so that a fleet woken at once by a change costs no query per node."""
+        header = request.headers.get("authorization", "")
+        now = time.monotonic()
+        remembered = self._feed_keys.get(header)
+        if remembered is not None and remembered[1] > now:
+            principal: Principal | None = remembered[0]
+        else:
+            principal = await run_in_threadpool(self.principal, request)
+            if len(self._feed_keys) >= MAX_KEYS_REMEMBERED:
+                self._feed_keys.clear()
+            self._feed_keys[header] = (principal, now + KEY_MEMORY)  # type: ignore[assignment]
+        assert principal is not None
+        scope = feed_scope(principal.role, principal.organization_id)
+        return await self.feed.rules(request, scope)
 
     def _may_write(self, request: Request) -> None:
         """401/403/404 unless the caller may write the addressed site (before the body)."""
@@ -552,14 +595,24 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY,
     max_excluded_ips: int = DEFAULT_MAX_IPS,
     max_excluded_countries: int = DEFAULT_MAX_COUNTRIES,
+    max_tombstones: int = DEFAULT_MAX_TOMBSTONES,
+    feed_max_wait: float = DEFAULT_MAX_WAIT,
+    feed_max_waiters: int = DEFAULT_MAX_WAITERS,
 ) -> Starlette:
-    """The Sites API app over the database at ``db_url`` (migrated on start-up)."""
-    store = SiteStore(db_url)
+    """The Sites API app over the database at ``db_url`` (migrated on start-up).
+
+    ``max_tombstones`` bounds the deleted sites the feed's deltas can tell (an older
+    ``since`` gets a full snapshot); ``feed_max_wait`` and ``feed_max_waiters`` bound the
+    long polls (seconds each waits, how many wait at once).
+    """
+    store = SiteStore(db_url, max_tombstones=max_tombstones)
     api = SitesApi(
         store,
         max_body_bytes=max_body_bytes,
         max_excluded_ips=max_excluded_ips,
         max_excluded_countries=max_excluded_countries,
+        feed_max_wait=feed_max_wait,
+        feed_max_waiters=feed_max_waiters,
     )
 
     health = Health(store)
@@ -581,11 +634,13 @@ def create_app(
             for field, suffix in LIST_READS.items()
         ),
         Route(site + "/private-link-config", _guard(api.private_link), methods=["GET", "POST"]),
+        Route("/api/edge/rules", _guard(api.edge_rules), methods=["GET"]),
     ]
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        yield
+        async with api.feed.running():
+            yield
         store.close()
 
     app = Starlette(
@@ -596,4 +651,5 @@ def create_app(
     app.router.redirect_slashes = False
     app.state.store = store
     app.state.health = health
+    app.state.feed = api.feed
     return app

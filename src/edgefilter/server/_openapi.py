@@ -174,6 +174,7 @@ SCHEMAS: dict[str, Any] = {
             "domain": {"type": "string"},
             "name": {"type": "string"},
             **_properties(CREATE_FLAGS),
+            "type": {"enum": list(SITE_TYPES), "description": "web (the default) or mobile"},
         },
     },
     "CreatedSite": _answer(_properties(CREATED_FIELDS)),
@@ -207,6 +208,40 @@ SCHEMAS: dict[str, Any] = {
             ),
         }
     ),
+    "FeedSite": {
+        "type": "object",
+        "required": ["siteId", "id", "domain"],
+        "additionalProperties": False,
+        "description": "A site as the edge decides on it: defaults left out (blockBots true, "
+        "type web, empty lists)",
+        "properties": {
+            "siteId": {"type": "integer"},
+            "id": {"type": "string", "pattern": "^[0-9a-f]{12}$"},
+            "domain": {"type": "string"},
+            "blockBots": {"const": False},
+            "type": {"enum": [kind for kind in SITE_TYPES if kind != "web"]},
+            **{field: answer for field, answer in _LIST_ANSWERS.items()},
+        },
+    },
+    "RulesFeed": {
+        "type": "object",
+        "required": ["epoch", "version", "full", "sites"],
+        "additionalProperties": False,
+        "properties": {
+            "epoch": {"type": "string", "description": "The database's; another one: resync"},
+            "version": {"type": "integer", "minimum": 0},
+            "full": {
+                "type": "boolean",
+                "description": "Every site (take it in place of what you hold), or a delta",
+            },
+            "sites": {"type": "array", "items": _ref("FeedSite")},
+            "deleted": {
+                "type": "array",
+                "items": {"type": "integer"},
+                "description": "siteIds deleted since the version asked for (deltas only)",
+            },
+        },
+    },
     "PrivateLinkAction": {
         "type": "object",
         "required": ["action"],
@@ -303,6 +338,37 @@ OPENAPI: dict[str, Any] = {
                 field[0].upper() + field[1:], _LIST_SUMMARIES[field]
             )
             for field, suffix in LIST_READS.items()
+        },
+        "/api/edge/rules": {
+            "get": {
+                "summary": "The versioned rules feed: every site the key reads (an edge key: "
+                "every organisation), or the changes since a version; long poll with wait",
+                "parameters": [
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "description": "The version held: answer only what changed after it "
+                        "(a full snapshot when it is older than the retained window)",
+                        "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
+                    },
+                    {
+                        "name": "wait",
+                        "in": "query",
+                        "description": "Seconds to hold a since request until a change "
+                        "commits (capped by the server)",
+                        "schema": {"type": "number", "minimum": 0},
+                    },
+                    _IF_NONE_MATCH,
+                ],
+                "responses": {
+                    "200": _json(_ref("RulesFeed"), "OK; carries an ETag; gzip if accepted"),
+                    "304": {
+                        "description": "Nothing changed (since is the version, or If-None-Match "
+                        "matched); Retry-After when the server holds no more waiters"
+                    },
+                    **_errors(400, 401),
+                },
+            }
         },
         "/api/sites/{siteId}/private-link-config": {
             "get": {

@@ -15,6 +15,17 @@ PostgreSQL the site row is locked with ``SELECT ... FOR UPDATE``.
 change, so a reader that sees a version sees the rules of that version. The versioned rules
 feed reads it to tell which sites changed since the version a client has.
 
+The rules feed (migration 3) orders every change of every site: ``feed_clock`` holds the
+last change version (one row), and each create, update or delete takes the next one with
+``UPDATE feed_clock ... RETURNING`` in its own transaction. That row stays locked until the
+commit, so versions commit in their order: a reader that sees version V has seen every
+change up to V. ``sites.feed_version`` is the version of a site's last change;
+``site_tombstones`` keeps a deleted site's version, the newest ``max_tombstones`` of them,
+and ``feed_clock.floor`` is the newest version pruned, below which a delta cannot be told
+(the client takes a full snapshot). ``feed_clock.epoch`` is random per database: a client
+that sees another epoch has a version of another database. On PostgreSQL the committed
+version is announced with ``NOTIFY`` on ``feed_channel(epoch)``.
+
 Deleting a site deletes its rule rows by cascade: every child table's foreign key is
 ``ON DELETE CASCADE``, and SQLite connections enable ``foreign_keys``.
 """
@@ -37,6 +48,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -44,6 +56,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    func,
     insert,
     select,
     text,
@@ -52,12 +65,15 @@ from sqlalchemy import (
 
 from .._rules import SITE_FLAGS
 
-ROLES: Final = ("owner", "admin", "member")
+ROLES: Final = ("owner", "admin", "member", "edge")
+EDGE_ROLE: Final = "edge"  # read-only, the rules of every organisation, no private links
 MAX_STORED_SITE_ID: Final = 2**31 - 1  # sites.site_id is a 32-bit INTEGER on PostgreSQL
 WRITER_ROLES: Final = frozenset({"owner", "admin"})
 KEY_ID_LENGTH: Final = 12  # hex characters of a key's hash that name it in listings
 MIN_KEY_ID_LENGTH: Final = 8  # the shortest hash prefix that may name a key to revoke
 _KEY_ID: Final = re.compile(f"[0-9a-f]{{{MIN_KEY_ID_LENGTH},64}}")
+DEFAULT_MAX_TOMBSTONES: Final = 100_000  # deleted sites a delta can still tell
+FEED_CHANNEL_PREFIX: Final = "edgefilter_rules_"
 
 
 def _organization_column() -> Column[str]:
@@ -103,6 +119,8 @@ sites = Table(
     Column("version", Integer, nullable=False),
     *(Column(column, Boolean, nullable=False) for column, _ in SITE_FLAGS.values()),
     Column("type", String(16), nullable=False, server_default="web"),  # migration 2
+    Column("feed_version", BigInteger, nullable=False, server_default=text("0")),  # migration 3
+    Index("ix_sites_feed_version", "feed_version"),
 )
 
 
@@ -148,6 +166,31 @@ RULE_LISTS: Final[Mapping[str, tuple[Table, str]]] = {
     "excludedASNs": (excluded_asns, "asn"),
 }
 schema_version = Table("schema_version", metadata, Column("version", Integer, primary_key=True))
+
+
+def _feed_tables(into: MetaData) -> tuple[Table, Table]:
+    """The feed's clock (one row) and its tombstones (migration 3)."""
+    clock = Table(
+        "feed_clock",
+        into,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("epoch", String(16), nullable=False),
+        Column("version", BigInteger, nullable=False),
+        Column("floor", BigInteger, nullable=False),
+    )
+    tombstones = Table(
+        "site_tombstones",
+        into,
+        Column("site_id", Integer, primary_key=True, autoincrement=False),
+        Column("id", String(12), nullable=False),
+        Column("organization_id", String(64), nullable=False),
+        Column("feed_version", BigInteger, nullable=False),
+        Index("ix_site_tombstones_feed_version", "feed_version"),
+    )
+    return clock, tombstones
+
+
+feed_clock, site_tombstones = _feed_tables(metadata)
 
 
 def _migration_1(connection: Connection) -> None:
@@ -216,7 +259,26 @@ def _migration_2(connection: Connection) -> None:
     connection.execute(text("ALTER TABLE sites ADD COLUMN type VARCHAR(16) DEFAULT 'web' NOT NULL"))
 
 
-MIGRATIONS: Final[Sequence[Callable[[Connection], None]]] = (_migration_1, _migration_2)
+def _migration_3(connection: Connection) -> None:
+    """The rules feed: a change version per site, the clock, tombstones of deleted sites.
+    Frozen as it was written: never edit it, add a migration instead."""
+    frozen = MetaData()
+    clock, tombstones = _feed_tables(frozen)
+    frozen.create_all(connection, tables=[clock, tombstones], checkfirst=True)
+    connection.execute(text("ALTER TABLE sites ADD COLUMN feed_version BIGINT DEFAULT 0 NOT NULL"))
+    connection.execute(text("UPDATE sites SET feed_version = site_id"))
+    connection.execute(text("CREATE INDEX ix_sites_feed_version ON sites (feed_version)"))
+    last = connection.execute(text("SELECT COALESCE(MAX(site_id), 0) FROM sites")).scalar_one()
+    connection.execute(
+        insert(clock).values(id=1, epoch=secrets.token_hex(8), version=int(last), floor=0)
+    )
+
+
+MIGRATIONS: Final[Sequence[Callable[[Connection], None]]] = (
+    _migration_1,
+    _migration_2,
+    _migration_3,
+)
 
 
 def now() -> str:
@@ -245,6 +307,32 @@ class Principal:
     user_id: str
     organization_id: str
     role: str
+
+
+@dataclass(frozen=True, slots=True)
+class FeedClock:
+    """The feed's clock: the database's epoch, its last change version, its floor."""
+
+    epoch: str
+    version: int
+    floor: int
+
+
+@dataclass(frozen=True, slots=True)
+class FeedChanges:
+    """What the feed answers: every readable site (``full``) or those changed since a version,
+    in the compact form (``compact_site``), and the siteIds deleted since then."""
+
+    clock: FeedClock
+    full: bool
+    sites: list[dict[str, Any]]
+    deleted: list[int]
+
+
+def feed_channel(epoch: str) -> str:
+    """The ``NOTIFY`` channel of a database's feed: per epoch, so that schemas sharing one
+    PostgreSQL database never wake each other's waiters."""
+    return FEED_CHANNEL_PREFIX + epoch
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,12 +385,22 @@ def engine_for(url: str) -> Engine:
 class SiteStore:
     """Organisations, API keys, sites and their rule lists."""
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
+    def __init__(
+        self, url: str, *, migrate: bool = True, max_tombstones: int = DEFAULT_MAX_TOMBSTONES
+    ) -> None:
         self.url = url
         self.engine = engine_for(url)
         self._is_sqlite = self.engine.dialect.name == "sqlite"
+        self.max_tombstones = max_tombstones
+        # Called with each committed feed version, after the commit (the server's waiters).
+        self.on_commit: list[Callable[[int], None]] = []
         if migrate:
             self.migrate()
+
+    @property
+    def is_postgresql(self) -> bool:
+        """Whether the database is PostgreSQL (LISTEN/NOTIFY announce the feed's changes)."""
+        return self.engine.dialect.name == "postgresql"
 
     def migrate(self, upto: int | None = None) -> None:
         """Apply every migration not applied yet (up to number ``upto`` when given)."""
@@ -327,8 +425,28 @@ class SiteStore:
         """
         with self.engine.connect() as connection:
             connection.info["write"] = write
+            connection.info.pop("feed_version", None)
             with connection.begin():
                 yield connection
+            committed = connection.info.pop("feed_version", None)
+        if committed is not None:
+            for hook in self.on_commit:
+                hook(committed)
+
+    def _next_feed_version(self, connection: Connection) -> int:
+        """Take the next change version: the clock's row stays locked until the commit, so
+        versions commit in order; on PostgreSQL the commit also announces it (NOTIFY)."""
+        query = (
+            update(feed_clock)
+            .where(feed_clock.c.id == 1)
+            .values(version=feed_clock.c.version + 1)
+            .returning(feed_clock.c.version, feed_clock.c.epoch)
+        )
+        version, epoch = connection.execute(query).one()
+        if self.is_postgresql:
+            connection.execute(select(func.pg_notify(feed_channel(epoch), str(version))))
+        connection.info["feed_version"] = int(version)
+        return int(version)
 
     # --- organisations and keys -------------------------------------------------------
 
@@ -425,16 +543,54 @@ class SiteStore:
                     created_at=stamp,
                     updated_at=stamp,
                     version=1,
+                    feed_version=self._next_feed_version(connection),
                     **row,
                 )
             )
             assert result.inserted_primary_key is not None
             site_id = result.inserted_primary_key[0]
+            # SQLite may reuse a deleted site's rowid: that site's tombstone goes, and the new
+            # site's version (after it) tells a client to replace what it held there.
+            connection.execute(delete(site_tombstones).where(site_tombstones.c.site_id == site_id))
             return connection.execute(select(sites).where(sites.c.site_id == site_id)).first()
 
     def delete_site(self, connection: Connection, site_id: int) -> None:
-        """Delete a site; its rule rows go by cascade (``ON DELETE CASCADE``)."""
+        """Delete a site; its rule rows go by cascade (``ON DELETE CASCADE``), and a tombstone
+        keeps its change version for the feed (the oldest past ``max_tombstones`` pruned)."""
+        row = connection.execute(
+            select(sites.c.id, sites.c.organization_id).where(sites.c.site_id == site_id)
+        ).first()
+        if row is None:
+            return
         connection.execute(delete(sites).where(sites.c.site_id == site_id))
+        connection.execute(
+            insert(site_tombstones).values(
+                site_id=site_id,
+                id=row.id,
+                organization_id=row.organization_id,
+                feed_version=self._next_feed_version(connection),
+            )
+        )
+        self._prune_tombstones(connection)
+
+    def _prune_tombstones(self, connection: Connection) -> None:
+        """Keep the newest ``max_tombstones`` tombstones; raise the floor past the rest."""
+        newest_pruned = connection.execute(
+            select(site_tombstones.c.feed_version)
+            .order_by(site_tombstones.c.feed_version.desc())
+            .offset(self.max_tombstones)
+            .limit(1)
+        ).scalar()
+        if newest_pruned is None:
+            return
+        connection.execute(
+            delete(site_tombstones).where(site_tombstones.c.feed_version <= newest_pruned)
+        )
+        connection.execute(
+            update(feed_clock)
+            .where(feed_clock.c.id == 1, feed_clock.c.floor < newest_pruned)
+            .values(floor=newest_pruned)
+        )
 
     def update_site(
         self,
@@ -450,7 +606,12 @@ class SiteStore:
         connection.execute(
             update(sites)
             .where(sites.c.site_id == site_id)
-            .values(**columns, updated_at=now(), version=sites.c.version + 1)
+            .values(
+                **columns,
+                updated_at=now(),
+                version=sites.c.version + 1,
+                feed_version=self._next_feed_version(connection),
+            )
         )
         for field, entries in (lists or {}).items():
             table, column = RULE_LISTS[field]
@@ -463,6 +624,69 @@ class SiteStore:
                         for index, entry in enumerate(entries)
                     ],
                 )
+
+    # --- the rules feed ---------------------------------------------------------------
+
+    def feed_clock(self, connection: Connection | None = None) -> FeedClock:
+        """The feed's clock now (in ``connection`` when given)."""
+        if connection is None:
+            with self.transaction(write=False) as own:
+                return self.feed_clock(own)
+        row = connection.execute(select(feed_clock).where(feed_clock.c.id == 1)).one()
+        return FeedClock(row.epoch, int(row.version), int(row.floor))
+
+    def feed_changes(self, organization_id: str | None, since: int | None) -> FeedChanges:
+        """The sites of ``organization_id`` (None: every organisation) changed after version
+        ``since``, and those deleted; every site (``full``) when ``since`` is None, below the
+        floor, or past the clock (a version of another database).
+
+        The clock is read first: on PostgreSQL each later statement sees at least what it
+        saw, so the answer holds every change up to its version (and maybe newer ones, which
+        the next delta sends again).
+        """
+        with self.transaction(write=False) as connection:
+            clock = self.feed_clock(connection)
+            full = since is None or since < clock.floor or since > clock.version
+            after = 0 if full or since is None else since
+            found = self._feed_sites(connection, organization_id, after, full=full)
+            deleted: list[int] = []
+            if not full:
+                query = select(site_tombstones.c.site_id).where(
+                    site_tombstones.c.feed_version > after
+                )
+                if organization_id is not None:
+                    query = query.where(site_tombstones.c.organization_id == organization_id)
+                deleted = sorted(int(site_id) for site_id in connection.execute(query).scalars())
+        return FeedChanges(clock, full, found, deleted)
+
+    def _feed_sites(
+        self, connection: Connection, organization_id: str | None, after: int, *, full: bool
+    ) -> list[dict[str, Any]]:
+        """The compact form of each site in scope changed after ``after`` (all when ``full``),
+        by siteId; seven queries whatever their number."""
+        conditions = []
+        if organization_id is not None:
+            conditions.append(sites.c.organization_id == organization_id)
+        if not full:
+            conditions.append(sites.c.feed_version > after)
+        columns = (sites.c.site_id, sites.c.id, sites.c.domain, sites.c.type, sites.c.block_bots)
+        found: dict[int, dict[str, Any]] = {}
+        for row in connection.execute(
+            select(*columns).where(*conditions).order_by(sites.c.site_id)
+        ):
+            found[row.site_id] = compact_site(row)
+        for field, (table, column) in RULE_LISTS.items():
+            query = (
+                select(table.c.site_id, table.c[column])
+                .join(sites, sites.c.site_id == table.c.site_id)
+                .where(*conditions)
+                .order_by(table.c.site_id, table.c.position)
+            )
+            for site_id, entry in connection.execute(query):
+                site = found.get(site_id)
+                if site is not None:  # a site created after the sites' read: the next delta
+                    site.setdefault(field, []).append(entry)
+        return list(found.values())
 
     # --- operations -------------------------------------------------------------------
 
@@ -509,6 +733,17 @@ class SiteStore:
                 raise ValueError(f"key id {prefix!r} names several keys: give more of it")
             connection.execute(delete(api_keys).where(api_keys.c.key_hash == rows[0].key_hash))
         return _key_record(rows[0])
+
+
+def compact_site(row: Any) -> dict[str, Any]:
+    """A site as the feed sends it: only what an edge decides on, defaults left out
+    (``blockBots`` true, ``type`` web, empty lists); ``SiteConfig.from_api`` reads it."""
+    site: dict[str, Any] = {"siteId": row.site_id, "id": row.id, "domain": row.domain}
+    if not row.block_bots:
+        site["blockBots"] = False
+    if row.type != "web":
+        site["type"] = row.type
+    return site
 
 
 def _key_record(row: Any) -> KeyRecord:

@@ -1,0 +1,198 @@
+"""Labelled user-agent corpora for bench_bots.py, each kept apart under its own name.
+
+Development sources (the detector's tokens were written looking at these): the files in
+../shared/data/ua (see its SOURCES.md). Evaluation sources (never used to write a rule):
+test fixtures that other projects ship inside their packages, fetched with the ordinary
+clients (``pip download``, ``npm pack``) into ``build/ua-corpora`` the first time and read
+from there afterwards:
+
+- Matomo device-detector's fixtures, from the PyPI ``device-detector`` sdist (its
+  ``tests/fixtures/upstream``; LGPL-3.0 data, read here, never shipped): ``bots.yml`` and
+  every fixture whose client type is ``library`` or ``feed reader`` are bots, every other
+  fixture a person;
+- woothee's ``testsets`` from the npm ``woothee`` package (Apache-2.0): ``crawler`` and
+  ``misc`` (libraries, feed readers) are bots, ``pc``, ``smartphone``, ``mobilephone`` and
+  ``appliance`` people;
+- Intoli's ``user-agents`` npm package (BSD-2-Clause; real browser sessions, a newer
+  snapshot than fake-useragent's) and the ``top-user-agents`` npm package (MIT): people.
+
+A source that cannot be had (no network, no ``npm``) is reported absent, not guessed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from _common import ROOT, SHARED_DATA
+
+
+def _shared_ua_dir() -> Path:
+    """../shared/data/ua beside the checkout, or beside any folder above it (a worktree)."""
+    for folder in (SHARED_DATA.parent.parent, *ROOT.parents):
+        if (folder / "shared" / "data" / "ua").is_dir():
+            return folder / "shared" / "data" / "ua"
+    return SHARED_DATA / "ua"
+
+
+UA_DIR = _shared_ua_dir()
+CACHE = ROOT / "build" / "ua-corpora"
+MATOMO = ("device-detector", "6.5.1")
+PIP_DOWNLOAD = (sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary")
+PIP_DOWNLOAD += (":all:", "-d", ".")
+NPM_PACKAGES = {"woothee": "1.11.1", "user-agents": "2.1.198", "top-user-agents": "2.1.138"}
+MATOMO_BOT_CLIENTS = frozenset({"library", "feed reader"})
+WOOTHEE_BOTS = frozenset({"crawler", "misc"})
+WOOTHEE_PEOPLE = frozenset({"pc", "smartphone", "mobilephone", "appliance"})
+
+
+@dataclass
+class Source:
+    """One labelled corpus: its bots and its people (either may be empty)."""
+
+    name: str
+    role: str  # "development", "evaluation" or "evaluation (apps)" (people, not browsers)
+    bots: list[str] = field(default_factory=list)
+    people: list[str] = field(default_factory=list)
+
+
+def _unique(uas: list[str]) -> list[str]:
+    """Stripped, non-empty, deduplicated, in first-seen order."""
+    return list(dict.fromkeys(ua.strip() for ua in uas if ua and ua.strip()))
+
+
+def development_sources() -> list[Source] | None:
+    """The four sources of ../shared/data/ua, or None when it is absent."""
+    if not (UA_DIR / "bots.txt").exists():
+        return None
+    raw = json.loads((UA_DIR / "raw" / "crawler-user-agents.json").read_text(encoding="utf-8"))
+    instances = [instance for entry in raw for instance in entry.get("instances", [])]
+    jaybizzle = (UA_DIR / "raw" / "jaybizzle-crawlers.txt").read_text(encoding="utf-8")
+    devices = (UA_DIR / "raw" / "jaybizzle-devices.sample30k.txt").read_text(encoding="utf-8")
+    fake_lines = (UA_DIR / "raw" / "fake-useragent-browsers.jsonl").read_text(encoding="utf-8")
+    fake = [json.loads(line)["useragent"] for line in fake_lines.splitlines() if line]
+    cua = set(_unique(instances))
+    return [
+        Source("crawler-user-agents", "development", bots=_unique(instances)),
+        Source(
+            "JayBizzle",
+            "development",
+            bots=[ua for ua in _unique(jaybizzle.splitlines()) if ua not in cua],
+            people=_unique(devices.splitlines()),
+        ),
+        Source("fake-useragent", "development", people=_unique(fake)),
+    ]
+
+
+def _run(command: list[str], cwd: Path) -> bool:
+    try:
+        subprocess.run(command, cwd=cwd, check=True, capture_output=True, timeout=300)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return True
+
+
+def _fetched(pattern: str, command: list[str]) -> Path | None:
+    """The cached archive matching ``pattern``, fetched with ``command`` when missing."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    found = sorted(CACHE.glob(pattern))
+    if not found and _run(command, CACHE):
+        found = sorted(CACHE.glob(pattern))
+    return found[0] if found else None
+
+
+def _yaml_members(archive: Path, inside: str) -> list[object]:
+    """Every YAML document list under ``inside`` in the tarball, concatenated."""
+    entries: list[object] = []
+    with tarfile.open(archive) as tar:
+        for member in sorted(tar.getmembers(), key=lambda m: m.name):
+            if inside in member.name and member.name.endswith((".yml", ".yaml")):
+                stream = tar.extractfile(member)
+                if stream is not None:
+                    loaded = yaml.load(stream.read(), Loader=yaml.CLoader)
+                    entries.extend(loaded if isinstance(loaded, list) else [])
+    return entries
+
+
+def matomo() -> list[Source] | None:
+    """Matomo device-detector's fixtures: bots and browsers (client type ``browser``), and
+    the apps (mobile apps, media players, PIM, TV and console clients...) apart."""
+    name, version = MATOMO
+    archive = _fetched(
+        f"device_detector-{version}.tar.gz",
+        [*PIP_DOWNLOAD, f"{name}=={version}"],
+    )
+    if archive is None:
+        return None
+    source = Source(f"Matomo {version} browsers", "evaluation")
+    apps = Source(f"Matomo {version} apps", "evaluation (apps)")
+    for entry in _yaml_members(archive, "tests/fixtures/upstream/"):
+        if not isinstance(entry, dict) or not isinstance(entry.get("user_agent"), str):
+            continue
+        client = entry.get("client")
+        kind = client.get("type") if isinstance(client, dict) else None
+        if "bot" in entry or kind in MATOMO_BOT_CLIENTS:
+            source.bots.append(entry["user_agent"])
+        else:
+            (source if kind == "browser" else apps).people.append(entry["user_agent"])
+    source.bots, source.people = _unique(source.bots), _unique(source.people)
+    apps.people = [ua for ua in _unique(apps.people) if ua not in set(source.people)]
+    return [source, apps]
+
+
+def _npm(package: str) -> Path | None:
+    version = NPM_PACKAGES[package]
+    return _fetched(f"{package}-{version}.tgz", ["npm", "pack", "--silent", f"{package}@{version}"])
+
+
+def woothee() -> list[Source] | None:
+    """woothee's testsets."""
+    archive = _npm("woothee")
+    if archive is None:
+        return None
+    source = Source(f"woothee {NPM_PACKAGES['woothee']}", "evaluation")
+    for entry in _yaml_members(archive, "woothee/testsets/"):
+        if isinstance(entry, dict) and isinstance(entry.get("target"), str):
+            if entry.get("category") in WOOTHEE_BOTS:
+                source.bots.append(entry["target"])
+            elif entry.get("category") in WOOTHEE_PEOPLE:
+                source.people.append(entry["target"])
+    source.bots, source.people = _unique(source.bots), _unique(source.people)
+    return [source]
+
+
+def _json_member(archive: Path, name: str) -> object:
+    with tarfile.open(archive) as tar:
+        stream = tar.extractfile(name)
+        return json.loads(stream.read()) if stream is not None else []
+
+
+def intoli() -> list[Source] | None:
+    """Intoli's user-agents (real sessions) and top-user-agents: people only."""
+    sessions, top = _npm("user-agents"), _npm("top-user-agents")
+    if sessions is None or top is None:
+        return None
+    rows = _json_member(sessions, "package/dist/user-agents.json")
+    people = [row["userAgent"] for row in rows if isinstance(row, dict)]  # type: ignore[union-attr]
+    people += list(_json_member(top, "package/src/index.json"))  # type: ignore[arg-type]
+    name = f"Intoli user-agents {NPM_PACKAGES['user-agents']} + top-user-agents"
+    return [Source(name, "evaluation", people=_unique(people))]
+
+
+def evaluation_sources() -> tuple[list[Source], list[str]]:
+    """The evaluation sources that could be had, and the names of those that could not."""
+    found: list[Source] = []
+    absent: list[str] = []
+    for name, load in (("Matomo", matomo), ("woothee", woothee), ("Intoli", intoli)):
+        sources = load()
+        if sources is None:
+            absent.append(name)
+        else:
+            found.extend(sources)
+    return found, absent

@@ -1,0 +1,579 @@
+/* The compiled reader of an AddressTable: parse a hit's address text and search the table
+ * in one C call. Optional: edgefilter works without it (pure Python, the same answers),
+ * and its answers are held to the pure reader's by tests/test_compiled.py.
+ *
+ * layer_of_hit(rules, key, ip) -> int
+ *   layer_of_text on the table a SiteRules' hits are searched in: its layered table in
+ *   ``rules.country_layers[key]`` when ``rules.needs_layers``, else ``rules.excluded_ips``;
+ *   UNLAYERED (-3) when that layered table is not built yet (the Python side then decides
+ *   from the tables apart), ASK_PYTHON (-2) for what layer_of_text leaves to Python.
+ *
+ * decision_of_hit(rules, key, ip) -> Decision | None | False
+ *   the same, answered as the hot path uses it: the layer's decision (``bind_rules`` gives
+ *   them), None outside every layer, False for Python to decide.
+ *
+ * layer_of_text(table, ip) -> int
+ *   the layer of the table holding the address (0 and up), OUTSIDE (-1) when none does, or
+ *   ASK_PYTHON (-2) when this reader does not answer: ``ip`` is not a plain ``str`` of
+ *   ASCII address text that ``socket.inet_pton`` reads (the lenient Python parser decides
+ *   those: bytes, white space, brackets, zone ids, subclasses), or the table is not laid
+ *   out as ``_layout`` says. It never raises.
+ *
+ * The text is read exactly as the pure hot path reads it: ``":" in ip`` picks IPv6, else
+ * IPv4, and libc's inet_pton (what ``socket.inet_pton`` calls) parses it; an IPv4-mapped
+ * IPv6 address is folded to IPv4. The table's fields are the ones ``_layout`` documents:
+ * the packed form (a tuple of buckets of ``bytes``, searched with bytes' own ordering),
+ * ``compact4`` (``array('Q')``, with its optional ``array('I')`` index) and ``compact6``
+ * (``bytes`` of 17-byte records). The fields of an exact AddressTable are read at their
+ * slot offsets, found once by ``bind``; any other object is read with getattr.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <arpa/inet.h>
+#include <stdint.h>
+#include <string.h>
+
+#define OUTSIDE (-1)
+#define ASK_PYTHON (-2)
+#define UNLAYERED (-3)
+
+/* _layout's constants, checked against the Python ones by bind(). */
+#define FLAT_SHIFT 8
+#define WIDE (-1)
+#define COMPACT (-2)
+#define LAYER_MASK 0x3F
+#define COMPACT_PROBE 0x40
+#define COMPACT_TAG_BITS 8
+#define RECORD6 17 /* 16 address bytes and one tag byte */
+#define MAX_TEXT 64
+
+enum field { BUCKETS4, SHIFT4, BUCKETS6, SHIFT6, COMPACT4, INDEX4, COMPACT6, FIELD_COUNT };
+static const char *field_names[FIELD_COUNT] = {
+    "buckets4", "shift4", "buckets6", "shift6", "compact4", "compact_index4", "compact6",
+};
+static PyObject *field_strings[FIELD_COUNT];
+static Py_ssize_t field_offsets[FIELD_COUNT];
+static PyTypeObject *bound_type = NULL;
+
+enum rules_field { EXCLUDED_IPS, NEEDS_LAYERS, COUNTRY_LAYERS, RULES_FIELD_COUNT };
+static const char *rules_field_names[RULES_FIELD_COUNT] = {
+    "excluded_ips", "needs_layers", "country_layers",
+};
+static PyObject *rules_field_strings[RULES_FIELD_COUNT];
+static Py_ssize_t rules_field_offsets[RULES_FIELD_COUNT];
+static PyTypeObject *bound_rules_type = NULL;
+static PyObject *bound_decisions = NULL; /* the Decision of each layer, by layer */
+
+static const unsigned char mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
+
+/* The field of table, borrowed (NULL when missing); *owned is set when it must be released. */
+static PyObject *
+field_of(PyObject *table, enum field which, int *owned)
+{
+    *owned = 0;
+    if (Py_TYPE(table) == bound_type) {
+        return *(PyObject **)((char *)table + field_offsets[which]);
+    }
+    PyObject *value = PyObject_GetAttr(table, field_strings[which]);
+    if (value == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    *owned = 1;
+    return value;
+}
+
+/* The field of a SiteRules, as field_of reads an AddressTable's. */
+static PyObject *
+rules_field_of(PyObject *rules, enum rules_field which, int *owned)
+{
+    *owned = 0;
+    if (Py_TYPE(rules) == bound_rules_type) {
+        return *(PyObject **)((char *)rules + rules_field_offsets[which]);
+    }
+    PyObject *value = PyObject_GetAttr(rules, rules_field_strings[which]);
+    if (value == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    *owned = 1;
+    return value;
+}
+
+static void
+release(PyObject *value, int owned)
+{
+    if (owned) {
+        Py_DECREF(value);
+    }
+}
+
+/* bytes' own ordering (memcmp on the common length, then the shorter first): <0, 0, >0 */
+static int
+compare_bound(const unsigned char *key, Py_ssize_t width, PyObject *bound)
+{
+    Py_ssize_t length = PyBytes_GET_SIZE(bound);
+    int order = memcmp(key, PyBytes_AS_STRING(bound), width < length ? width : length);
+    if (order != 0) {
+        return order;
+    }
+    return width < length ? -1 : (width > length ? 1 : 0);
+}
+
+/* The packed form: bisect_right over the address's bucket; the end found names the layer. */
+static int
+search_buckets(PyObject *buckets, long shift, const unsigned char *key, Py_ssize_t width)
+{
+    if (!PyTuple_CheckExact(buckets)) {
+        return ASK_PYTHON;
+    }
+    Py_ssize_t slot;
+    if (shift == WIDE) {
+        slot = (Py_ssize_t)key[0] << 8 | key[1];
+    }
+    else if (shift >= 0 && shift <= FLAT_SHIFT) {
+        slot = key[0] >> shift;
+    }
+    else {
+        return ASK_PYTHON;
+    }
+    if (slot >= PyTuple_GET_SIZE(buckets)) {
+        return ASK_PYTHON;
+    }
+    PyObject *bucket = PyTuple_GET_ITEM(buckets, slot);
+    if (!PyTuple_CheckExact(bucket)) {
+        return ASK_PYTHON;
+    }
+    Py_ssize_t low = 0, high = PyTuple_GET_SIZE(bucket);
+    while (low < high) {
+        Py_ssize_t middle = (low + high) / 2;
+        PyObject *bound = PyTuple_GET_ITEM(bucket, middle);
+        if (!PyBytes_CheckExact(bound)) {
+            return ASK_PYTHON;
+        }
+        if (compare_bound(key, width, bound) < 0) {
+            high = middle;
+        }
+        else {
+            low = middle + 1;
+        }
+    }
+    if (!(low & 1)) {
+        return OUTSIDE;
+    }
+    if (low >= PyTuple_GET_SIZE(bucket)) {
+        return ASK_PYTHON;
+    }
+    PyObject *end = PyTuple_GET_ITEM(bucket, low);
+    if (!PyBytes_CheckExact(end) || PyBytes_GET_SIZE(end) != width + 1) {
+        return ASK_PYTHON;
+    }
+    return (unsigned char)PyBytes_AS_STRING(end)[width];
+}
+
+/* compact4: bisect_right over array('Q') (within the first byte's slice when indexed). */
+static int
+search_compact4(PyObject *values, PyObject *offsets, const unsigned char *key)
+{
+    Py_buffer view, index_view;
+    if (PyObject_GetBuffer(values, &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        return ASK_PYTHON;
+    }
+    int answer = ASK_PYTHON;
+    Py_ssize_t count = view.len / 8, low = 0, high = count;
+    if (view.itemsize != 8) {
+        goto done;
+    }
+    if (offsets != Py_None) {
+        if (PyObject_GetBuffer(offsets, &index_view, PyBUF_SIMPLE) < 0) {
+            PyErr_Clear();
+            goto done;
+        }
+        const uint32_t *starts = (const uint32_t *)index_view.buf;
+        int usable = index_view.itemsize == 4 && index_view.len == 257 * 4;
+        if (usable) {
+            low = starts[key[0]];
+            high = starts[key[0] + 1];
+        }
+        PyBuffer_Release(&index_view);
+        if (!usable || low > high || high > count) {
+            goto done;
+        }
+    }
+    const uint64_t *bounds = (const uint64_t *)view.buf;
+    uint64_t probe = ((uint64_t)key[0] << 24 | (uint64_t)key[1] << 16 | (uint64_t)key[2] << 8 |
+                      key[3]) << COMPACT_TAG_BITS | COMPACT_PROBE;
+    while (low < high) {
+        Py_ssize_t middle = (low + high) / 2;
+        if (probe < bounds[middle]) {
+            high = middle;
+        }
+        else {
+            low = middle + 1;
+        }
+    }
+    if (!(low & 1)) {
+        answer = OUTSIDE;
+    }
+    else if (low < count) {
+        answer = (int)(bounds[low] & LAYER_MASK);
+    }
+done:
+    PyBuffer_Release(&view);
+    return answer;
+}
+
+/* compact6: bisect_right over 17-byte records (address, tag), the key tagged COMPACT_PROBE. */
+static int
+search_compact6(PyObject *records, const unsigned char *address)
+{
+    if (!PyBytes_CheckExact(records) || PyBytes_GET_SIZE(records) % RECORD6 != 0) {
+        return ASK_PYTHON;
+    }
+    unsigned char key[RECORD6];
+    memcpy(key, address, 16);
+    key[16] = COMPACT_PROBE;
+    const unsigned char *base = (const unsigned char *)PyBytes_AS_STRING(records);
+    Py_ssize_t count = PyBytes_GET_SIZE(records) / RECORD6, low = 0, high = count;
+    while (low < high) {
+        Py_ssize_t middle = (low + high) / 2;
+        if (memcmp(key, base + middle * RECORD6, RECORD6) < 0) {
+            high = middle;
+        }
+        else {
+            low = middle + 1;
+        }
+    }
+    if (!(low & 1)) {
+        return OUTSIDE;
+    }
+    return low < count ? base[low * RECORD6 + 16] & LAYER_MASK : ASK_PYTHON;
+}
+
+/* The layer of a packed address (4 or 16 bytes), as AddressTable.layer_of_packed reads it. */
+static int
+layer_of_address(PyObject *table, const unsigned char *packed, int is_v4)
+{
+    int owned_shift, owned, owned_index;
+    PyObject *shift_object = field_of(table, is_v4 ? SHIFT4 : SHIFT6, &owned_shift);
+    if (shift_object == NULL || !PyLong_CheckExact(shift_object)) {
+        if (shift_object != NULL) {
+            release(shift_object, owned_shift);
+        }
+        return ASK_PYTHON;
+    }
+    long shift = PyLong_AsLong(shift_object);
+    release(shift_object, owned_shift);
+    int answer;
+    if (shift == COMPACT) {
+        PyObject *values = field_of(table, is_v4 ? COMPACT4 : COMPACT6, &owned);
+        if (values == NULL) {
+            return ASK_PYTHON;
+        }
+        if (is_v4) {
+            PyObject *offsets = field_of(table, INDEX4, &owned_index);
+            answer = offsets == NULL ? ASK_PYTHON : search_compact4(values, offsets, packed);
+            if (offsets != NULL) {
+                release(offsets, owned_index);
+            }
+        }
+        else {
+            answer = search_compact6(values, packed);
+        }
+        release(values, owned);
+        return answer;
+    }
+    PyObject *buckets = field_of(table, is_v4 ? BUCKETS4 : BUCKETS6, &owned);
+    if (buckets == NULL) {
+        return ASK_PYTHON;
+    }
+    answer = search_buckets(buckets, shift, packed, is_v4 ? 4 : 16);
+    release(buckets, owned);
+    return answer;
+}
+
+/* Parse plain ASCII address text as the pure hot path does; 4 or 16 bytes into packed, 0 when
+ * the text is not one (the Python side then reads it leniently), 4 for a mapped address. */
+static int
+parse_text(PyObject *ip, unsigned char packed[16])
+{
+    if (!PyUnicode_CheckExact(ip) || !PyUnicode_IS_READY(ip) || !PyUnicode_IS_ASCII(ip)) {
+        return 0;
+    }
+    Py_ssize_t length = PyUnicode_GET_LENGTH(ip);
+    const char *text = (const char *)PyUnicode_1BYTE_DATA(ip);
+    if (length > MAX_TEXT || (Py_ssize_t)strlen(text) != length) {
+        return 0; /* too long for an address, or a NUL inside: ValueError in Python */
+    }
+    if (memchr(text, ':', length) == NULL) {
+        return inet_pton(AF_INET, text, packed) == 1 ? 4 : 0;
+    }
+    if (inet_pton(AF_INET6, text, packed) != 1) {
+        return 0;
+    }
+    if (memcmp(packed, mapped_prefix, 12) == 0) {
+        memmove(packed, packed + 12, 4);
+        return 4;
+    }
+    return 16;
+}
+
+static PyObject *
+layer_of_text(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        return PyLong_FromLong(ASK_PYTHON);
+    }
+    unsigned char packed[16];
+    int width = parse_text(args[1], packed);
+    if (width == 0) {
+        return PyLong_FromLong(ASK_PYTHON);
+    }
+    return PyLong_FromLong(layer_of_address(args[0], packed, width == 4));
+}
+
+/* The layer of the table a SiteRules' hits are searched in, as layer_of_hit answers. */
+static int
+hit_layer(PyObject *rules, PyObject *key, PyObject *ip)
+{
+    unsigned char packed[16];
+    int width = parse_text(ip, packed);
+    if (width == 0) {
+        return ASK_PYTHON;
+    }
+    int owned_flag, owned_table, owned_layers;
+    PyObject *needs_layers = rules_field_of(rules, NEEDS_LAYERS, &owned_flag);
+    if (needs_layers == NULL) {
+        return ASK_PYTHON;
+    }
+    int layered = needs_layers == Py_True;
+    int known = layered || needs_layers == Py_False;
+    release(needs_layers, owned_flag);
+    if (!known) {
+        return ASK_PYTHON;
+    }
+    if (!layered) {
+        PyObject *table = rules_field_of(rules, EXCLUDED_IPS, &owned_table);
+        if (table == NULL) {
+            return ASK_PYTHON;
+        }
+        int layer = layer_of_address(table, packed, width == 4);
+        release(table, owned_table);
+        return layer;
+    }
+    PyObject *layers = rules_field_of(rules, COUNTRY_LAYERS, &owned_layers);
+    if (layers == NULL || !PyDict_CheckExact(layers)) {
+        if (layers != NULL) {
+            release(layers, owned_layers);
+        }
+        return ASK_PYTHON;
+    }
+    PyObject *table = PyDict_GetItemWithError(layers, key); /* borrowed */
+    int layer;
+    if (table == NULL) {
+        layer = PyErr_Occurred() ? ASK_PYTHON : UNLAYERED; /* an unhashable key: Python */
+        PyErr_Clear();
+    }
+    else {
+        Py_INCREF(table); /* the dict may change while this reads it (another thread) */
+        layer = layer_of_address(table, packed, width == 4);
+        Py_DECREF(table);
+    }
+    release(layers, owned_layers);
+    return layer;
+}
+
+static PyObject *
+layer_of_hit(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        return PyLong_FromLong(ASK_PYTHON);
+    }
+    return PyLong_FromLong(hit_layer(args[0], args[1], args[2]));
+}
+
+/* decision_of_hit(rules, key, ip): the decision of the layer found (the tuple given to
+ * bind_rules, indexed by layer), None outside every layer, False where layer_of_hit answers
+ * less than OUTSIDE (Python decides). One test fewer on the hot path than a layer. */
+static PyObject *
+decision_of_hit(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    int layer = nargs == 3 ? hit_layer(args[0], args[1], args[2]) : ASK_PYTHON;
+    if (layer >= 0 && bound_decisions != NULL && layer < PyTuple_GET_SIZE(bound_decisions)) {
+        return Py_NewRef(PyTuple_GET_ITEM(bound_decisions, layer));
+    }
+    return Py_NewRef(layer == OUTSIDE ? Py_None : Py_False);
+}
+
+static PyObject *
+layer_of_packed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyBytes_CheckExact(args[1])) {
+        return PyLong_FromLong(ASK_PYTHON);
+    }
+    Py_ssize_t width = PyBytes_GET_SIZE(args[1]);
+    if (width != 4 && width != 16) {
+        return PyLong_FromLong(ASK_PYTHON);
+    }
+    const unsigned char *packed = (const unsigned char *)PyBytes_AS_STRING(args[1]);
+    return PyLong_FromLong(layer_of_address(args[0], packed, width == 4));
+}
+
+/* layers_of_texts(table, ips) -> list[int]: layer_of_text for each of a sequence of ips. */
+static PyObject *
+layers_of_texts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "layers_of_texts takes a table and a sequence of ips");
+        return NULL;
+    }
+    PyObject *ips = PySequence_Fast(args[1], "layers_of_texts takes a sequence of ips");
+    if (ips == NULL) {
+        return NULL;
+    }
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(ips);
+    PyObject *answers = PyList_New(count);
+    if (answers == NULL) {
+        Py_DECREF(ips);
+        return NULL;
+    }
+    PyObject **items = PySequence_Fast_ITEMS(ips);
+    unsigned char packed[16];
+    for (Py_ssize_t index = 0; index < count; index++) {
+        int width = parse_text(items[index], packed);
+        int layer = width == 0 ? ASK_PYTHON : layer_of_address(args[0], packed, width == 4);
+        PyList_SET_ITEM(answers, index, PyLong_FromLong(layer)); /* small ints: cached */
+    }
+    Py_DECREF(ips);
+    return answers;
+}
+
+/* The offsets of the object slots ``names`` of ``type``; -1 with TypeError if one is not. */
+static int
+slot_offsets(PyTypeObject *type, const char **names, int count, Py_ssize_t *offsets)
+{
+    for (int which = 0; which < count; which++) {
+        PyObject *descriptor = PyDict_GetItemString(type->tp_dict, names[which]);
+        if (descriptor == NULL || Py_TYPE(descriptor) != &PyMemberDescr_Type) {
+            PyErr_Format(PyExc_TypeError, "%s has no slot %s", type->tp_name, names[which]);
+            return -1;
+        }
+        PyMemberDef *member = ((PyMemberDescrObject *)descriptor)->d_member;
+        if (member->type != T_OBJECT_EX) {
+            PyErr_Format(PyExc_TypeError, "slot %s of %s is not an object slot", names[which],
+                         type->tp_name);
+            return -1;
+        }
+        offsets[which] = member->offset;
+    }
+    return 0;
+}
+
+/* bind(cls, constants): read the slots of exact instances of cls at their offsets; check that
+ * the layout's constants are the ones compiled in. */
+static PyObject *
+bind_table(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyType_Check(args[0]) || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "bind takes a class and a dict of layout constants");
+        return NULL;
+    }
+    static const struct {
+        const char *name;
+        long value;
+    } constants[] = {
+        {"FLAT", FLAT_SHIFT},
+        {"WIDE", WIDE},
+        {"COMPACT", COMPACT},
+        {"COMPACT_LAYER_MASK", LAYER_MASK},
+        {"COMPACT_PROBE", COMPACT_PROBE},
+        {"COMPACT_TAG_BITS", COMPACT_TAG_BITS},
+        {"RECORD6", RECORD6},
+        {"OUTSIDE_LAYER", OUTSIDE},
+        {"ASK_PYTHON", ASK_PYTHON},
+        {"UNLAYERED", UNLAYERED},
+    };
+    for (size_t index = 0; index < sizeof constants / sizeof constants[0]; index++) {
+        PyObject *value = PyDict_GetItemString(args[1], constants[index].name);
+        if (value == NULL || !PyLong_Check(value) ||
+            PyLong_AsLong(value) != constants[index].value) {
+            PyErr_Format(PyExc_ValueError,
+                         "layout constant %s is not %ld, the value _speedups was built with",
+                         constants[index].name, constants[index].value);
+            return NULL;
+        }
+    }
+    PyTypeObject *type = (PyTypeObject *)args[0];
+    Py_ssize_t offsets[FIELD_COUNT];
+    if (slot_offsets(type, field_names, FIELD_COUNT, offsets) < 0) {
+        return NULL;
+    }
+    memcpy(field_offsets, offsets, sizeof offsets);
+    Py_INCREF(type);
+    Py_XSETREF(bound_type, type);
+    Py_RETURN_NONE;
+}
+
+/* bind_rules(cls, decisions): read exact instances of cls (SiteRules) at its slots'
+ * offsets; decision_of_hit answers decisions[layer]. */
+static PyObject *
+bind_rules(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyType_Check(args[0]) || !PyTuple_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "bind_rules takes a class and a tuple of decisions");
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)args[0];
+    Py_ssize_t offsets[RULES_FIELD_COUNT];
+    if (slot_offsets(type, rules_field_names, RULES_FIELD_COUNT, offsets) < 0) {
+        return NULL;
+    }
+    memcpy(rules_field_offsets, offsets, sizeof offsets);
+    Py_INCREF(type);
+    Py_XSETREF(bound_rules_type, type);
+    Py_XSETREF(bound_decisions, Py_NewRef(args[1]));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"layer_of_text", (PyCFunction)(void (*)(void))layer_of_text, METH_FASTCALL,
+     "layer_of_text(table, ip): the layer holding ip, -1 outside, -2 for Python to read."},
+    {"layer_of_hit", (PyCFunction)(void (*)(void))layer_of_hit, METH_FASTCALL,
+     "layer_of_hit(rules, key, ip): layer_of_text on the table rules' hits are searched in."},
+    {"decision_of_hit", (PyCFunction)(void (*)(void))decision_of_hit, METH_FASTCALL,
+     "decision_of_hit(rules, key, ip): the decision of layer_of_hit's layer, None, or False."},
+    {"layer_of_packed", (PyCFunction)(void (*)(void))layer_of_packed, METH_FASTCALL,
+     "layer_of_packed(table, packed): the layer holding a packed address, -1, or -2."},
+    {"layers_of_texts", (PyCFunction)(void (*)(void))layers_of_texts, METH_FASTCALL,
+     "layers_of_texts(table, ips): layer_of_text of each ip, as a list."},
+    {"bind", (PyCFunction)(void (*)(void))bind_table, METH_FASTCALL,
+     "bind(cls, constants): read exact instances of cls at its slots' offsets."},
+    {"bind_rules", (PyCFunction)(void (*)(void))bind_rules, METH_FASTCALL,
+     "bind_rules(cls, decisions): read SiteRules at its slots' offsets; decisions by layer."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_definition = {
+    PyModuleDef_HEAD_INIT, "edgefilter._speedups",
+    "The compiled reader of AddressTable (optional; see _tables).", -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    for (int which = 0; which < FIELD_COUNT; which++) {
+        field_strings[which] = PyUnicode_InternFromString(field_names[which]);
+        if (field_strings[which] == NULL) {
+            return NULL;
+        }
+    }
+    for (int which = 0; which < RULES_FIELD_COUNT; which++) {
+        rules_field_strings[which] = PyUnicode_InternFromString(rules_field_names[which]);
+        if (rules_field_strings[which] == NULL) {
+            return NULL;
+        }
+    }
+    return PyModule_Create(&module_definition);
+}

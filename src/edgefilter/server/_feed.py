@@ -1,0 +1,325 @@
+"""``GET /api/edge/rules``: the versioned rules feed, with deltas, ETags, gzip and push.
+
+- ``GET /api/edge/rules`` answers every site the key may read (an ``edge`` key: every
+  organisation; any other key: its own organisation) in the compact form of
+  ``_store.compact_site``, with the feed's ``version`` and ``epoch``.
+- ``?since=V`` answers only the sites changed after version ``V`` and the siteIds deleted
+  since (``deleted``); when ``V`` is below the retained window (older than the oldest
+  tombstone kept) or past the clock (another database), it answers the full snapshot
+  (``"full": true``), which the client takes in place of what it holds.
+- Every answer carries an ``ETag`` (the epoch, the scope and the version); ``If-None-Match``
+  with it, or ``since`` equal to the version, answers 304. The body is gzip-encoded when the
+  client accepts it; each body is built once per version and scope (single flight) and
+  shared by every node that asks for it.
+- **Push** by long poll: ``&wait=S`` holds a ``since`` request that has nothing new for up
+  to ``S`` seconds (at most ``max_wait``) and answers as soon as a change commits. At most
+  ``max_waiters`` requests wait at once; past that a request answers 304 at once with
+  ``Retry-After``. Waiters wake on the process's own commits and, on PostgreSQL, on every
+  replica's (``LISTEN`` on the epoch's channel, one connection per process, reconnected
+  with backoff; on reconnection the clock is read again, so a change announced while the
+  listener was down still wakes the waiters).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import logging
+import math
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .._errors import ApiError
+from ._store import EDGE_ROLE, FeedChanges, FeedClock, SiteStore, feed_channel
+
+logger = logging.getLogger("edgefilter")
+
+DEFAULT_MAX_WAIT: Final = 30.0  # seconds a long poll may be held
+DEFAULT_MAX_WAITERS: Final = 10_000
+RETRY_AFTER: Final = 5  # seconds a refused waiter is told to wait before asking again
+DELTA_BODIES: Final = 32  # delta bodies kept (each per scope, since and version)
+SNAPSHOT_BODIES: Final = 2  # full snapshots kept (100,000 sites: about 10 MB each)
+GZIP_LEVEL: Final = 6
+MIN_GZIP: Final = 512  # bytes below which a body is sent as it is
+LISTEN_BACKOFF: Final = (0.1, 5.0)  # first and longest wait between reconnections
+
+
+class FeedSignal:
+    """The last committed version this process knows of; wakes the waiters past it.
+
+    Runs on the event loop: ``announce`` may be called from any thread.
+    """
+
+    def __init__(self) -> None:
+        self.version = 0
+        self._changed = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop, version: int) -> None:
+        """Run on ``loop``, starting from the clock's ``version``."""
+        self._loop = loop
+        self.changed(version)
+
+    def announce(self, version: int) -> None:
+        """A commit of ``version`` (from any thread, e.g. the store's commit hook)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self.changed, version)
+
+    def changed(self, version: int) -> None:
+        """On the loop: note ``version`` and wake every waiter when it is new."""
+        if version > self.version:
+            self.version = version
+            woken, self._changed = self._changed, asyncio.Event()
+            woken.set()
+
+    async def wait_past(self, version: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until a version past ``version`` is announced."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.version <= version:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._changed.wait(), left)
+            except TimeoutError:
+                return self.version > version
+        return True
+
+
+def _accepts_gzip(request: Request) -> bool:
+    accepted = request.headers.get("accept-encoding", "").lower()
+    return any(part.split(";")[0].strip() == "gzip" for part in accepted.split(","))
+
+
+class RulesFeedEndpoint:
+    """The feed's endpoint over a ``SiteStore``, its signal and its PostgreSQL listener."""
+
+    def __init__(
+        self,
+        store: SiteStore,
+        *,
+        max_wait: float = DEFAULT_MAX_WAIT,
+        max_waiters: int = DEFAULT_MAX_WAITERS,
+    ) -> None:
+        self.store = store
+        self.max_wait = max_wait
+        self.max_waiters = max_waiters
+        self.waiting = 0
+        self.epoch = ""  # the database's, read with its clock
+        self.signal = FeedSignal()
+        self._bodies: OrderedDict[tuple[Any, ...], asyncio.Future[tuple[bytes, bytes]]] = (
+            OrderedDict()
+        )
+        self._snapshots: OrderedDict[tuple[Any, ...], asyncio.Future[tuple[bytes, bytes]]] = (
+            OrderedDict()
+        )
+        self.floor = 0  # the database's, as last read: below it a since gets a snapshot
+        store.on_commit.append(self.signal.announce)
+
+    # --- the endpoint -----------------------------------------------------------------
+
+    async def rules(self, request: Request, scope: str | None) -> Response:
+        """GET /api/edge/rules for a key whose sites are ``scope`` (None: every org).
+
+        A held read that a commit wakes answers from the signal's version and the shared
+        body, without a query of its own; the database's clock is read for a snapshot, a
+        read that does not wait, a ``since`` past the signal, and a wait that timed out
+        (so a change the signal missed, e.g. on SQLite served by several workers, is seen
+        at the latest when the wait ends).
+        """
+        since = _since(request.query_params.get("since"))
+        wait = min(_wait(request.query_params.get("wait")), self.max_wait)
+        version = self.signal.version
+        if since is None or wait == 0 or since > version:
+            version = await self._read_clock()
+        etag = self._etag(scope, version)
+        if since is None and etag in {
+            tag.strip() for tag in request.headers.get("if-none-match", "").split(",")
+        }:
+            return _not_modified(etag)
+        if since == version and wait > 0:
+            if self.waiting >= self.max_waiters:
+                return _not_modified(etag, retry_after=RETRY_AFTER)
+            self.waiting += 1
+            try:
+                woken = await self._held(request, since, wait)
+            finally:
+                self.waiting -= 1
+            version = self.signal.version if woken else await self._read_clock()
+            etag = self._etag(scope, version)
+        if since == version:
+            return _not_modified(etag)
+        raw, packed = await self._body(scope, since, version)
+        headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
+        if packed and _accepts_gzip(request):
+            headers["Content-Encoding"] = "gzip"
+            return Response(packed, media_type="application/json", headers=headers)
+        return Response(raw, media_type="application/json", headers=headers)
+
+    async def _read_clock(self) -> int:
+        """The database's version now; the signal learns it too."""
+        clock = await run_in_threadpool(self.store.feed_clock)
+        self.epoch, self.floor = clock.epoch, clock.floor
+        self.signal.changed(clock.version)
+        return clock.version
+
+    def _etag(self, scope: str | None, version: int) -> str:
+        return f'"{self.epoch}.{scope or "all"}.{version}"'
+
+    async def _held(self, request: Request, since: int, wait: float) -> bool:
+        """Hold until a version past ``since`` commits (True), ``wait`` ends or the client
+        goes away (False): a node that hangs up frees its place at once."""
+        woken = asyncio.ensure_future(self.signal.wait_past(since, wait))
+        gone = asyncio.ensure_future(_disconnected(request))
+        try:
+            await asyncio.wait({woken, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+            gone.cancel()
+        return woken.done() and not woken.cancelled() and woken.result()
+
+    async def _body(
+        self, scope: str | None, since: int | None, version: int
+    ) -> tuple[bytes, bytes]:
+        """The answer's body and its gzip form (empty when too small), built once per scope,
+        since and version, however many nodes ask at once."""
+        if since is not None and since < self.floor:
+            since = None  # below the window: the same full snapshot for every such node
+        bodies = self._snapshots if since is None else self._bodies
+        key = (scope, since, version)
+        future = bodies.get(key)
+        if future is None:
+            future = asyncio.ensure_future(run_in_threadpool(self._build, scope, since))
+            bodies[key] = future
+            while len(bodies) > (SNAPSHOT_BODIES if since is None else DELTA_BODIES):
+                bodies.popitem(last=False)
+        try:
+            return await asyncio.shield(future)
+        except BaseException:
+            if bodies.get(key) is future and future.done():
+                del bodies[key]  # a failed build is not kept: the next request retries
+            raise
+
+    def _build(self, scope: str | None, since: int | None) -> tuple[bytes, bytes]:
+        changes = self.store.feed_changes(scope, since)
+        raw = orjson.dumps(_answer(changes))
+        packed = gzip.compress(raw, GZIP_LEVEL, mtime=0) if len(raw) >= MIN_GZIP else b""
+        return raw, packed
+
+    # --- push ---------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """For the app's lifespan: bind the signal, and listen on PostgreSQL."""
+        try:
+            clock = await run_in_threadpool(self.store.feed_clock)
+        except Exception as error:  # the server starts without its database (readyz says so)
+            logger.warning("rules feed: the clock cannot be read at start-up (%s)", error)
+            clock = FeedClock("", 0, 0)
+        self.epoch = clock.epoch
+        self.signal.bind(asyncio.get_running_loop(), clock.version)
+        listener = None
+        if self.store.is_postgresql:
+            listener = asyncio.ensure_future(self._listen())
+        try:
+            yield
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+
+    async def _listen(self) -> None:
+        """``LISTEN`` on the epoch's channel for ever, reconnecting with backoff."""
+        import psycopg  # noqa: PLC0415  (the postgres extra, only on PostgreSQL)
+
+        conninfo = self.store.engine.url.set(drivername="postgresql").render_as_string(
+            hide_password=False
+        )
+        backoff, failing = LISTEN_BACKOFF[0], False
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    conninfo, autocommit=True
+                ) as connection:
+                    clock = await run_in_threadpool(self.store.feed_clock)
+                    self.epoch = clock.epoch
+                    await connection.execute(f'LISTEN "{feed_channel(clock.epoch)}"')
+                    # What was missed while away (read after LISTEN: nothing falls between).
+                    await self._read_clock()
+                    if failing:
+                        logger.info("rules feed: listening for changes again")
+                    backoff, failing = LISTEN_BACKOFF[0], False
+                    async for notice in connection.notifies():
+                        with contextlib.suppress(ValueError):
+                            self.signal.changed(int(notice.payload))
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # any failure: reconnect, waiters fall back to timeouts
+                if not failing:
+                    logger.warning(
+                        "rules feed: the PostgreSQL listener failed (%s); reconnecting",
+                        type(error).__name__,
+                    )
+                failing = True
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, LISTEN_BACKOFF[1])
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client disconnects (the request has no body left to read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def feed_scope(role: str, organization_id: str) -> str | None:
+    """The organisation whose sites a key's feed holds; None (every one) for an edge key."""
+    return None if role == EDGE_ROLE else organization_id
+
+
+def _answer(changes: FeedChanges) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "epoch": changes.clock.epoch,
+        "version": changes.clock.version,
+        "full": changes.full,
+        "sites": changes.sites,
+    }
+    if not changes.full:
+        answer["deleted"] = changes.deleted
+    return answer
+
+
+def _not_modified(etag: str, *, retry_after: int | None = None) -> Response:
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return Response(status_code=304, headers=headers)
+
+
+def _since(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit()) or len(value) > 19:
+        raise ApiError(400, f"since {value[:40]!r} is not a feed version (digits)")
+    return int(value)
+
+
+def _wait(value: str | None) -> float:
+    if value is None:
+        return 0.0
+    try:
+        seconds = float(value[:40])
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ApiError(400, f"wait {value[:40]!r} is not a number of seconds >= 0")
+    return seconds
