@@ -9,6 +9,8 @@
 4. The cost of each layer per hit, against ``EdgeFilter.should_track`` of a site that
    blocks bots (a cached user-agent verdict) measured in the same run, interleaved rounds:
    ratios, not bare times. Redis is timed when ``redis-server`` is installed.
+5. A tracked browser hit through ``EdgeFilterMiddleware`` in process: without request
+   layers, with all four (local rates), and with the rates in Redis; same run, interleaved.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from _common import ROOT, SHARED_DATA, fmt_ns, per_call_ns, print_table
-from edgefilter import BotDetector, EdgeFilter, SiteConfig
+from edgefilter import BotDetector, EdgeFilter, RequestLayers, SiteConfig
 from edgefilter._datacenter import DatacenterRanges
 from edgefilter._rates import LocalRates, RateLimits, RedisRates
 from edgefilter._signals import ClientSignals, HeaderHeuristics, header_map
+from edgefilter.middleware import EdgeFilterMiddleware
 
 sys.path.insert(0, str(ROOT))
 from tests.redis_server import RedisServer, redis_server_path
@@ -209,12 +212,85 @@ def redis_cost() -> tuple[float, float] | None:
         server.close()
 
 
+async def _bare_app(scope: Any, receive: Any, send: Any) -> None:
+    await receive()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b'{"success":true}'})
+
+
+def middleware_table(ranges: DatacenterRanges) -> None:
+    edge = EdgeFilter({"1": SiteConfig(site_id=1, block_bots=True)})
+    _, _, raw = load("browsers.json")[0]
+    body = json.dumps({"type": "pageview", "site_id": "1", "pathname": "/a", "_bs": 0}).encode()
+    unlimited = RateLimits(events=10**9, paths=10**9)
+
+    def every_layer(rates: Any) -> RequestLayers:
+        return RequestLayers(headers=True, client=True, datacenter=ranges, rates=rates)
+
+    variants: dict[str, Any] = {
+        "middleware, no request layers (baseline)": EdgeFilterMiddleware(
+            _bare_app, edge_filter=edge
+        ),
+        "+ headers, client, datacenter, local rates": EdgeFilterMiddleware(
+            _bare_app, edge_filter=edge, bot_layers=every_layer(LocalRates(unlimited))
+        ),
+    }
+    server = None
+    binary = redis_server_path()
+    if binary is not None:
+        server = RedisServer(binary)
+        server.start()
+        redis_rates = RedisRates(server.url, unlimited, timeout=1.0)
+        variants["+ the same, rates in Redis"] = EdgeFilterMiddleware(
+            _bare_app, edge_filter=edge, bot_layers=every_layer(redis_rates)
+        )
+    message = {"type": "http.request", "body": body, "more_body": False}
+    calls = 5_000
+
+    async def receive() -> dict[str, Any]:
+        return message
+
+    async def send(_message: Any) -> None:
+        return None
+
+    async def one(app: Any) -> float:
+        start = time.perf_counter_ns()
+        for number in range(calls):
+            scope = {
+                "type": "http",
+                "method": "POST",
+                "path": "/api/track",
+                "headers": [*raw],
+                "client": (f"192.0.2.{number % 250}", 5000),
+            }
+            await app(scope, receive, send)
+        return (time.perf_counter_ns() - start) / calls
+
+    async def measure() -> dict[str, float]:
+        best = dict.fromkeys(variants, float("inf"))
+        for _ in range(ROUNDS):
+            for name, app in variants.items():
+                best[name] = min(best[name], await one(app))
+        return best
+
+    try:
+        best = asyncio.run(measure())
+    finally:
+        if server is not None:
+            server.close()
+    base = best["middleware, no request layers (baseline)"]
+    rows = [[name, fmt_ns(value), f"{value / base:.2f}x"] for name, value in best.items()]
+    print()
+    print_table(["a tracked browser hit in process", "per hit", "x baseline"], rows)
+
+
 def main() -> None:
     print("Request layers (issue 15)\n")
     rates_table()
     ranges = datacenter_table()
     rate_table()
     cost_table(ranges)
+    middleware_table(ranges)
 
 
 if __name__ == "__main__":
