@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,6 +17,7 @@ from edgefilter import (
     EdgeFilter,
     RateLimits,
     Reason,
+    RedisRates,
     RequestLayers,
     RulesSource,
     SiteConfig,
@@ -25,7 +28,8 @@ from edgefilter._serving import serve_in_thread
 from edgefilter.middleware import EdgeFilterMiddleware
 
 from .conftest import CHROME
-from .test_middleware import RecordingApp, hit, run
+from .redis_server import RedisServer, started_redis
+from .test_middleware import RecordingApp, call, hit, run
 from .test_signals import BROWSER
 
 SITES = {
@@ -157,24 +161,74 @@ def test_over_loopback_httpx_claiming_chrome_is_dropped() -> None:
 
 
 class ColdSource(RulesSource):
-    """A source that never has rules at hand: every hit takes the awaited path."""
+    """A source without rules at hand until its first resolve (as RulesCache is before a
+    site's first fetch): a site's first hit takes the awaited path."""
 
     def __init__(self) -> None:
         self.rules = compile_rules(SITES["1"])
-        self.rules_for = lambda site: None
+        self.known: dict[str, SiteRules] = {}
+        self.rules_for = self.known.get
 
     def resolve(self, site: str) -> SiteRules | Reason | None:
-        return self.rules if site == "1" else None
+        if site != "1":
+            return None
+        self.known[site] = self.rules
+        return self.rules
 
 
 def test_a_verified_ingest_key_skips_the_bot_layers_for_a_cold_site_too() -> None:
     """The awaited path (rules not at hand) skips the bot layers for ingestion as well."""
     verifier = lambda key, site: key == "good"  # noqa: E731
-    app = RecordingApp()
-    asgi = EdgeFilterMiddleware(
-        app, edge_filter=EdgeFilter(ColdSource()), ingest_key_verifier=verifier
-    )
     headers = {"user-agent": "python-requests/2.32.3", "authorization": "Bearer good"}
-    assert run(asgi, hit(), peer=HOME, headers=headers)[1] == b"app"
-    del headers["authorization"]
-    assert run(asgi, hit(), peer=HOME, headers=headers)[1] == b'{"success":true}'
+    for bot_layers in (None, layers()):  # the user-agent layer alone, and every layer
+        asgi = EdgeFilterMiddleware(
+            RecordingApp(),
+            edge_filter=EdgeFilter(ColdSource()),
+            ingest_key_verifier=verifier,
+            bot_layers=bot_layers,
+        )
+        assert run(asgi, hit(), peer=HOME, headers=headers)[1] == b"app"  # the first: cold
+    cold = EdgeFilterMiddleware(RecordingApp(), edge_filter=EdgeFilter(ColdSource()))
+    unverified = {"user-agent": "python-requests/2.32.3"}
+    assert run(cold, hit(), peer=HOME, headers=unverified)[1] == b'{"success":true}'
+
+
+def test_the_layers_judge_cold_sites_too() -> None:
+    """A site's first hit, before its rules are at hand (the awaited path), is judged by
+    the layers too."""
+    for headers, answer in ((SCRIPT_REQUEST, b'{"success":true}'), (BROWSER_REQUEST, b"app")):
+        asgi = EdgeFilterMiddleware(
+            RecordingApp(), edge_filter=EdgeFilter(ColdSource()), bot_layers=layers()
+        )
+        assert run(asgi, hit(), peer=HOME, headers=headers)[1] == answer
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    server = started_redis()
+    yield server
+    server.close()
+
+
+def test_rates_in_redis_through_the_middleware(redis_server: RedisServer) -> None:
+    """With the rates in Redis the hit is awaited: the third hit (limit 2) is dropped, and
+    two middlewares (two workers) share the counts."""
+    limits = RateLimits(events=2)
+
+    async def scenario() -> list[bytes]:
+        first = RequestLayers(rates=RedisRates(redis_server.url, limits, prefix="mw:"))
+        second = RequestLayers(rates=RedisRates(redis_server.url, limits, prefix="mw:"))
+        workers = [
+            EdgeFilterMiddleware(RecordingApp(), edge_filter=EDGE, bot_layers=each)
+            for each in (first, second)
+        ]
+        try:
+            return [
+                (await call(workers[n % 2], hit(), peer=HOME, headers=BROWSER_REQUEST))[1]
+                for n in range(3)
+            ]
+        finally:
+            await first.aclose()
+            await second.aclose()
+
+    assert asyncio.run(scenario()) == [b"app", b"app", b'{"success":true}']

@@ -202,6 +202,12 @@ class RequestLayers:
         """Whether any request layer is on."""
         return bool(self.enabled)
 
+    @property
+    def needs_await(self) -> bool:
+        """Whether ``ajudge`` must be awaited (rates in Redis); otherwise ``judge`` answers
+        the same without a coroutine."""
+        return isinstance(self.rates, RedisRates)
+
     def layers_for(self, site: str, rules: SiteRules | None) -> frozenset[str]:
         """The request layers that apply to a site's hits (none if it does not block bots)."""
         if rules is None or not rules.block_bots:

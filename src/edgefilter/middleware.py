@@ -217,6 +217,7 @@ class EdgeFilterMiddleware:
             bot_layers if isinstance(bot_layers, RequestLayers) and bot_layers else None
         )
         self._bot_layers_option: object = bot_layers
+        self._await_bots = self.bot_layers is not None and self.bot_layers.needs_await
         self.cors = bool(cors)
         self.check_origin = bool(check_origin)
         self.edge_filter = edge_filter
@@ -464,7 +465,7 @@ class EdgeFilterMiddleware:
             at_hand = self.rules_for(site) is not None
         except Exception:  # a source's read must not break the hot path: adecide asks again
             at_hand = False
-        if not at_hand or (self.bot_layers is not None and not ingested):  # async from here
+        if not at_hand or (self._await_bots and not ingested):  # the awaited path from here
             return _ColdHit(
                 site,
                 client_ip,
@@ -479,8 +480,24 @@ class EdgeFilterMiddleware:
         decision = self.edge_filter.should_track(
             site, client_ip, user_agent, path=path, hostname=hostname
         )
-        if ingested and decision.reason is Reason.bot:  # server-side ingestion: no bot layers
-            decision = TRACKED
+        decision = (
+            self._judged(
+                _ColdHit(
+                    site,
+                    client_ip,
+                    user_agent,
+                    path,
+                    hostname,
+                    origin,
+                    payload,
+                    scope["headers"],
+                    ingested,
+                ),
+                decision,
+            )
+            if ingested or self.bot_layers is not None
+            else decision
+        )
         if self.check_origin:
             return self._outcome(decision, site, client_ip, user_agent, origin)
         return _new_tuple(EdgeDecision, (decision, site, client_ip, user_agent))
@@ -491,15 +508,34 @@ class EdgeFilterMiddleware:
         decision = await self.edge_filter.adecide(
             hit.site, hit.client_ip, hit.user_agent, path=hit.path, hostname=hit.hostname
         )
-        if hit.ingested:  # server-side ingestion skips every bot layer, as Rybbit's does
-            decision = TRACKED if decision.reason is Reason.bot else decision
-        elif self.bot_layers is not None and (decision.tracked or decision.reason is Reason.bot):
-            decision = await self._judge_bots(hit, decision)
+        if (
+            self._await_bots
+            and not hit.ingested
+            and (decision.tracked or decision.reason is Reason.bot)
+        ):
+            decision = await self._ajudged(hit, decision)
+        elif hit.ingested or self.bot_layers is not None:
+            decision = self._judged(hit, decision)
         return self._outcome(decision, hit.site, hit.client_ip, hit.user_agent, hit.origin)
 
-    async def _judge_bots(self, hit: _ColdHit, decision: Decision) -> Decision:
-        """The decision once the request bot layers have judged a tracked hit (or one the
-        user-agent layer called a bot): a bot naming every layer that matched."""
+    def _judged(self, hit: _ColdHit, decision: Decision) -> Decision:
+        """``decision`` after the bot layers that need no await: for server-side ingestion
+        none (a user-agent bot is tracked); else, for a hit the filter tracks or calls a bot
+        by its user agent, a bot naming every layer that matched."""
+        if hit.ingested:  # server-side ingestion skips every bot layer, as Rybbit's does
+            return TRACKED if decision.reason is Reason.bot else decision
+        layers = self.bot_layers
+        if layers is None or not (decision.tracked or decision.reason is Reason.bot):
+            return decision
+        request = HitRequest(hit.headers, hit.payload, hit.client_ip, hit.user_agent, hit.path)
+        site = hit.site
+        matched = layers.judge(
+            site, self.rules_for(site), request, user_agent_bot=not decision.tracked
+        )
+        return Decision(False, Reason.bot, matched) if matched else decision
+
+    async def _ajudged(self, hit: _ColdHit, decision: Decision) -> Decision:
+        """``_judged`` when the rates are in Redis: the request layers awaited."""
         assert self.bot_layers is not None
         request = HitRequest(hit.headers, hit.payload, hit.client_ip, hit.user_agent, hit.path)
         matched = await self.bot_layers.ajudge(
