@@ -482,16 +482,19 @@ class EdgeFilterMiddleware:
         )
         decision = (
             self._judged(
-                _ColdHit(
-                    site,
-                    client_ip,
-                    user_agent,
-                    path,
-                    hostname,
-                    origin,
-                    payload,
-                    scope["headers"],
-                    ingested,
+                _new_tuple(
+                    _ColdHit,
+                    (
+                        site,
+                        client_ip,
+                        user_agent,
+                        path,
+                        hostname,
+                        origin,
+                        payload,
+                        scope["headers"],
+                        ingested,
+                    ),
                 ),
                 decision,
             )
@@ -527,7 +530,9 @@ class EdgeFilterMiddleware:
         layers = self.bot_layers
         if layers is None or not (decision.tracked or decision.reason is Reason.bot):
             return decision
-        request = HitRequest(hit.headers, hit.payload, hit.client_ip, hit.user_agent, hit.path)
+        request = _new_tuple(
+            HitRequest, (hit.headers, hit.payload, hit.client_ip, hit.user_agent, hit.path)
+        )
         site = hit.site
         matched = layers.judge(
             site, self.rules_for(site), request, user_agent_bot=not decision.tracked
@@ -537,7 +542,9 @@ class EdgeFilterMiddleware:
     async def _ajudged(self, hit: _ColdHit, decision: Decision) -> Decision:
         """``_judged`` when the rates are in Redis: the request layers awaited."""
         assert self.bot_layers is not None
-        request = HitRequest(hit.headers, hit.payload, hit.client_ip, hit.user_agent, hit.path)
+        request = _new_tuple(
+            HitRequest, (hit.headers, hit.payload, hit.client_ip, hit.user_agent, hit.path)
+        )
         matched = await self.bot_layers.ajudge(
             hit.site, self.rules_for(hit.site), request, user_agent_bot=not decision.tracked
         )
