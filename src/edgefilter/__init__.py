@@ -12,8 +12,10 @@ import importlib as _importlib
 import typing as _typing
 
 from ._asn import AsnResolver
+from ._botlayers import BotEvent, HitRequest, RequestLayers
 from ._bots import BotDetector
 from ._counters import DecisionCounters
+from ._datacenter import DatacenterRanges
 from ._decisions import Decision, Reason
 from ._errors import (
     ApiAuthError,
@@ -31,7 +33,9 @@ from ._errors import (
 from ._filter import EdgeFilter, RulesSource, StaticRules
 from ._geo import CountryResolver
 from ._intervals import IntervalTable
+from ._rates import LocalRates, RateLimits, RedisRates
 from ._rules import SiteConfig, SiteRules, compile_rules
+from ._signals import ClientSignals, HeaderHeuristics
 from ._tables import AddressTable
 from ._tables import compiled_layer_of_text as _compiled_reader
 
@@ -63,8 +67,11 @@ __all__ = [
     "ApiUnreachableError",
     "AsnResolver",
     "BotDetector",
+    "BotEvent",
+    "ClientSignals",
     "ConfigError",
     "CountryResolver",
+    "DatacenterRanges",
     "Decision",
     "DecisionCounters",
     "EdgeFilter",
@@ -72,9 +79,15 @@ __all__ = [
     "FeedAnswer",
     "FetchedConfig",
     "GeoIPError",
+    "HeaderHeuristics",
+    "HitRequest",
     "IntervalTable",
+    "LocalRates",
     "MalformedResponseError",
+    "RateLimits",
     "Reason",
+    "RedisRates",
+    "RequestLayers",
     "RulesCache",
     "RulesFeed",
     "RulesSource",

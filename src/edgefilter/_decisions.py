@@ -25,7 +25,7 @@ with a ``site_id`` (``should_track`` never answers it).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
@@ -74,10 +74,14 @@ UNAVAILABLE_REASONS: Final = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The answer for one hit: whether to track it and why. ``bool(decision)`` is ``tracked``."""
+    """The answer for one hit: whether to track it and why. ``bool(decision)`` is ``tracked``.
+
+    ``layers``: for a bot, the bot layers that matched it (``edgefilter._botlayers``), every
+    one, ``user_agent`` first; audit only, so equality ignores it."""
 
     tracked: bool
     reason: Reason
+    layers: tuple[str, ...] = field(default=(), compare=False)
 
     def __bool__(self) -> bool:
         return self.tracked
@@ -90,7 +94,7 @@ EXCLUDED_ASN: Final = Decision(False, Reason.excluded_asn)
 EXCLUDED_PATH: Final = Decision(False, Reason.excluded_path)
 EXCLUDED_HOSTNAME: Final = Decision(False, Reason.excluded_hostname)
 EXCLUDED_USER_AGENT: Final = Decision(False, Reason.excluded_user_agent)
-BOT: Final = Decision(False, Reason.bot)
+BOT: Final = Decision(False, Reason.bot, ("user_agent",))  # the filter's own layer
 INVALID_IP: Final = Decision(False, Reason.invalid_ip)
 
 # What Rybbit answers for an excluded hit, by reason: ``200 {"success": true, "message": ...}``.

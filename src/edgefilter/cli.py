@@ -170,6 +170,11 @@ class Option:
         return str(value)
 
 
+# The request bot layers (edgefilter._botlayers.REQUEST_LAYERS; not imported: the CLI
+# starts without the filter's modules).
+BOT_LAYER_NAMES: Final = ("headers", "client", "datacenter", "rate")
+
+
 def _server_options(command: str, port: int) -> list[Option]:
     """The listening and uvicorn options of ``serve-api`` and ``proxy``."""
     return [
@@ -305,6 +310,46 @@ PROXY_OPTIONS: Final = [
         "x-forwarded-for",
         str.lower,
         choices=PROXY_HEADERS,
+    ),
+    Option(
+        ("--bot-layer",),
+        "EDGEFILTER_BOT_LAYERS",
+        "request bot layer to turn on (headers, client, datacenter, rate); repeatable, the "
+        "variable comma-separated",
+        [],
+        many=True,
+        choices=BOT_LAYER_NAMES,
+        shown="none",
+        metavar="LAYER",
+    ),
+    Option(
+        ("--datacenter-file",),
+        "EDGEFILTER_DATACENTER_FILES",
+        "file of datacenter ranges (an address, CIDR or range a line) for the datacenter "
+        "layer; repeatable",
+        [],
+        Path,
+        many=True,
+        shown="none",
+        metavar="FILE",
+    ),
+    Option(
+        ("--datacenter-asn",),
+        "EDGEFILTER_DATACENTER_ASNS",
+        "AS number whose addresses the datacenter layer flags (needs --asn-db); repeatable",
+        [],
+        many=True,
+        shown="none",
+        metavar="ASN",
+    ),
+    Option(
+        ("--rates-redis",),
+        "EDGEFILTER_RATES_REDIS",
+        "Redis URL the rate layer shares its counters in (extra: redis)",
+        None,
+        secret=True,
+        shown="counted in each process",
+        metavar="URL",
     ),
     Option(("--ttl",), "EDGEFILTER_TTL", "rules cache TTL, seconds", 60.0, positive_seconds),
     Option(
@@ -467,7 +512,7 @@ def resolve(
 
 def _warn_visible(option: Option, value: str) -> None:
     """A secret given as a flag is visible to every user in ``ps``: say so (not the value)."""
-    if option.dest == "db" and redact(value) == value:
+    if option.dest in ("db", "rates_redis") and redact(value) == value:
         return  # a URL without a password holds no secret
     print(
         f"edgefilter: warning: {option.flags[0]} shows in ps; set {option.env} instead",
@@ -720,9 +765,11 @@ def build_proxy(args: argparse.Namespace) -> Any:
     asn_db = str(args.asn_db) if args.asn_db else None
     cache = RulesCache(client, ttl=args.ttl)
     try:
+        edge_filter = EdgeFilter(cache, geoip=geoip, asn_db=asn_db)
+        layers = bot_layers_from_args(args, edge_filter.asn_db)
         return create_proxy_app(
             args.upstream,
-            EdgeFilter(cache, geoip=geoip, asn_db=asn_db),
+            edge_filter,
             trusted_proxies=args.trusted_proxy,
             proxy_header=args.proxy_header,
             upstream_timeout=args.upstream_timeout,
@@ -730,11 +777,42 @@ def build_proxy(args: argparse.Namespace) -> Any:
             max_body_bytes=args.max_body,
             max_replay_body_bytes=args.max_replay_body,
             relay_all=args.relay == "all",
+            **({"bot_layers": layers} if layers is not None else {}),
         )
     except BaseException:
         cache.close()
         client.close()
         raise
+
+
+def bot_layers_from_args(args: argparse.Namespace, asn_db: Any) -> Any:
+    """The proxy's ``RequestLayers`` from ``--bot-layer`` and the datacenter and Redis
+    options (a datacenter file or ASN turns the datacenter layer on, a Redis URL the rate
+    layer); None when none is on."""
+    from ._botlayers import RequestLayers  # noqa: PLC0415
+    from ._datacenter import DatacenterRanges  # noqa: PLC0415
+    from ._rates import RedisRates  # noqa: PLC0415
+
+    names = set(args.bot_layer or ())
+    if args.datacenter_file or args.datacenter_asn:
+        names.add("datacenter")
+    if args.rates_redis:
+        names.add("rate")
+    if not names:
+        return None
+    datacenter = None
+    if "datacenter" in names:
+        if not (args.datacenter_file or args.datacenter_asn):
+            raise CliError("--bot-layer datacenter needs --datacenter-file or --datacenter-asn", 2)
+        datacenter = DatacenterRanges.from_sources(
+            args.datacenter_file, asns=args.datacenter_asn, asn_db=asn_db
+        )
+    rates: Any = None
+    if "rate" in names:
+        rates = RedisRates(args.rates_redis) if args.rates_redis else True
+    return RequestLayers(
+        headers="headers" in names, client="client" in names, datacenter=datacenter, rates=rates
+    )
 
 
 def close_proxy(proxy: Any) -> None:

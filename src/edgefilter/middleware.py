@@ -58,7 +58,13 @@ sends no such header is itself the client. Ports and IPv6 brackets are stripped.
 
 The user agent is the one ``User-Agent`` header; a repeated one (no browser sends two) is
 read as none, a bot for sites that block bots. The payload's ``ip_address``/``user_agent``
-overrides count only when an ``ingest_key_verifier`` accepts the request's Bearer key.
+overrides count only when an ``ingest_key_verifier`` accepts the request's Bearer key; such a
+request (server-side ingestion) skips every bot layer, the user agent's included, as Rybbit's.
+
+Bot layers beyond the user agent (``bot_layers``, a ``RequestLayers``; off by default): a hit
+the filter tracks, or calls a bot by its user agent, is judged by the request layers too
+(headers, client signals, datacenter ranges, rates), on the awaited path; a bot's
+``Decision.layers`` names every layer that matched. Without them a hit pays one test.
 
 Cross-origin: with ``cors=True`` (the default) the middleware's own answers (drops, 400,
 404, 413) are readable from any origin as Rybbit's public CORS makes its ingest answers:
@@ -92,8 +98,9 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from ._botlayers import HitRequest, RequestLayers
 from ._counters import UNKNOWN_SITE_LABEL, UNRESOLVED_REASONS, DecisionCounters
-from ._decisions import EXCLUSION_MESSAGES, UNAVAILABLE_REASONS, Decision, Reason
+from ._decisions import EXCLUSION_MESSAGES, TRACKED, UNAVAILABLE_REASONS, Decision, Reason
 from ._errors import ConfigError
 from ._filter import EdgeFilter, in_event_loop
 from ._routes import (
@@ -105,6 +112,7 @@ from ._routes import (
     page_of,
     route_path,
 )
+from ._signals import RawHeaders
 from ._siteids import canonical_site_id
 from ._tables import AddressTable
 
@@ -207,7 +215,8 @@ _FAST_ID_LENGTH: Final = 19  # shorter digit strings (no leading zero) are below
 
 
 class _ColdHit(NamedTuple):
-    """A hit read whole whose site's rules were not at hand: what ``adecide`` is given."""
+    """A hit read whole whose site's rules were not at hand, or that the request bot layers
+    judge: what ``adecide`` (and ``RequestLayers.ajudge``) is given."""
 
     site: str
     client_ip: str | None
@@ -215,6 +224,9 @@ class _ColdHit(NamedTuple):
     path: object
     hostname: object
     origin: bytes | None
+    payload: object = None  # for the request bot layers
+    headers: RawHeaders = ()  # the scope's raw headers, for the header layer
+    ingested: bool = False  # a verified ingest key: no bot layer applies
 
 
 class _BodyFault(Enum):
@@ -242,8 +254,15 @@ class EdgeFilterMiddleware:
         counters: DecisionCounters | None = None,
         cors: bool = True,
         check_origin: bool = False,
+        bot_layers: RequestLayers | None = None,
     ) -> None:
         self.app = app
+        # The request bot layers: None when none is on, so that a hit pays one test for them.
+        self.bot_layers = (
+            bot_layers if isinstance(bot_layers, RequestLayers) and bot_layers else None
+        )
+        self._bot_layers_option: object = bot_layers
+        self._await_bots = self.bot_layers is not None and self.bot_layers.needs_await
         self.cors = bool(cors)
         self.check_origin = bool(check_origin)
         self.edge_filter = edge_filter
@@ -283,6 +302,9 @@ class EdgeFilterMiddleware:
         if not callable(getattr(self.edge_filter, "should_track", None)) or source is None:
             kind = type(self.edge_filter).__name__
             raise ConfigError(f"edge_filter must be an EdgeFilter, not a {kind}")
+        layers = self._bot_layers_option
+        if layers is not None and not isinstance(layers, RequestLayers):
+            raise ConfigError(f"bot_layers {layers!r} is not a RequestLayers")
         if mode not in ("drop", "annotate"):
             raise ConfigError(f"mode {mode!r} is not 'drop' or 'annotate'")
         if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):
@@ -485,11 +507,12 @@ class EdgeFilterMiddleware:
                 return _new_tuple(EdgeDecision, (NOT_A_SITE, "", client_ip, user_agent))
             site = canonical
         verifier = self.ingest_key_verifier
-        if (
+        ingested = bool(
             verifier is not None
             and authorization
             and _key_accepted(verifier, authorization.decode("latin-1"), site)
-        ):
+        )
+        if ingested:
             override_ip = payload.get("ip_address")
             override_ua = payload.get("user_agent")
             client_ip = override_ip if isinstance(override_ip, str) else client_ip
@@ -500,10 +523,41 @@ class EdgeFilterMiddleware:
             at_hand = self.rules_for(site) is not None
         except Exception:  # a source's read must not break the hot path: adecide asks again
             at_hand = False
-        if not at_hand:
-            return _ColdHit(site, client_ip, user_agent, path, hostname, origin)
+        if not at_hand or (self._await_bots and not ingested):  # the awaited path from here
+            return _ColdHit(
+                site,
+                client_ip,
+                user_agent,
+                path,
+                hostname,
+                origin,
+                payload,
+                scope["headers"],
+                ingested,
+            )
         decision = self.edge_filter.should_track(
             site, client_ip, user_agent, path=path, hostname=hostname
+        )
+        decision = (
+            self._judged(
+                _new_tuple(
+                    _ColdHit,
+                    (
+                        site,
+                        client_ip,
+                        user_agent,
+                        path,
+                        hostname,
+                        origin,
+                        payload,
+                        scope["headers"],
+                        ingested,
+                    ),
+                ),
+                decision,
+            )
+            if ingested or self.bot_layers is not None
+            else decision
         )
         if self.check_origin:
             return self._outcome(decision, site, client_ip, user_agent, origin)
@@ -520,7 +574,7 @@ class EdgeFilterMiddleware:
         site = canonical_site_id(segment)
         if site is None:  # not a site id at all: no lookup, no fetch
             return _new_tuple(EdgeDecision, (NOT_A_SITE, "", client_ip, user_agent))
-        path = hostname = None
+        path = hostname = payload = None
         if encoding is None or encoding.decode("latin-1").strip().lower() == "identity":
             payload = read_payload(body)
             metadata = payload.get("metadata") if isinstance(payload, dict) else None
@@ -530,11 +584,16 @@ class EdgeFilterMiddleware:
             at_hand = self.rules_for(site) is not None
         except Exception:  # a source's read must not break the hot path: adecide asks again
             at_hand = False
-        if not at_hand:
-            return _ColdHit(site, client_ip, user_agent, path, hostname, origin)
+        cold = _ColdHit(
+            site, client_ip, user_agent, path, hostname, origin, payload, scope["headers"]
+        )
+        if not at_hand or self._await_bots:  # the awaited path from here
+            return cold
         decision = self.edge_filter.should_track(
             site, client_ip, user_agent, path=path, hostname=hostname
         )
+        if self.bot_layers is not None:  # the request layers judge replays as they do hits
+            decision = self._judged(cold, decision)
         return self._outcome(decision, site, client_ip, user_agent, origin)
 
     async def _decide_cold(self, hit: _ColdHit) -> EdgeDecision:
@@ -543,7 +602,44 @@ class EdgeFilterMiddleware:
         decision = await self.edge_filter.adecide(
             hit.site, hit.client_ip, hit.user_agent, path=hit.path, hostname=hit.hostname
         )
+        if (
+            self._await_bots
+            and not hit.ingested
+            and (decision.tracked or decision.reason is Reason.bot)
+        ):
+            decision = await self._ajudged(hit, decision)
+        elif hit.ingested or self.bot_layers is not None:
+            decision = self._judged(hit, decision)
         return self._outcome(decision, hit.site, hit.client_ip, hit.user_agent, hit.origin)
+
+    def _judged(self, hit: _ColdHit, decision: Decision) -> Decision:
+        """``decision`` after the bot layers that need no await: for server-side ingestion
+        none (a user-agent bot is tracked); else, for a hit the filter tracks or calls a bot
+        by its user agent, a bot naming every layer that matched."""
+        if hit.ingested:  # server-side ingestion skips every bot layer, as Rybbit's does
+            return TRACKED if decision.reason is Reason.bot else decision
+        layers = self.bot_layers
+        if layers is None or not (decision.tracked or decision.reason is Reason.bot):
+            return decision
+        request = _new_tuple(
+            HitRequest, (hit.headers, hit.payload, hit.client_ip, hit.user_agent, hit.path)
+        )
+        site = hit.site
+        matched = layers.judge(
+            site, self.rules_for(site), request, user_agent_bot=not decision.tracked
+        )
+        return Decision(False, Reason.bot, matched) if matched else decision
+
+    async def _ajudged(self, hit: _ColdHit, decision: Decision) -> Decision:
+        """``_judged`` when the rates are in Redis: the request layers awaited."""
+        assert self.bot_layers is not None
+        request = _new_tuple(
+            HitRequest, (hit.headers, hit.payload, hit.client_ip, hit.user_agent, hit.path)
+        )
+        matched = await self.bot_layers.ajudge(
+            hit.site, self.rules_for(hit.site), request, user_agent_bot=not decision.tracked
+        )
+        return Decision(False, Reason.bot, matched) if matched else decision
 
     def _outcome(
         self,
