@@ -99,16 +99,16 @@ def test_the_cache_asks_the_api_about_each_site(
 def test_readyz_is_ready_once_the_feed_holds_rules(
     feed_api: FeedApi, upstream: tuple[Upstream, str]
 ) -> None:
-    """/readyz: 503 while the first read is held up, ready once a state is held, still
+    """/readyz: 503 before the first read has answered, ready once a state is held, still
     ready while the API then fails (the node decides from the last good state)."""
     feed_api.new_site()
-    feed_api.faults.mode, feed_api.faults.delay = "slow", 1.0
     client = feed_api.edge()
-    feed = RulesFeed(client, wait=0.0, poll_interval=0.05, max_backoff=0.05)
+    feed = RulesFeed(client, wait=0.0, poll_interval=0.05, max_backoff=0.05, start=False)
     proxy = create_proxy_app(upstream[1], EdgeFilter(feed))
     try:
         with serve_in_thread(proxy) as url, httpx.Client(base_url=url, timeout=10) as http:
             pending = http.get("/readyz")
+            feed.start()
             feed.check(timeout=10)
             ready = http.get("/readyz")
             feed_api.faults.mode = "500"
