@@ -6,6 +6,7 @@ proxy is built by the CLI's ``build_proxy`` from the command line and the enviro
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from edgefilter.proxy import create_proxy_app
 
 from .conftest import CHROME
 from .redis_server import started_redis
+from .test_cli_serving import edgefilter_process, first_answer, free_port
 from .test_feed import FeedApi, eventually, serving
 from .test_proxy_health import dead_url, get
 from .upstream import Upstream
@@ -228,3 +230,35 @@ def test_shutdown_closes_the_feed_its_client_and_the_redis_client(
         assert snapshot.is_file()
     finally:
         server.close()
+
+
+def test_the_proxy_process_saves_the_feed_s_state_when_interrupted(
+    feed_api: FeedApi, tmp_path: Path
+) -> None:
+    """``edgefilter proxy --rules-source feed --feed-snapshot FILE`` as an operator runs it:
+    it decides by the feed (a change pushed to it), and on SIGINT writes the state it holds
+    (the change included, within the file's 5 s save interval) to the file."""
+    site = feed_api.new_site()
+    snapshot = tmp_path / "rules.snapshot"
+    port = free_port()
+    argv = ["proxy", "--port", str(port), "--upstream", "http://127.0.0.1:9"]
+    argv += ["--api", feed_api.url, "--rules-source", "feed", "--feed-snapshot", str(snapshot)]
+    url = f"http://127.0.0.1:{port}"
+    hit = {"json": {"type": "pageview", "site_id": site}, "headers": {"User-Agent": CHROME}}
+    with edgefilter_process(argv, EDGEFILTER_API_KEY=feed_api.edge_key) as err:
+        assert first_answer(f"{url}/readyz").status_code in (200, 503)
+        eventually(lambda: httpx.get(f"{url}/readyz").status_code == 200, timeout=20)
+        with feed_api.owner() as owner:
+            owner.update_config(site, excludedIPs=["127.0.0.1"])
+        eventually(
+            lambda: httpx.post(f"{url}/api/track", **hit).json() == EXCLUDED,  # type: ignore[arg-type]
+            timeout=10,
+        )
+        version = httpx.get(f"{feed_api.url}/api/edge/rules", headers=_bearer(feed_api)).json()
+    saved = json.loads(snapshot.read_bytes())
+    assert saved["version"] == version["version"], err
+    assert [entry.get("excludedIPs") for entry in saved["sites"]] == [["127.0.0.1"]], err
+
+
+def _bearer(api: FeedApi) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api.edge_key}"}
