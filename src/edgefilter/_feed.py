@@ -450,7 +450,8 @@ class RulesFeed(RulesSource):
             "saved_at": time.time(),
             "sites": [entry[0] for entry in list(held.sites.values())],
         }
-        partial = path.with_name(path.name + ".partial")
+        # One partial file per process: proxy workers share one snapshot path.
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
         try:
             partial.write_bytes(orjson.dumps(body))
             os.replace(partial, path)

@@ -15,6 +15,7 @@ loads its own stack (the ``server``, ``proxy`` or ``demo`` extra) when it runs, 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import re
@@ -35,6 +36,7 @@ DEFAULT_DB: Final = "sqlite:///edgefilter.db"
 # edgefilter.server._store.ROLES (a test checks)
 ROLES: Final = ("owner", "admin", "member", "edge")
 DB_SCHEMES: Final = ("sqlite", "postgresql", "postgresql+psycopg")
+RULES_SOURCES: Final = ("cache", "feed")
 API_FACTORY: Final = "edgefilter.cli:api_app_from_environment"
 PROXY_FACTORY: Final = "edgefilter.cli:proxy_app_from_environment"
 # The modules each extra brings, checked before a command loads them.
@@ -91,6 +93,25 @@ def positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
+
+
+def seconds_or_zero(text: str) -> float:
+    """A number of seconds, 0 or above."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds, 0 or above")
+    return value
+
+
+def count_or_zero(text: str) -> int:
+    """An integer of at least 0."""
+    value = _integer(text, "count")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not 0 or more")
     return value
 
 
@@ -351,7 +372,49 @@ PROXY_OPTIONS: Final = [
         shown="counted in each process",
         metavar="URL",
     ),
-    Option(("--ttl",), "EDGEFILTER_TTL", "rules cache TTL, seconds", 60.0, positive_seconds),
+    Option(
+        ("--rules-source",),
+        "EDGEFILTER_RULES_SOURCE",
+        "where the rules come from: 'cache' (RulesCache, per-site reads: any Sites API, "
+        "Rybbit too) or 'feed' (RulesFeed: every site from serve-api's versioned rules feed, "
+        "changes pushed; an unknown site id costs no request)",
+        "cache",
+        str.lower,
+        choices=RULES_SOURCES,
+    ),
+    Option(
+        ("--ttl",),
+        "EDGEFILTER_TTL",
+        "rules cache TTL, seconds (--rules-source cache)",
+        60.0,
+        positive_seconds,
+    ),
+    Option(
+        ("--feed-snapshot",),
+        "EDGEFILTER_FEED_SNAPSHOT",
+        "file the feed's rules are saved to and started from, so a restart decides even "
+        "with the API down (--rules-source feed)",
+        None,
+        Path,
+        shown="none",
+        metavar="FILE",
+    ),
+    Option(
+        ("--feed-wait",),
+        "EDGEFILTER_FEED_WAIT",
+        "seconds the server holds each feed read until a change commits (push); 0 polls "
+        "every --feed-poll-interval (--rules-source feed)",
+        25.0,
+        seconds_or_zero,
+    ),
+    Option(
+        ("--feed-poll-interval",),
+        "EDGEFILTER_FEED_POLL_INTERVAL",
+        "seconds between feed reads when polling, or when the server holds no more reads "
+        "(--rules-source feed)",
+        30.0,
+        positive_seconds,
+    ),
     Option(
         ("--upstream-timeout",),
         "EDGEFILTER_UPSTREAM_TIMEOUT",
@@ -398,7 +461,34 @@ PROXY_OPTIONS: Final = [
     ),
     *_server_options("proxy", 8080),
 ]
-SERVE_API_OPTIONS: Final = [DB_OPTION, *_server_options("Sites API", 8000)]
+# The rules feed's bounds (edgefilter.server: DEFAULT_MAX_TOMBSTONES, DEFAULT_MAX_WAIT,
+# DEFAULT_MAX_WAITERS; a test checks).
+FEED_SERVER_OPTIONS: Final = [
+    Option(
+        ("--feed-max-tombstones",),
+        "EDGEFILTER_FEED_MAX_TOMBSTONES",
+        "deleted sites the rules feed's deltas can still tell; a node further behind takes "
+        "a full snapshot",
+        100_000,
+        positive_int,
+    ),
+    Option(
+        ("--feed-max-wait",),
+        "EDGEFILTER_FEED_MAX_WAIT",
+        "seconds the rules feed holds a node's read at most (long poll); 0 holds none",
+        30.0,
+        seconds_or_zero,
+    ),
+    Option(
+        ("--feed-max-waiters",),
+        "EDGEFILTER_FEED_MAX_WAITERS",
+        "reads the rules feed holds at once per process; past it a read answers 304 with "
+        "Retry-After",
+        10_000,
+        count_or_zero,
+    ),
+]
+SERVE_API_OPTIONS: Final = [DB_OPTION, *FEED_SERVER_OPTIONS, *_server_options("Sites API", 8000)]
 LOG_LEVEL_OPTION: Final = Option(
     ("--log-level",),
     "EDGEFILTER_LOG_LEVEL",
@@ -466,7 +556,9 @@ def _add(parser: argparse.ArgumentParser, option: Option, default: Any = None) -
 _METAVARS: Final[dict[Callable[[str], Any], str]] = {
     port_number: "PORT",
     positive_int: "N",
+    count_or_zero: "N",
     positive_seconds: "SECONDS",
+    seconds_or_zero: "SECONDS",
 }
 
 
@@ -718,7 +810,7 @@ def _serve_api(args: argparse.Namespace) -> int:
     from .server import create_app  # noqa: PLC0415
 
     with database_errors(args.db):
-        app = create_app(args.db)  # migrates: once, here, before any worker starts
+        app = create_app(args.db, **feed_server_options(args))  # migrates once, here
     if args.workers == 1:
         return _run_server(app, args)
     app.state.store.close()
@@ -726,11 +818,21 @@ def _serve_api(args: argparse.Namespace) -> int:
     return _run_server(API_FACTORY, args)
 
 
+def feed_server_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``create_app``'s rules feed bounds from ``serve-api``'s options."""
+    return {
+        "max_tombstones": args.feed_max_tombstones,
+        "feed_max_wait": args.feed_max_wait,
+        "feed_max_waiters": args.feed_max_waiters,
+    }
+
+
 def _proxy(args: argparse.Namespace) -> int:
     require("proxy", "proxy")
-    proxy = build_proxy(args)  # configuration errors surface here, before any worker starts
+    # Configuration errors surface here, before any worker starts.
+    proxy = build_proxy(args, start=args.workers == 1)
     if args.workers == 1:
-        return _run_server(proxy, args)
+        return _run_server(proxy, args)  # closed at its lifespan shutdown
     close_proxy(proxy)
     export_settings(args, PROXY_OPTIONS)
     return _run_server(PROXY_FACTORY, args)
@@ -753,9 +855,14 @@ def _demo(args: argparse.Namespace) -> int:
     return run_live_demo(data, geoip, rounds=args.rounds)
 
 
-def build_proxy(args: argparse.Namespace) -> Any:
-    """The edge proxy app (an ``EdgeFilterMiddleware``) from the ``proxy`` command's options."""
-    from ._cache import RulesCache  # noqa: PLC0415
+def build_proxy(args: argparse.Namespace, *, start: bool = True) -> Any:
+    """The edge proxy app (an ``EdgeFilterMiddleware``) from the ``proxy`` command's options.
+
+    Its rules source (a ``RulesCache`` or, with ``--rules-source feed``, a ``RulesFeed``),
+    Sites API client and Redis rate client close at the app's lifespan shutdown;
+    ``close_proxy`` closes those of an app that is not served. ``start=False`` leaves a
+    feed's thread unstarted (a proxy built only to check the configuration).
+    """
     from ._client import SitesApiClient  # noqa: PLC0415
     from ._filter import EdgeFilter  # noqa: PLC0415
     from .proxy import create_proxy_app  # noqa: PLC0415
@@ -763,10 +870,16 @@ def build_proxy(args: argparse.Namespace) -> Any:
     client = SitesApiClient(args.api, args.key)
     geoip = str(args.geoip) if args.geoip else None
     asn_db = str(args.asn_db) if args.asn_db else None
-    cache = RulesCache(client, ttl=args.ttl)
+    source = None
+    layers = None
     try:
-        edge_filter = EdgeFilter(cache, geoip=geoip, asn_db=asn_db)
+        source = rules_source_from_args(args, client, start=start)
+        edge_filter = EdgeFilter(source, geoip=geoip, asn_db=asn_db)
         layers = bot_layers_from_args(args, edge_filter.asn_db)
+
+        async def shutdown() -> None:
+            await aclose_resources(source, client, layers)
+
         return create_proxy_app(
             args.upstream,
             edge_filter,
@@ -777,12 +890,30 @@ def build_proxy(args: argparse.Namespace) -> Any:
             max_body_bytes=args.max_body,
             max_replay_body_bytes=args.max_replay_body,
             relay_all=args.relay == "all",
+            on_shutdown=[shutdown],
             **({"bot_layers": layers} if layers is not None else {}),
         )
     except BaseException:
-        cache.close()
-        client.close()
+        close_resources(source, client, layers)
         raise
+
+
+def rules_source_from_args(args: argparse.Namespace, client: Any, *, start: bool = True) -> Any:
+    """The proxy's rules source: a ``RulesCache`` (``--ttl``) or a ``RulesFeed``
+    (``--feed-snapshot``, ``--feed-wait``, ``--feed-poll-interval``)."""
+    if args.rules_source == "feed":
+        from ._feed import RulesFeed  # noqa: PLC0415
+
+        return RulesFeed(
+            client,
+            wait=args.feed_wait,
+            poll_interval=args.feed_poll_interval,
+            snapshot_path=args.feed_snapshot,
+            start=start,
+        )
+    from ._cache import RulesCache  # noqa: PLC0415
+
+    return RulesCache(client, ttl=args.ttl)
 
 
 def bot_layers_from_args(args: argparse.Namespace, asn_db: Any) -> Any:
@@ -816,10 +947,27 @@ def bot_layers_from_args(args: argparse.Namespace, asn_db: Any) -> Any:
 
 
 def close_proxy(proxy: Any) -> None:
-    """Stop a proxy's rules cache and close its Sites API client."""
-    cache = proxy.edge_filter.source
-    cache.close()
-    cache.client.close()
+    """Close what ``build_proxy`` opened for a proxy that is not being served: its rules
+    source, its Sites API client and its Redis rate client."""
+    source = proxy.edge_filter.source
+    close_resources(source, source.client, proxy.bot_layers)
+
+
+def close_resources(source: Any, client: Any, layers: Any) -> None:
+    """Stop the rules source (a feed saves its snapshot file) and close the clients."""
+    if source is not None:
+        source.close()
+    client.close()
+    if layers is not None and layers.needs_await:  # rates in Redis: an asyncio client
+        asyncio.run(layers.aclose())
+
+
+async def aclose_resources(source: Any, client: Any, layers: Any) -> None:
+    """``close_resources`` at the served app's shutdown, on its event loop."""
+    await asyncio.to_thread(source.close)  # a feed writes its snapshot file
+    await client.aclose()
+    if layers is not None:
+        await layers.aclose()
 
 
 def _settings(command: str) -> argparse.Namespace:
@@ -838,7 +986,8 @@ def api_app_from_environment() -> Any:
     """
     from .server import create_app  # noqa: PLC0415
 
-    return create_app(_settings("serve-api").db)
+    args = _settings("serve-api")
+    return create_app(args.db, **feed_server_options(args))
 
 
 def proxy_app_from_environment() -> Any:

@@ -9,7 +9,7 @@ ways (see ``edgefilter.proxy._relay``), and answers ``/healthz``, ``/readyz`` an
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import httpx
@@ -35,6 +35,7 @@ def create_proxy_app(
     max_replay_body_bytes: int = MAX_REPLAY_BODY,
     transport: httpx.AsyncBaseTransport | None = None,
     counters: DecisionCounters | None = None,
+    on_shutdown: Iterable[Callable[[], Awaitable[object]]] = (),
     **middleware_options: Any,
 ) -> EdgeFilterMiddleware:
     """The proxy: ``EdgeFilterMiddleware`` in front of a ``Relay`` to ``upstream``.
@@ -43,7 +44,9 @@ def create_proxy_app(
     replay uploads (413 past either); other relayed bodies are bounded by Rybbit's own
     10 MB. ``client_address_headers`` are the headers the upstream reads the visitor's
     address from (``()`` sends none). ``relay_all`` relays paths off the ingest surface too,
-    unfiltered. The other keywords go to the middleware. Bad options raise ``ConfigError``.
+    unfiltered. ``on_shutdown``: coroutine functions awaited at the lifespan shutdown (what
+    the caller opened for the proxy: its rules source, a Redis client). The other keywords
+    go to the middleware. Bad options raise ``ConfigError``.
     """
     if not isinstance(upstream_timeout, int | float) or not upstream_timeout > 0:
         raise ConfigError(f"upstream_timeout {upstream_timeout!r} must be a number above 0")
@@ -73,6 +76,7 @@ def create_proxy_app(
         **middleware_options,
     )
     relay.middleware = proxy
+    relay.on_shutdown.extend(on_shutdown)
     health = ProxyHealth(edge_filter, counters, relay.counters)
     relay.own.update(
         {"/healthz": health.healthz, "/readyz": health.readyz, "/metrics": health.metrics}

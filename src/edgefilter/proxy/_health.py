@@ -3,17 +3,26 @@
 - ``GET /healthz``: 200 ``{"status": "ok"}`` while the process answers.
 - ``GET /readyz``: 200 ``{"status": "ready"}`` once the GeoIP and ASN databases' walks have
   ended (compiled or failed: a failed walk falls back to direct lookups) and the rules
-  source can fetch (a ``RulesCache`` probes the Sites API with ``check()``, at most
-  ``timeout`` seconds); else 503 ``{"status": "unavailable", "reason": ...}``. The error
-  itself goes to the log, once per change of state, not into the answer. The same shapes
-  as ``serve-api``'s.
+  source can decide: a ``RulesCache`` probes the Sites API with ``check()``, at most
+  ``timeout`` seconds; a ``RulesFeed`` is ready once it holds a state (from the feed or its
+  snapshot file), and stays ready through an outage, deciding from the last good state
+  (``edgefilter_rules_stale_seconds`` says how old); else 503 ``{"status": "unavailable",
+  "reason": ...}``. The error itself goes to the log, once per change of state, not into
+  the answer. The same shapes as ``serve-api``'s.
 - ``GET /metrics``: Prometheus text (needs ``prometheus-client``, the ``prometheus`` extra;
   without it 501 with a message naming the extra): the decision counters
   (``edgefilter_decisions_total{site,reason}``), the rules cache's ``stats()``
   (``edgefilter_rules_fetches_total{outcome}``, ``edgefilter_rules_cold_waits_total``,
   ``edgefilter_rules_pending_refusals_total``, ``edgefilter_rules_outages_total``, and
   gauges such as ``edgefilter_rules_sites_held``, ``edgefilter_rules_failing``,
-  ``edgefilter_rules_stale_sites`` and ``edgefilter_rules_stale_seconds``), and the relay's
+  ``edgefilter_rules_stale_sites`` and ``edgefilter_rules_stale_seconds``) or the rules
+  feed's (``edgefilter_rules_feed_requests_total``,
+  ``edgefilter_rules_feed_answers_total{kind}`` of kind snapshot, delta or not_modified,
+  ``edgefilter_rules_feed_failures_total``, ``..._sites_compiled_total``,
+  ``..._sites_deleted_total``, ``..._snapshot_saves_total`` and ``..._snapshot_loads_total``
+  of its file; gauges ``edgefilter_rules_feed_version``, ``edgefilter_rules_feed_ready``
+  and, named as the cache's, ``edgefilter_rules_sites_held``, ``edgefilter_rules_failing``
+  and ``edgefilter_rules_stale_seconds``), and the relay's
   (``edgefilter_upstream_answers_total{status}``,
   ``edgefilter_upstream_failures_total{kind}``,
   ``edgefilter_client_disconnects_total``). Counters live per process: with several
@@ -29,6 +38,8 @@ from typing import Any, Final
 
 from .._counters import DecisionCounters
 from .._errors import ApiAuthError
+from .._feed import COUNTERS as FEED_COUNTERS
+from .._feed import RulesFeed
 from .._filter import EdgeFilter
 from ..middleware import Receive, Scope, Send
 from ._relay import RelayCounters, answer_json
@@ -39,6 +50,10 @@ READY_TIMEOUT: Final = 5.0
 METRICS_MISSING: Final = "metrics need prometheus-client: pip install 'edgefilter[prometheus]'"
 # RulesCache.stats() keys that count events (the others are sizes: gauges).
 _CACHE_COUNTERS: Final = ("cold_waits", "pending_refusals", "outages")
+# RulesFeed.stats() counters that count answers, as one metric labelled by kind.
+_FEED_ANSWERS: Final = {"snapshots": "snapshot", "deltas": "delta", "not_modified": "not_modified"}
+# RulesFeed.stats() gauges that mean what the cache's of the same name mean.
+_SHARED_GAUGES: Final = ("sites_held", "failing", "stale_seconds")
 
 
 class ProxyHealth:
@@ -82,7 +97,10 @@ class ProxyHealth:
         for kind, resolver in (("GeoIP", self.edge_filter.geoip), ("ASN", self.edge_filter.asn_db)):
             if resolver is not None and not resolver.walk_ended:
                 return f"the {kind} database is still being read", None
-        probe = getattr(self.edge_filter.source, "check", None)
+        source = self.edge_filter.source
+        if isinstance(source, RulesFeed):
+            return await _feed_unready_reason(source)
+        probe = getattr(source, "check", None)
         if probe is None:
             return None, None
         try:  # the sync probe, in a thread: the source's own pool, closed with the source
@@ -111,6 +129,21 @@ class ProxyHealth:
         await send({"type": "http.response.body", "body": content})
 
 
+async def _feed_unready_reason(feed: RulesFeed) -> tuple[str | None, BaseException | None]:
+    """Why a rules feed cannot decide yet (no state held), or None: never waits for it."""
+    if feed.stats()["ready"]:
+        return None, None
+    try:  # check(0) raises the first read's failure, or TimeoutError while it is pending
+        await asyncio.to_thread(feed.check, 0)
+    except TimeoutError:
+        return "the rules feed holds no rules yet", None
+    except ApiAuthError as error:
+        return "the Sites API refused the key", error
+    except Exception as error:
+        return f"the rules feed cannot be read ({type(error).__name__})", error
+    return None, None
+
+
 def _registry(edge_filter: EdgeFilter, decisions: DecisionCounters, relay: RelayCounters) -> Any:
     """A registry of the proxy's metrics; None without prometheus-client."""
     try:
@@ -119,8 +152,11 @@ def _registry(edge_filter: EdgeFilter, decisions: DecisionCounters, relay: Relay
         return None
     registry = CollectorRegistry(auto_describe=True)
     decisions.register_prometheus(registry)
-    stats = getattr(edge_filter.source, "stats", None)
-    if callable(stats):
+    source = edge_filter.source
+    stats = getattr(source, "stats", None)
+    if isinstance(source, RulesFeed):
+        registry.register(_FeedCollector(source.stats))
+    elif callable(stats):
         registry.register(_CacheCollector(stats))
     registry.register(_RelayCollector(relay))
     return registry
@@ -157,6 +193,44 @@ class _CacheCollector:
                     f"edgefilter_rules_{name}", f"Rules cache {name.replace('_', ' ')}", value
                 )
         yield fetches
+
+
+class _FeedCollector:
+    """``RulesFeed.stats()`` as Prometheus metrics."""
+
+    def __init__(self, stats: Any) -> None:
+        self.stats = stats
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import (  # noqa: PLC0415
+            CounterMetricFamily,
+            GaugeMetricFamily,
+        )
+
+        stats: dict[str, float] = self.stats()
+        answers = CounterMetricFamily(
+            "edgefilter_rules_feed_answers",
+            "Rules feed reads answered, by kind: snapshot, delta, not_modified (304)",
+            labels=["kind"],
+        )
+        for name, value in sorted(stats.items()):
+            words = name.replace("_", " ")
+            if name in _FEED_ANSWERS:
+                answers.add_metric([_FEED_ANSWERS[name]], value)
+            elif name in FEED_COUNTERS:
+                yield CounterMetricFamily(
+                    f"edgefilter_rules_feed_{name}", f"Rules feed {words}", value
+                )
+            elif name in _SHARED_GAUGES:
+                yield GaugeMetricFamily(f"edgefilter_rules_{name}", f"Rules feed {words}", value)
+            else:
+                yield GaugeMetricFamily(
+                    f"edgefilter_rules_feed_{name}", f"Rules feed {words}", value
+                )
+        yield answers
 
 
 class _RelayCollector:

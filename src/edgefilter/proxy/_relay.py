@@ -50,7 +50,7 @@ import logging
 import re
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote
@@ -258,6 +258,9 @@ class Relay:
 
     ``own`` maps paths the proxy answers itself (``/healthz`` ...) to ASGI apps; the
     filter (``middleware``, set once it wraps the relay) says which requests are hits.
+    ``on_shutdown`` holds coroutine functions awaited at the lifespan shutdown, in order,
+    before the upstream transport closes (what the proxy's owner opened for it: the rules
+    source, the Sites API client, a Redis client); one that fails is logged, not raised.
     """
 
     def __init__(
@@ -291,6 +294,7 @@ class Relay:
         self._surface_templates = tuple(r for r in self.surface if "{" in r.template)
         self.counters = RelayCounters()
         self.middleware: EdgeFilterMiddleware | None = None
+        self.on_shutdown: list[Callable[[], Awaitable[object]]] = []
         self._failing = False
 
     def on_surface(self, path: str) -> bool:
@@ -473,6 +477,11 @@ class Relay:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                for closing in self.on_shutdown:
+                    try:
+                        await closing()
+                    except Exception:  # the rest must still close
+                        logger.exception("closing the proxy at shutdown failed")
                 await self.transport.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
