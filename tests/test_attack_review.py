@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import socket
 import time
+import tracemalloc
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from edgefilter import EdgeFilter, SiteConfig
+from edgefilter import EdgeFilter, SiteConfig, _rates
 from edgefilter._serving import serve_in_thread
 from edgefilter.proxy import create_proxy_app
 
@@ -146,3 +147,49 @@ def test_the_default_relay_refuses_the_same_targets(upstream_url: tuple[Upstream
         status, hits = proxied(upstream_url, target)
         assert hits == [], target
         assert b" 500 " not in status, target
+
+
+# --- 3. the request bot layers: local rate counters ---------------------------------------
+
+
+def test_a_full_rate_table_does_not_scan_itself_on_every_new_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Keys going idle one by one (a steady stream of new visitors at the table's size
+    per window) made each new key free one key with a scan of the whole table: a hit cost
+    O(max_keys). Fixed: a scan frees a quarter of the table at least."""
+    scans = 0
+    shrink = _rates._shrink
+
+    def counted(*arguments: Any) -> None:
+        nonlocal scans
+        scans += 1
+        shrink(*arguments)
+
+    monkeypatch.setattr(_rates, "_shrink", counted)
+    now = 0.0
+    size = 2000
+    rates = _rates.LocalRates(clock=lambda: now, max_keys=size)
+    window = rates.limits.events_window
+    for index in range(size + 400):
+        now += window / size * 1.00001  # one key goes idle per new key
+        rates.hit("1", f"10.0.{index >> 8}.{index & 255}", "ua")
+    assert scans <= 2
+    assert len(rates) <= size
+
+
+def test_long_user_agents_and_paths_do_not_grow_the_rate_table() -> None:
+    """The local counters kept each UA (up to the header limit) in its key and each of a
+    site+IP's last 26 paths (up to 2 KiB each): 100 000 keys could hold gigabytes. Fixed:
+    both are kept as hashes."""
+    rates = _rates.LocalRates(_rates.RateLimits(), max_keys=200)
+    agent = "Mozilla/5.0 " + "x" * 8000
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for visitor in range(200):
+        for page in range(26):
+            path = f"/{page}/" + "p" * 2040
+            rates.hit("1", f"10.0.0.{visitor}", agent + str(visitor), path)
+    grown = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(before, "filename"))
+    tracemalloc.stop()
+    assert grown < 1_200_000  # now ~0.75 MB; was ~13 MB: 200 UAs of 8 KB and 5200 paths of 2 KB
