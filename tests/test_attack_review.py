@@ -6,18 +6,23 @@ while the bug is there; strict: it turns red once fixed, so the marker goes with
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 import tracemalloc
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from edgefilter import EdgeFilter, SiteConfig, _rates
+from edgefilter import EdgeFilter, Reason, RulesFeed, SiteConfig, SitesApiClient, _rates
+from edgefilter._client import FeedAnswer
+from edgefilter._errors import MalformedResponseError
 from edgefilter._serving import serve_in_thread
 from edgefilter.proxy import create_proxy_app
 
+from .test_feed import eventually, running_feed, serving
 from .upstream import Upstream
 
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0"
@@ -193,3 +198,46 @@ def test_long_user_agents_and_paths_do_not_grow_the_rate_table() -> None:
     grown = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(before, "filename"))
     tracemalloc.stop()
     assert grown < 1_200_000  # now ~0.75 MB; was ~13 MB: 200 UAs of 8 KB and 5200 paths of 2 KB
+
+
+# --- 2. the rules feed: a tampered snapshot file -------------------------------------------
+
+
+@pytest.mark.parametrize("version", [-1, "7", 10**20, True])
+def test_a_snapshot_with_an_odd_version_does_not_wedge_the_node(
+    tmp_path: Path, version: object
+) -> None:
+    """A snapshot file whose ``version`` is not a feed version (negative, text, past 19
+    digits) was loaded as is and sent as ``since=``: the server answers 400 to every read,
+    so the node kept the file's rules forever, a new exclusion never applied. Fixed: such
+    a file is ignored (a full snapshot from the API)."""
+    with serving(f"sqlite:///{tmp_path / 'sites.db'}") as api:
+        site = api.new_site(excludedIPs=["192.0.2.1"])
+        path = tmp_path / "rules.snapshot"
+        with running_feed(api, snapshot_path=path):
+            pass
+        saved = json.loads(path.read_bytes())
+        path.write_text(json.dumps({**saved, "version": version}))
+        with api.owner() as owner:
+            owner.update_config(site, excludedIPs=["192.0.2.1", "198.51.100.7"])
+        with running_feed(api, snapshot_path=path) as feed:
+            edge = EdgeFilter(feed)
+            eventually(
+                lambda: edge.should_track(site, "198.51.100.7", CHROME).reason is Reason.excluded_ip
+            )
+
+
+@pytest.mark.parametrize("version", [-1, 2**63, 2**64])
+def test_a_feed_answer_with_an_odd_version_is_refused_not_held(version: int) -> None:
+    """A feed answering a version that is not one (a broken or hostile server) was held
+    and sent back as ``since=``, refused by the server on every later read: the node never
+    took another change. Fixed: such an answer is a failure (the state kept, retried)."""
+    client = SitesApiClient("http://127.0.0.1:1", None)
+    feed = RulesFeed(client, start=False)
+    site = {"siteId": 1, "id": "a1", "excludedIPs": ["192.0.2.1"]}
+    feed._apply(FeedAnswer("e", 3, True, (site,), (), None))
+    with pytest.raises(MalformedResponseError, match="version"):
+        feed._apply(FeedAnswer("e", version, True, ({"siteId": 1},), (), None))
+    assert feed._held.version == 3
+    assert EdgeFilter(feed).should_track("1", "192.0.2.1", CHROME).reason is Reason.excluded_ip
+    client.close()
