@@ -241,3 +241,17 @@ def test_a_feed_answer_with_an_odd_version_is_refused_not_held(version: int) -> 
     assert feed._held.version == 3
     assert EdgeFilter(feed).should_track("1", "192.0.2.1", CHROME).reason is Reason.excluded_ip
     client.close()
+
+
+# --- 4. the batch API ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hits", [[None], [5], None])
+@pytest.mark.xfail(
+    strict=True,
+    reason="decide_many documents a ValueError naming a hit of "
+    "another shape; a non-sequence hit (or hits) is a bare TypeError",
+)
+def test_decide_many_names_a_hit_of_another_shape(hits: Any) -> None:
+    with pytest.raises(ValueError, match="hit"):
+        EdgeFilter(OPEN).decide_many(hits)
