@@ -45,7 +45,7 @@ import orjson
 
 from ._client import FeedAnswer, SitesApiClient
 from ._decisions import Reason
-from ._errors import ApiAuthError, ConfigError
+from ._errors import ApiAuthError, ConfigError, MalformedResponseError
 from ._filter import RulesSource, in_event_loop
 from ._rules import SiteConfig, SiteRules, compile_rules
 from ._siteids import canonical_site_id
@@ -70,6 +70,11 @@ COUNTERS: Final = (
     "snapshot_saves",
     "snapshot_loads",
 )
+
+
+def _is_feed_version(value: object) -> bool:
+    """Whether ``value`` is a version the feed can be asked ``since=``: an int in 0..2**63-1."""
+    return type(value) is int and 0 <= value < 2**63
 
 
 def _refuse(name: str, value: object, rule: str) -> ConfigError:
@@ -308,6 +313,9 @@ class RulesFeed(RulesSource):
     def _apply(self, answer: FeedAnswer) -> None:
         """Take one answer of the feed into the hot dict."""
         held = self._held
+        if not answer.not_modified and not _is_feed_version(answer.version):
+            # held, it would be the next read's since=, which the server refuses forever
+            raise MalformedResponseError(f"the rules feed answered version {answer.version!r}")
         if answer.not_modified and not _same_epoch(answer.etag, held.epoch):
             logger.warning("the rules feed changed database (ETag); taking a full snapshot")
             held.epoch = None
@@ -408,6 +416,8 @@ class RulesFeed(RulesSource):
             epoch, version, sites = saved["epoch"], saved["version"], saved["sites"]
             if saved.get("format") != SNAPSHOT_FORMAT or not isinstance(sites, list):
                 raise ValueError(f"format {saved.get('format')!r} is not {SNAPSHOT_FORMAT}")
+            if not _is_feed_version(version) or not isinstance(epoch, str):  # sent as since=
+                raise ValueError(f"version {version!r} of epoch {epoch!r} is not a feed's")
             age = max(0.0, time.time() - float(saved["saved_at"]))
         except FileNotFoundError:
             return

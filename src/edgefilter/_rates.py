@@ -4,16 +4,18 @@
 ``events_window`` (10 s) from one site+IP+UA, or more than ``paths`` (25) distinct paths in
 ``paths_window`` (60 s) from one site+IP, is an anomaly. Both windows slide exactly: a key
 keeps the times of its last ``events + 1`` hits (and its last ``paths + 1`` distinct paths
-with the time each was last seen), so its memory is bounded however fast it sends.
+with the time each was last seen), so its memory is bounded however fast it sends; the UA
+and the paths are kept as their hashes, so neither a long UA nor long paths grow it.
 
 ``LocalRates`` counts in this process (the default; every worker counts on its own), with
 an injectable clock and at most ``max_keys`` keys (past it, keys idle for a whole window go
-first, then the oldest). ``RedisRates`` counts in Redis (redis-py's asyncio client,
-``pip install edgefilter[redis]``), so every worker and node shares the counts: one hit is
-one round trip (one Lua script over both keys, timed by the server's clock). When Redis
-fails (down, slow past ``timeout``, refusing), the hit is counted by its ``LocalRates``
-instead (fail open to the local counts, never to an error), and Redis is tried again after
-``retry_after`` seconds; going down and coming back are logged once each.
+first, then the oldest, a quarter of them at least). ``RedisRates`` counts in Redis
+(redis-py's asyncio client, ``pip install edgefilter[redis]``), so every worker and node
+shares the counts: one hit is one round trip (one Lua script over both keys, timed by the
+server's clock). When Redis fails (down, slow past ``timeout``, refusing), the hit is
+counted by its ``LocalRates`` instead (fail open to the local counts, never to an error),
+and Redis is tried again after ``retry_after`` seconds; going down and coming back are
+logged once each.
 
 Keys: ``<prefix>e:{<site>|<ip>}:<hash of the UA>`` and ``<prefix>p:{<site>|<ip>}``; the
 braces make a Redis Cluster keep both in one slot.
@@ -22,6 +24,7 @@ braces make a Redis Cluster keep both in one slot.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import time
 from collections import deque
@@ -40,7 +43,7 @@ DEFAULT_PREFIX: Final = "edgefilter:rate:"
 MAX_PATH: Final = 2048  # Rybbit's limit on pathname; longer ones are cut there
 
 Clock = Callable[[], float]
-Key = tuple[str, str, str]
+Key = tuple[str, str, int]  # site, IP, hash of the UA
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +84,7 @@ class LocalRates:
         self.max_keys = max_keys
         self._clock = clock
         self._events: dict[Key, deque[float]] = {}
-        self._paths: dict[tuple[str, str], dict[str, float]] = {}
+        self._paths: dict[tuple[str, str], dict[int, float]] = {}  # path hashes
 
     def __len__(self) -> int:
         """How many keys are counted (both kinds)."""
@@ -91,7 +94,7 @@ class LocalRates:
         """Count one hit; whether it is past either limit. Never raises on text arguments."""
         now = self._clock()
         limits = self.limits
-        key = (site, ip, ua)
+        key = (site, ip, hash(ua))  # the UA's hash: a long UA costs no memory per key
         times = self._events.get(key)
         if times is None:
             if len(self._events) >= self.max_keys:
@@ -101,9 +104,9 @@ class LocalRates:
         too_many = len(times) > limits.events and times[0] > now - limits.events_window
         if path is None:
             return too_many
-        return self._count_path((site, ip), path[:MAX_PATH], now) or too_many
+        return self._count_path((site, ip), hash(path[:MAX_PATH]), now) or too_many
 
-    def _count_path(self, key: tuple[str, str], path: str, now: float) -> bool:
+    def _count_path(self, key: tuple[str, str], path: int, now: float) -> bool:
         """Keep the last ``paths + 1`` distinct paths by last time, oldest first: more than
         ``paths`` were seen in the window exactly when all of them are in it."""
         limits = self.limits
@@ -123,17 +126,22 @@ def _last_of_deque(times: deque[float]) -> float:
     return times[-1] if times else float("-inf")
 
 
-def _last_of_dict(seen: dict[str, float]) -> float:
+def _last_of_dict(seen: dict[int, float]) -> float:
     return next(reversed(seen.values()), float("-inf"))
 
 
 def _shrink(table: dict[Any, Any], idle_before: float, last: Callable[[Any], float]) -> None:
-    """Make room in a full table: drop keys idle since ``idle_before``, else the oldest half."""
+    """Make room in a full table: drop keys idle since ``idle_before``, and when they are
+    fewer than a quarter of it, the oldest keys too up to a quarter: a scan of the whole
+    table then pays for that many new keys (freeing one key per scan would make each new
+    key cost a scan of the whole table)."""
     idle = [key for key, value in table.items() if last(value) <= idle_before]
-    if not idle:
-        idle = list(table)[: max(1, len(table) // 2)]
     for key in idle:
         del table[key]
+    wanted = max(1, (len(table) + len(idle)) // 4) - len(idle)
+    if wanted > 0:
+        for key in list(itertools.islice(table, wanted)):
+            del table[key]
 
 
 # KEYS[1]: the site+IP+UA list of hit times (newest first, at most events + 1);
