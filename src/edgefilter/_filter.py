@@ -748,11 +748,15 @@ class EdgeFilter:
         cold: set[str] = set()
         for row in rows:
             try:
-                at_hand = self._rules_for(row[0]) is not None  # type: ignore[arg-type]
+                site = row[0]
+            except Exception:  # not a hit at all: _decide_rows names it in its ValueError
+                continue
+            try:
+                at_hand = self._rules_for(site) is not None  # type: ignore[arg-type]
             except Exception:
                 at_hand = False
             if not at_hand:
-                canonical = _canonical_site(row[0])
+                canonical = _canonical_site(site)
                 if canonical is not None and self._rules_for(canonical) is None:
                     cold.add(canonical)
         waits = [self._aensure_source(site, self._cold_wait) for site in sorted(cold)]
@@ -779,10 +783,14 @@ class EdgeFilter:
         answers: list[Decision] = []
         append = answers.append
         for row in rows:
-            if len(row) == 3:
+            try:
+                size = len(row)
+            except TypeError:  # not a sequence at all: the ValueError below names it
+                size = 0
+            if size == 3:
                 site, ip, ua = row
                 path = hostname = None
-            elif len(row) == 5:
+            elif size == 5:
                 site, ip, ua, path, hostname = row
             else:
                 raise ValueError(
@@ -848,7 +856,12 @@ def _rows(
 ) -> Iterable[Sequence[object]]:
     """The rows of ``decide_many``'s arguments: the hits, or the columns zipped."""
     if sites is None and ips is None and uas is None and paths is None and hostnames is None:
-        return hits
+        try:
+            return iter(hits)
+        except TypeError:
+            raise ValueError(
+                f"decide_many takes hits as an iterable of tuples, not {hits!r}"
+            ) from None
     if hits is not _NO_HITS or sites is None or ips is None or uas is None:
         raise ValueError(
             "decide_many takes hits as tuples, or sites, ips and uas (and paths, hostnames) "

@@ -41,6 +41,12 @@ one). A client that disconnects mid-answer closes the upstream stream (answers p
 ``SHORT_ANSWER`` bytes or without a length, which are watched); one that disconnects
 mid-body aborts the upstream request. The relay sends through the httpx transport, not a
 client: a client's one cookie jar would carry one visitor's cookies to the next.
+
+Request targets: only an origin-form path is relayed (``/...``, no ``#``); anything else
+(``*``, an absolute URL, ``@host/...``, a fragment) answers 400 ``{"success": false,
+"error": "Invalid request target"}``, so no target can name another host or reach the
+upstream as a path the filter did not read. An address header carries only an IPv4 or
+IPv6 address (an ingest key's ``ip_address`` that is none is not sent).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -217,15 +224,21 @@ def preflight_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
     ]
 
 
-def upstream_target(scope: Scope) -> str:
+def upstream_target(scope: Scope) -> str | None:
     """The path and query to ask the upstream for: the request's own, as sent (percent
-    escapes kept), without the ``root_path`` the proxy is served under."""
+    escapes kept), without the ``root_path`` the proxy is served under (stripped only at a
+    ``/`` boundary). None for a target that is not a plain origin-form path: one that does
+    not start with ``/`` (``*``, ``http://...``, ``@host/...``, which would name another
+    host once appended to the upstream's URL) or that holds a ``#`` (which the upstream
+    would never see, so the path the filter read would not be the one relayed)."""
     raw: bytes | None = scope.get("raw_path")
     path = raw if raw else quote(scope["path"]).encode("ascii")
     root = quote(scope.get("root_path", "")).encode("ascii")
-    if root and path.startswith(root):
+    if root and (path == root or path.startswith(root + b"/")):
         path = path[len(root) :] or b"/"
     query: bytes = scope.get("query_string", b"")
+    if not path.startswith(b"/") or b"#" in path or b"#" in query:
+        return None
     target = path.decode("latin-1")
     return f"{target}?{query.decode('latin-1')}" if query else target
 
@@ -251,6 +264,7 @@ NOT_FOUND: Final = (404, {"success": False, "error": "Not found"})
 UNAVAILABLE: Final = (502, {"success": False, "error": "Upstream unavailable"})
 TIMED_OUT: Final = (504, {"success": False, "error": "Upstream timed out"})
 TOO_LARGE: Final = (413, {"success": False, "error": "Payload too large"})
+BAD_TARGET: Final = (400, {"success": False, "error": "Invalid request target"})
 
 
 class Relay:
@@ -347,13 +361,20 @@ class Relay:
         if _declared_length(scope) > self.max_body_bytes and outcome is None:
             await answer_json(send, *TOO_LARGE, cors_headers(scope))
             return
-        request = httpx.Request(
-            scope["method"],
-            self.base + upstream_target(scope),
-            headers=self.request_headers(scope, outcome),
-            content=self._body(scope, receive) if _has_body(scope) else None,
-            extensions=self._extensions,
-        )
+        target = upstream_target(scope)
+        try:
+            if target is None:
+                raise httpx.InvalidURL("not an origin-form request target")
+            request = httpx.Request(
+                scope["method"],
+                self.base + target,
+                headers=self.request_headers(scope, outcome),
+                content=self._body(scope, receive) if _has_body(scope) else None,
+                extensions=self._extensions,
+            )
+        except httpx.InvalidURL:  # nothing is relayed that the upstream would read otherwise
+            await answer_json(send, *BAD_TARGET, cors_headers(scope))
+            return
         try:
             answer = await self.transport.handle_async_request(request)
         except _ClientGoneError:
@@ -391,8 +412,8 @@ class Relay:
             user_agents = [value for name, value in scope["headers"] if name == b"user-agent"]
             headers.extend((b"user-agent", value) for value in user_agents)
             address = self._client_address(scope)
-        if address:
-            encoded = address.encode("latin-1")
+        if address and _is_address(address):  # an ingest key's payload may name anything
+            encoded = address.encode("ascii")
             headers.extend((name, encoded) for name in self.address_headers)
         if b"host" in original:
             headers.append((b"x-forwarded-host", original[b"host"]))
@@ -524,3 +545,13 @@ def _declared_length(scope: Scope) -> int:
         if name == b"content-length":
             return int(value) if value.isdigit() else -1
     return -1
+
+
+def _is_address(text: str) -> bool:
+    """Whether ``text`` is an IPv4 or IPv6 address, as the upstream's address headers hold."""
+    family = socket.AF_INET6 if ":" in text else socket.AF_INET
+    try:
+        socket.inet_pton(family, text)
+    except (OSError, ValueError):  # not an address; a NUL or a surrogate: ValueError
+        return False
+    return True
