@@ -90,6 +90,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from enum import Enum
@@ -146,6 +147,29 @@ _AUTHORIZATION: Final = 4
 _ORIGIN: Final = 5
 _PEER_VERDICTS: Final = 1024  # cached peer trust verdicts; cleared when full
 _new_tuple: Final = tuple.__new__  # a NamedTuple without its Python-level __new__
+_orjson_loads: Final = orjson.loads
+_JSONDecodeError: Final = orjson.JSONDecodeError
+_TRACKED_REASON: Final = TRACKED.reason
+
+
+def _python_scan(headers: object, wanted: object, limit: object) -> Literal[False]:
+    """What the compiled scan answers when it is not there: Python scans (``_scan``)."""
+    return False
+
+
+def _compiled_scan() -> Callable[[object, object, object], _Scanned | Literal[False] | None]:
+    """``_speedups.scan_headers`` (``_scan`` in C, for the usual headers), or the stand-in
+    that leaves every scan to ``_scan``: not built, or ``EDGEFILTER_PURE=1``."""
+    if os.environ.get("EDGEFILTER_PURE") == "1":
+        return _python_scan
+    try:
+        from ._speedups import scan_headers  # noqa: PLC0415  (optional: hatch_build.py)
+    except ImportError:
+        return _python_scan
+    return scan_headers
+
+
+_scan_headers: Final = _compiled_scan()
 _JSON_HEADERS: Final = [(b"content-type", b"application/json")]
 __all__ = [  # the names other modules import from here, the routes' among them
     "DEFAULT_MAX_BODY",
@@ -271,6 +295,9 @@ class EdgeFilterMiddleware:
         self._counts: dict[Reason, dict[str, itertools.count[int]]] = {
             reason: {} for reason in Reason
         }
+        self._tracked_counts = self._counts[_TRACKED_REASON]  # the usual hit's, bound
+        # Whether a warm hit needs more than the filter's decision (request layers, origins).
+        self._judges = self.bot_layers is not None or self.check_origin
         self.startup_error: ConfigError | None = None
         try:
             self._configure(
@@ -348,8 +375,11 @@ class EdgeFilterMiddleware:
         }
         self._peer_verdicts: dict[str, bool] = {}
         self.rules_for = source.rules_for
+        self._should_track = self.edge_filter.should_track
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(  # noqa: PLR0912 - the pass path kept flat
+        self, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         """Pass through what is not a hit; decide a hit, then answer it or pass it on.
 
         The pass path is flat on purpose: one scan of the headers, the body kept as the
@@ -359,13 +389,17 @@ class EdgeFilterMiddleware:
         if self.startup_error is not None:
             await self._refuse_to_start(scope, receive, send)
             return
-        route = None
-        if scope["type"] == "http" and scope["method"] not in PASS_THROUGH_METHODS:
-            route = self._exact_route(scope["path"]) or self.routes.match(scope)
+        if scope["type"] != "http" or scope["method"] in PASS_THROUGH_METHODS:
+            await self.app(scope, receive, send)
+            return
+        route = self._exact_route(scope["path"]) or self.routes.match(scope)
         if route is None:
             await self.app(scope, receive, send)
             return
-        hit = self._scan(scope["headers"], route)
+        headers = scope["headers"]
+        hit = _scan_headers(headers, self._wanted, route.limit)  # False: Python scans them
+        if hit is False:
+            hit = self._scan(headers, route)
         if hit is None:  # a declared length past the limit: the body is not read
             await self._refuse_too_large(scope, send)
             return
@@ -390,8 +424,7 @@ class EdgeFilterMiddleware:
         )
         if isinstance(outcome, _ColdHit):  # the site's rules are not at hand: await them
             outcome = await self._decide_cold(outcome)
-        decision = outcome.decision
-        self._count(decision, outcome.site)
+        decision = outcome.decision  # counted by the decider
         if not decision.tracked and not self.annotate:
             answers = _ENCODED_DROPS if site is None else _ENCODED_REPLAY_DROPS
             await _answer(send, answers[decision.reason], self._cors_headers(scope))
@@ -475,20 +508,22 @@ class EdgeFilterMiddleware:
             if message["type"] != "http.request":
                 return _BodyFault.aborted
 
-    def _decide(self, scope: Scope, body: bytes, hit: _Scanned) -> EdgeDecision | _ColdHit:
+    def _decide(  # noqa: PLR0912 - the hot path kept flat: every call costs on it
+        self, scope: Scope, body: bytes, hit: _Scanned
+    ) -> EdgeDecision | _ColdHit:
         """The decision for a hit's body (see the module docstring for odd payloads), or
         what ``adecide`` needs when the site's rules are not at hand."""
         agent, forwarded, encoding, authorization, origin = hit
         client_ip = self._client_address(scope.get("client"), forwarded)
         user_agent = agent.decode("latin-1") if agent else ""
         if encoding is not None and encoding.decode("latin-1").strip().lower() != "identity":
-            return _new_tuple(EdgeDecision, (INVALID_PAYLOAD, "", client_ip, user_agent))
+            return self._refused(INVALID_PAYLOAD, client_ip, user_agent)
         try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError:
+            payload = _orjson_loads(body)
+        except _JSONDecodeError:
             payload = read_payload(body)
-        if not isinstance(payload, dict):
-            return _new_tuple(EdgeDecision, (INVALID_PAYLOAD, "", client_ip, user_agent))
+        if type(payload) is not dict:
+            return self._refused(INVALID_PAYLOAD, client_ip, user_agent)
         raw_site = payload.get("site_id")
         site: str
         if (  # the usual id, already canonical: ASCII digits, no leading zero, < 2**63
@@ -501,15 +536,15 @@ class EdgeFilterMiddleware:
             site = raw_site
         else:
             if raw_site is None or isinstance(raw_site, _NOT_SITE_TYPES):
-                return _new_tuple(EdgeDecision, (INVALID_PAYLOAD, "", client_ip, user_agent))
+                return self._refused(INVALID_PAYLOAD, client_ip, user_agent)
             canonical = canonical_site_id(raw_site)
             if canonical is None:  # not a site id at all: no lookup, no fetch
-                return _new_tuple(EdgeDecision, (NOT_A_SITE, "", client_ip, user_agent))
+                return self._refused(NOT_A_SITE, client_ip, user_agent)
             site = canonical
         verifier = self.ingest_key_verifier
-        ingested = bool(
+        ingested = (
             verifier is not None
-            and authorization
+            and authorization is not None
             and _key_accepted(verifier, authorization.decode("latin-1"), site)
         )
         if ingested:
@@ -520,48 +555,58 @@ class EdgeFilterMiddleware:
         path = payload.get("pathname")
         hostname = payload.get("hostname")
         try:
-            at_hand = self.rules_for(site) is not None
+            rules = self.rules_for(site)
         except Exception:  # a source's read must not break the hot path: adecide asks again
-            at_hand = False
-        if not at_hand or (self._await_bots and not ingested):  # the awaited path from here
-            return _ColdHit(
-                site,
-                client_ip,
-                user_agent,
-                path,
-                hostname,
-                origin,
-                payload,
-                scope["headers"],
-                ingested,
-            )
-        decision = self.edge_filter.should_track(
-            site, client_ip, user_agent, path=path, hostname=hostname
-        )
-        decision = (
-            self._judged(
-                _new_tuple(
-                    _ColdHit,
-                    (
-                        site,
-                        client_ip,
-                        user_agent,
-                        path,
-                        hostname,
-                        origin,
-                        payload,
-                        scope["headers"],
-                        ingested,
-                    ),
+            rules = None
+        if rules is None or (self._await_bots and not ingested):  # the awaited path from here
+            return _new_tuple(
+                _ColdHit,
+                (
+                    site,
+                    client_ip,
+                    user_agent,
+                    path,
+                    hostname,
+                    origin,
+                    payload,
+                    scope["headers"],
+                    ingested,
                 ),
-                decision,
             )
-            if ingested or self.bot_layers is not None
-            else decision
-        )
-        if self.check_origin:
-            return self._outcome(decision, site, client_ip, user_agent, origin)
+        decision = self._should_track(site, client_ip, user_agent, path=path, hostname=hostname)
+        if ingested or self._judges:  # the request layers, the origin check
+            if ingested or self.bot_layers is not None:
+                hit_read = (
+                    site,
+                    client_ip,
+                    user_agent,
+                    path,
+                    hostname,
+                    origin,
+                    payload,
+                    scope["headers"],
+                    ingested,
+                )
+                decision = self._judged(_new_tuple(_ColdHit, hit_read), decision)
+            outcome = self._outcome(decision, site, client_ip, user_agent, origin)
+            self._count(outcome[0], site)
+            return outcome
+        if decision is TRACKED:  # the usual hit: its count without the reason's lookups
+            label = rules.site_id or rules.id or site
+            counter = self._tracked_counts.get(label)
+            if counter is None:
+                counter = self._tracked_counts[label] = self.counters.counter(
+                    label, _TRACKED_REASON
+                )
+            next(counter)
+        else:
+            self._count(decision, site)
         return _new_tuple(EdgeDecision, (decision, site, client_ip, user_agent))
+
+    def _refused(self, decision: Decision, client_ip: str | None, user_agent: str) -> EdgeDecision:
+        """A hit refused before any rules lookup (an invalid payload, not a site id), counted."""
+        self._count(decision, UNKNOWN_SITE_LABEL)
+        return _new_tuple(EdgeDecision, (decision, UNKNOWN_SITE_LABEL, client_ip, user_agent))
 
     def _decide_replay(
         self, scope: Scope, body: bytes, hit: _Scanned, segment: str
@@ -573,7 +618,7 @@ class EdgeFilterMiddleware:
         user_agent = agent.decode("latin-1") if agent else ""
         site = canonical_site_id(segment)
         if site is None:  # not a site id at all: no lookup, no fetch
-            return _new_tuple(EdgeDecision, (NOT_A_SITE, "", client_ip, user_agent))
+            return self._refused(NOT_A_SITE, client_ip, user_agent)
         path = hostname = payload = None
         if encoding is None or encoding.decode("latin-1").strip().lower() == "identity":
             payload = read_payload(body)
@@ -594,7 +639,9 @@ class EdgeFilterMiddleware:
         )
         if self.bot_layers is not None:  # the request layers judge replays as they do hits
             decision = self._judged(cold, decision)
-        return self._outcome(decision, site, client_ip, user_agent, origin)
+        outcome = self._outcome(decision, site, client_ip, user_agent, origin)
+        self._count(outcome[0], site)
+        return outcome
 
     async def _decide_cold(self, hit: _ColdHit) -> EdgeDecision:
         """The decision for a hit whose site's rules were not at hand: ``adecide`` awaits
@@ -610,7 +657,9 @@ class EdgeFilterMiddleware:
             decision = await self._ajudged(hit, decision)
         elif hit.ingested or self.bot_layers is not None:
             decision = self._judged(hit, decision)
-        return self._outcome(decision, hit.site, hit.client_ip, hit.user_agent, hit.origin)
+        outcome = self._outcome(decision, hit.site, hit.client_ip, hit.user_agent, hit.origin)
+        self._count(outcome[0], hit.site)
+        return outcome
 
     def _judged(self, hit: _ColdHit, decision: Decision) -> Decision:
         """``decision`` after the bot layers that need no await: for server-side ingestion
