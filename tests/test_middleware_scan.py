@@ -89,4 +89,6 @@ def test_odd_headers_are_left_to_python() -> None:
         assert scan_headers(headers, wanted, 10) is False
     assert scan_headers([], wanted, -1) is False
     assert scan_headers([], wanted, 2**64) is False
-    assert scan_headers(((b"user-agent", b"x"),), wanted, 10) == (b"x", None, None, None, None)
+    assert scan_headers(((b"user-agent", b"x"),), wanted, 10) == ("x", None, None, None, None)
+    assert scan_headers([(b"user-agent", b"\xe9")], wanted, 10) == ("\xe9", None, None, None, None)
+    assert scan_headers([], wanted, 10) == ("", None, None, None, None)

@@ -539,8 +539,9 @@ bind_rules(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 /* scan_headers(headers, wanted, limit) -> tuple | None | False
  *   the middleware's one scan of a hit's headers, as EdgeFilterMiddleware._scan (its
- *   reference, held to it by tests/test_middleware_scan.py) makes it: the raw User-Agent,
- *   proxy header, Content-Encoding, Authorization and Origin values (None when absent), by
+ *   reference, held to it by tests/test_middleware_scan.py) makes it: the User-Agent and
+ *   proxy header values read as Latin-1 (the user agent "" when absent, the proxy header
+ *   None), the raw Content-Encoding, Authorization and Origin values (None), by
  *   the kinds ``wanted`` maps lower-case names to (0 to 5, _scan's kinds); None when a
  *   Content-Length of ASCII digits declares more than ``limit`` bytes; False for Python to
  *   scan: a wanted header repeated (joined or refused there), or headers that are not a
@@ -548,6 +549,8 @@ bind_rules(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 enum header_kind { USER_AGENT, FORWARDED, LENGTH, ENCODING, AUTHORIZATION, ORIGIN, KINDS };
 static const int scanned_slot[KINDS] = {0, 1, -1, 2, 3, 4};
 #define SCANNED 5
+
+static PyObject *empty_text = NULL; /* "", made once */
 
 static int
 declares_more(const char *text, Py_ssize_t size, unsigned long long limit)
@@ -631,8 +634,23 @@ scan_headers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_RETURN_FALSE;
     }
     for (int slot = 0; slot < SCANNED; slot++) {
-        PyObject *value = found[slot] == NULL ? Py_None : found[slot];
-        PyTuple_SET_ITEM(scanned, slot, Py_NewRef(value));
+        PyObject *value;
+        if (slot < 2 && found[slot] != NULL) { /* the user agent and proxy header, as text */
+            value = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(found[slot]),
+                                           PyBytes_GET_SIZE(found[slot]), NULL);
+            if (value == NULL) {
+                PyErr_Clear();
+                Py_DECREF(scanned);
+                Py_RETURN_FALSE;
+            }
+        }
+        else if (slot == 0) {
+            value = Py_NewRef(empty_text);
+        }
+        else {
+            value = Py_NewRef(found[slot] == NULL ? Py_None : found[slot]);
+        }
+        PyTuple_SET_ITEM(scanned, slot, value);
     }
     return scanned;
 }
@@ -676,6 +694,10 @@ PyInit__speedups(void)
         if (rules_field_strings[which] == NULL) {
             return NULL;
         }
+    }
+    empty_text = PyUnicode_FromStringAndSize("", 0);
+    if (empty_text == NULL) {
+        return NULL;
     }
     return PyModule_Create(&module_definition);
 }

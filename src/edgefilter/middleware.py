@@ -232,9 +232,10 @@ class EdgeDecision(NamedTuple):
     user_agent: str
 
 
-# What ``EdgeFilterMiddleware._scan`` picks out of a hit's headers, raw: the user agent,
-# the proxy header, Content-Encoding, Authorization and Origin.
-_Scanned = tuple[bytes | None, bytes | None, bytes | None, bytes | None, bytes | None]
+# What ``EdgeFilterMiddleware._scan`` picks out of a hit's headers: the user agent and the
+# proxy header read as Latin-1 (the user agent "" when absent), Content-Encoding,
+# Authorization and Origin raw.
+_Scanned = tuple[str, str | None, bytes | None, bytes | None, bytes | None]
 _FAST_ID_LENGTH: Final = 19  # shorter digit strings (no leading zero) are below 2**63
 
 
@@ -461,9 +462,11 @@ class EdgeFilterMiddleware:
         return self.routes.match(scope) is not None
 
     def _scan(self, headers: Iterable[tuple[bytes, bytes]], route: RouteMatch) -> _Scanned | None:
-        """The headers a hit is decided on, raw, in one pass; None when a ``Content-Length``
-        declares more than the route's limit. List headers repeated are joined with commas;
-        a repeated singleton (``User-Agent``, ``Authorization``) is ``b""``."""
+        """The headers a hit is decided on (``_Scanned``), in one pass; None when a
+        ``Content-Length`` declares more than the route's limit. List headers repeated are
+        joined with commas; a repeated singleton (``User-Agent``, ``Authorization``) is
+        empty. The reference of ``_speedups.scan_headers``, and what reads the headers it
+        leaves to Python."""
         wanted = self._wanted
         agent = forwarded = encoding = authorization = origin = None
         for name, value in headers:
@@ -487,7 +490,13 @@ class EdgeFilterMiddleware:
                 authorization = value if authorization is None else b""
             else:
                 origin = value if origin is None else b"%b, %b" % (origin, value)
-        return agent, forwarded, encoding, authorization, origin
+        return (
+            "" if agent is None else agent.decode("latin-1"),
+            None if forwarded is None else forwarded.decode("latin-1"),
+            encoding,
+            authorization,
+            origin,
+        )
 
     async def _read_rest(
         self, message: Message, receive: Receive, limit: int
@@ -513,9 +522,8 @@ class EdgeFilterMiddleware:
     ) -> EdgeDecision | _ColdHit:
         """The decision for a hit's body (see the module docstring for odd payloads), or
         what ``adecide`` needs when the site's rules are not at hand."""
-        agent, forwarded, encoding, authorization, origin = hit
+        user_agent, forwarded, encoding, authorization, origin = hit
         client_ip = self._client_address(scope.get("client"), forwarded)
-        user_agent = agent.decode("latin-1") if agent else ""
         if encoding is not None and encoding.decode("latin-1").strip().lower() != "identity":
             return self._refused(INVALID_PAYLOAD, client_ip, user_agent)
         try:
@@ -613,9 +621,8 @@ class EdgeFilterMiddleware:
     ) -> EdgeDecision | _ColdHit:
         """The decision for a session replay: the site from the path's ``segment``, the
         page from the upload's ``metadata.pageUrl`` when the body can be read."""
-        agent, forwarded, encoding, _, origin = hit
+        user_agent, forwarded, encoding, _, origin = hit
         client_ip = self._client_address(scope.get("client"), forwarded)
-        user_agent = agent.decode("latin-1") if agent else ""
         site = canonical_site_id(segment)
         if site is None:  # not a site id at all: no lookup, no fetch
             return self._refused(NOT_A_SITE, client_ip, user_agent)
@@ -733,11 +740,13 @@ class EdgeFilterMiddleware:
         """The client's address: the peer, or what trusted proxies say it was; None when it
         cannot be read (see the module docstring). ``headers`` by lower-case name."""
         value = headers.get(self.proxy_header)
-        raw = None if value is None else value.encode("latin-1", errors="replace")
-        return self._client_address(scope.get("client"), raw)
+        if value is not None:  # read as the header's bytes are: Latin-1
+            value = value.encode("latin-1", errors="replace").decode("latin-1")
+        return self._client_address(scope.get("client"), value)
 
-    def _client_address(self, client: object, forwarded: bytes | None) -> str | None:
-        """``client_ip`` from the scope's ``client`` and the raw ``proxy_header`` value."""
+    def _client_address(self, client: object, forwarded: str | None) -> str | None:
+        """``client_ip`` from the scope's ``client`` and the ``proxy_header`` value (its
+        bytes read as Latin-1)."""
         if not client:
             return None
         peer = client[0]  # type: ignore[index]
@@ -752,7 +761,7 @@ class EdgeFilterMiddleware:
             verdicts[peer] = trusted
         if not trusted or forwarded is None:
             return peer
-        value = forwarded.decode("latin-1")
+        value = forwarded
         if self.proxy_header != "forwarded":
             try:  # one plain address (the usual case): the client whether trusted or not
                 _inet_pton(_AF_INET6 if ":" in value else _AF_INET, value)
