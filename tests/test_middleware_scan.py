@@ -1,7 +1,8 @@
 """The compiled header scan (``_speedups.scan_headers``) gives ``EdgeFilterMiddleware._scan``'s
 answers, or leaves the scan to it (False); it never raises, and it answers the usual
-headers itself. Skipped when the compiled reader is not built (or turned off), except
-under ``EDGEFILTER_REQUIRE_COMPILED=1``, where a missing build fails instead."""
+headers itself. ``_speedups.record`` makes the NamedTuple ``tuple.__new__`` makes. Skipped
+when the compiled reader is not built (or turned off), except under
+``EDGEFILTER_REQUIRE_COMPILED=1``, where a missing build fails instead."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 from edgefilter import EdgeFilter, SiteConfig
 from edgefilter._routes import HitRoute, RouteMatch
-from edgefilter.middleware import PROXY_HEADERS, EdgeFilterMiddleware
+from edgefilter.middleware import PROXY_HEADERS, EdgeDecision, EdgeFilterMiddleware
 
 from .hostile import any_values
 
@@ -92,3 +93,20 @@ def test_odd_headers_are_left_to_python() -> None:
     assert scan_headers(((b"user-agent", b"x"),), wanted, 10) == ("x", None, None, None, None)
     assert scan_headers([(b"user-agent", b"\xe9")], wanted, 10) == ("\xe9", None, None, None, None)
     assert scan_headers([], wanted, 10) == ("", None, None, None, None)
+
+
+@given(items=st.lists(any_values, min_size=4, max_size=4))
+def test_record_makes_the_tuple_tuple_new_makes(items: list[object]) -> None:
+    made = _speedups.record(EdgeDecision, *items)
+    expected = tuple.__new__(EdgeDecision, items)  # what the Python stand-in makes
+    assert type(made) is EdgeDecision
+    assert [id(item) for item in made] == [id(item) for item in expected]
+    assert made.site is items[1]
+
+
+def test_record_refuses_what_is_not_a_tuple_class() -> None:
+    for cls in (list, object(), "EdgeDecision"):
+        with pytest.raises(TypeError):
+            _speedups.record(cls, 1)
+    with pytest.raises(TypeError):
+        _speedups.record()

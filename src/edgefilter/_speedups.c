@@ -655,6 +655,29 @@ scan_headers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return scanned;
 }
 
+/* record(cls, *items) -> cls
+ *   a tuple subclass (a NamedTuple) of these items, as ``tuple.__new__(cls, items)`` makes
+ *   it, without the intermediate tuple or the argument parsing of that call: the
+ *   middleware's EdgeDecision of every hit. TypeError when cls is not a tuple subclass. */
+static PyObject *
+record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || !PyType_Check(args[0])
+        || !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "record takes a tuple subclass and its items");
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)args[0];
+    PyObject *made = type->tp_alloc(type, nargs - 1);
+    if (made == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t index = 1; index < nargs; index++) {
+        PyTuple_SET_ITEM(made, index - 1, Py_NewRef(args[index]));
+    }
+    return made;
+}
+
 static PyMethodDef methods[] = {
     {"layer_of_text", (PyCFunction)(void (*)(void))layer_of_text, METH_FASTCALL,
      "layer_of_text(table, ip): the layer holding ip, -1 outside, -2 for Python to read."},
@@ -672,6 +695,8 @@ static PyMethodDef methods[] = {
      "bind_rules(cls, decisions): read SiteRules at its slots' offsets; decisions by layer."},
     {"scan_headers", (PyCFunction)(void (*)(void))scan_headers, METH_FASTCALL,
      "scan_headers(headers, wanted, limit): the middleware's header scan, None, or False."},
+    {"record", (PyCFunction)(void (*)(void))record, METH_FASTCALL,
+     "record(cls, *items): tuple.__new__(cls, items) without the intermediate tuple."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -94,7 +94,7 @@ import os
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from enum import Enum
-from typing import Any, Final, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 import orjson
@@ -170,6 +170,26 @@ def _compiled_scan() -> Callable[[object, object, object], _Scanned | Literal[Fa
 
 
 _scan_headers: Final = _compiled_scan()
+_T = TypeVar("_T", bound=tuple[object, ...])
+
+
+def _python_record(cls: type[_T], *items: object) -> _T:
+    """``_speedups.record`` in Python: a NamedTuple without its Python-level ``__new__``."""
+    return _new_tuple(cls, items)
+
+
+def _compiled_record() -> Callable[..., Any]:
+    """``_speedups.record`` (a NamedTuple made in one C call), or its Python stand-in."""
+    if os.environ.get("EDGEFILTER_PURE") == "1":
+        return _python_record
+    try:
+        from ._speedups import record  # noqa: PLC0415  (optional: hatch_build.py)
+    except ImportError:
+        return _python_record
+    return record
+
+
+_record: Final = _compiled_record()
 _JSON_HEADERS: Final = [(b"content-type", b"application/json")]
 __all__ = [  # the names other modules import from here, the routes' among them
     "DEFAULT_MAX_BODY",
@@ -609,7 +629,8 @@ class EdgeFilterMiddleware:
             next(counter)
         else:
             self._count(decision, site)
-        return _new_tuple(EdgeDecision, (decision, site, client_ip, user_agent))
+        edge_decision: EdgeDecision = _record(EdgeDecision, decision, site, client_ip, user_agent)
+        return edge_decision
 
     def _refused(self, decision: Decision, client_ip: str | None, user_agent: str) -> EdgeDecision:
         """A hit refused before any rules lookup (an invalid payload, not a site id), counted."""
