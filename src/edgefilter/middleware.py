@@ -395,6 +395,8 @@ class EdgeFilterMiddleware:
             b"origin": _ORIGIN,
         }
         self._peer_verdicts: dict[str, bool] = {}
+        # Proxy header values seen to be one plain address (not with ``forwarded``'s syntax).
+        self._plain_hops: set[str] = set()
         self.rules_for = source.rules_for
         self._should_track = self.edge_filter.should_track
 
@@ -537,13 +539,22 @@ class EdgeFilterMiddleware:
             if message["type"] != "http.request":
                 return _BodyFault.aborted
 
-    def _decide(  # noqa: PLR0912 - the hot path kept flat: every call costs on it
+    def _decide(  # noqa: PLR0912, PLR0915 - the hot path kept flat: every call costs on it
         self, scope: Scope, body: bytes, hit: _Scanned
     ) -> EdgeDecision | _ColdHit:
         """The decision for a hit's body (see the module docstring for odd payloads), or
         what ``adecide`` needs when the site's rules are not at hand."""
         user_agent, forwarded, encoding, authorization, origin = hit
-        client_ip = self._client_address(scope.get("client"), forwarded)
+        client = scope.get("client")  # _client_address inline for a peer and a hop seen before
+        peer = client[0] if type(client) is tuple and client else None
+        trusted = self._peer_verdicts.get(peer) if type(peer) is str else None
+        client_ip: str | None
+        if trusted is not None and (not trusted or forwarded is None):
+            client_ip = peer
+        elif trusted and forwarded in self._plain_hops:
+            client_ip = forwarded
+        else:
+            client_ip = self._client_address(client, forwarded)
         if encoding is not None and encoding.decode("latin-1").strip().lower() != "identity":
             return self._refused(INVALID_PAYLOAD, client_ip, user_agent)
         try:
@@ -789,6 +800,10 @@ class EdgeFilterMiddleware:
             except (OSError, ValueError):
                 pass
             else:
+                plain = self._plain_hops  # what _decide reads without this call
+                if len(plain) >= _PEER_VERDICTS:
+                    plain.clear()
+                plain.add(value)
                 return value
         return self._forwarded_client(value)
 
