@@ -537,6 +537,147 @@ bind_rules(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* scan_headers(headers, wanted, limit) -> tuple | None | False
+ *   the middleware's one scan of a hit's headers, as EdgeFilterMiddleware._scan (its
+ *   reference, held to it by tests/test_middleware_scan.py) makes it: the User-Agent and
+ *   proxy header values read as Latin-1 (the user agent "" when absent, the proxy header
+ *   None), the raw Content-Encoding, Authorization and Origin values (None), by
+ *   the kinds ``wanted`` maps lower-case names to (0 to 5, _scan's kinds); None when a
+ *   Content-Length of ASCII digits declares more than ``limit`` bytes; False for Python to
+ *   scan: a wanted header repeated (joined or refused there), or headers that are not a
+ *   list or tuple of (bytes, bytes) pairs, or an odd ``wanted``. It never raises. */
+enum header_kind { USER_AGENT, FORWARDED, LENGTH, ENCODING, AUTHORIZATION, ORIGIN, KINDS };
+static const int scanned_slot[KINDS] = {0, 1, -1, 2, 3, 4};
+#define SCANNED 5
+
+static PyObject *empty_text = NULL; /* "", made once */
+
+static int
+declares_more(const char *text, Py_ssize_t size, unsigned long long limit)
+{
+    if (size == 0) {
+        return 0;
+    }
+    for (Py_ssize_t at = 0; at < size; at++) {
+        if (text[at] < '0' || text[at] > '9') {
+            return 0; /* not a length of digits: the app reads it as it will */
+        }
+    }
+    while (size > 0 && *text == '0') {
+        text++;
+        size--;
+    }
+    if (size > 19) {
+        return 1; /* past 2**63, so past any limit */
+    }
+    unsigned long long declared = 0;
+    for (Py_ssize_t at = 0; at < size; at++) {
+        declared = declared * 10 + (unsigned long long)(text[at] - '0');
+    }
+    return declared > limit;
+}
+
+static PyObject *
+scan_headers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyDict_CheckExact(args[1]) || !PyLong_CheckExact(args[2])
+        || !(PyList_CheckExact(args[0]) || PyTuple_CheckExact(args[0]))) {
+        Py_RETURN_FALSE;
+    }
+    long long limit = PyLong_AsLongLong(args[2]);
+    if (limit < 0) {
+        PyErr_Clear();
+        Py_RETURN_FALSE;
+    }
+    PyObject *headers = args[0], *wanted = args[1];
+    PyObject *found[SCANNED] = {NULL, NULL, NULL, NULL, NULL};
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(headers);
+    PyObject **items = PySequence_Fast_ITEMS(headers);
+    for (Py_ssize_t index = 0; index < count; index++) {
+        PyObject *pair = items[index];
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            Py_RETURN_FALSE;
+        }
+        PyObject *name = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
+        if (!PyBytes_CheckExact(name) || !PyBytes_CheckExact(value)) {
+            Py_RETURN_FALSE;
+        }
+        PyObject *kind_object = PyDict_GetItemWithError(wanted, name);
+        if (kind_object == NULL) {
+            if (PyErr_Occurred()) {
+                PyErr_Clear();
+                Py_RETURN_FALSE;
+            }
+            continue;
+        }
+        long kind = PyLong_Check(kind_object) ? PyLong_AsLong(kind_object) : -1;
+        if (kind < 0 || kind >= KINDS) {
+            PyErr_Clear();
+            Py_RETURN_FALSE;
+        }
+        if (kind == LENGTH) {
+            if (declares_more(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value),
+                              (unsigned long long)limit)) {
+                Py_RETURN_NONE;
+            }
+            continue;
+        }
+        int slot = scanned_slot[kind];
+        if (found[slot] != NULL) {
+            Py_RETURN_FALSE; /* repeated: Python joins or refuses it */
+        }
+        found[slot] = value;
+    }
+    PyObject *scanned = PyTuple_New(SCANNED);
+    if (scanned == NULL) {
+        PyErr_Clear();
+        Py_RETURN_FALSE;
+    }
+    for (int slot = 0; slot < SCANNED; slot++) {
+        PyObject *value;
+        if (slot < 2 && found[slot] != NULL) { /* the user agent and proxy header, as text */
+            value = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(found[slot]),
+                                           PyBytes_GET_SIZE(found[slot]), NULL);
+            if (value == NULL) {
+                PyErr_Clear();
+                Py_DECREF(scanned);
+                Py_RETURN_FALSE;
+            }
+        }
+        else if (slot == 0) {
+            value = Py_NewRef(empty_text);
+        }
+        else {
+            value = Py_NewRef(found[slot] == NULL ? Py_None : found[slot]);
+        }
+        PyTuple_SET_ITEM(scanned, slot, value);
+    }
+    return scanned;
+}
+
+/* record(cls, *items) -> cls
+ *   a tuple subclass (a NamedTuple) of these items, as ``tuple.__new__(cls, items)`` makes
+ *   it, without the intermediate tuple or the argument parsing of that call: the
+ *   middleware's EdgeDecision of every hit. TypeError when cls is not a tuple subclass. */
+static PyObject *
+record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || !PyType_Check(args[0])
+        || !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "record takes a tuple subclass and its items");
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)args[0];
+    PyObject *made = type->tp_alloc(type, nargs - 1);
+    if (made == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t index = 1; index < nargs; index++) {
+        PyTuple_SET_ITEM(made, index - 1, Py_NewRef(args[index]));
+    }
+    return made;
+}
+
 static PyMethodDef methods[] = {
     {"layer_of_text", (PyCFunction)(void (*)(void))layer_of_text, METH_FASTCALL,
      "layer_of_text(table, ip): the layer holding ip, -1 outside, -2 for Python to read."},
@@ -552,6 +693,10 @@ static PyMethodDef methods[] = {
      "bind(cls, constants): read exact instances of cls at its slots' offsets."},
     {"bind_rules", (PyCFunction)(void (*)(void))bind_rules, METH_FASTCALL,
      "bind_rules(cls, decisions): read SiteRules at its slots' offsets; decisions by layer."},
+    {"scan_headers", (PyCFunction)(void (*)(void))scan_headers, METH_FASTCALL,
+     "scan_headers(headers, wanted, limit): the middleware's header scan, None, or False."},
+    {"record", (PyCFunction)(void (*)(void))record, METH_FASTCALL,
+     "record(cls, *items): tuple.__new__(cls, items) without the intermediate tuple."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -574,6 +719,10 @@ PyInit__speedups(void)
         if (rules_field_strings[which] == NULL) {
             return NULL;
         }
+    }
+    empty_text = PyUnicode_FromStringAndSize("", 0);
+    if (empty_text == NULL) {
+        return NULL;
     }
     return PyModule_Create(&module_definition);
 }

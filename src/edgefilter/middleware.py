@@ -90,10 +90,11 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from enum import Enum
-from typing import Any, Final, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 import orjson
@@ -146,6 +147,49 @@ _AUTHORIZATION: Final = 4
 _ORIGIN: Final = 5
 _PEER_VERDICTS: Final = 1024  # cached peer trust verdicts; cleared when full
 _new_tuple: Final = tuple.__new__  # a NamedTuple without its Python-level __new__
+_orjson_loads: Final = orjson.loads
+_JSONDecodeError: Final = orjson.JSONDecodeError
+_TRACKED_REASON: Final = TRACKED.reason
+
+
+def _python_scan(headers: object, wanted: object, limit: object) -> Literal[False]:
+    """What the compiled scan answers when it is not there: Python scans (``_scan``)."""
+    return False
+
+
+def _compiled_scan() -> Callable[[object, object, object], _Scanned | Literal[False] | None]:
+    """``_speedups.scan_headers`` (``_scan`` in C, for the usual headers), or the stand-in
+    that leaves every scan to ``_scan``: not built, or ``EDGEFILTER_PURE=1``."""
+    if os.environ.get("EDGEFILTER_PURE") == "1":
+        return _python_scan
+    try:
+        from ._speedups import scan_headers  # noqa: PLC0415  (optional: hatch_build.py)
+    except ImportError:
+        return _python_scan
+    return scan_headers
+
+
+_scan_headers: Final = _compiled_scan()
+_T = TypeVar("_T", bound=tuple[object, ...])
+
+
+def _python_record(cls: type[_T], *items: object) -> _T:
+    """``_speedups.record`` in Python: a NamedTuple without its Python-level ``__new__``."""
+    return _new_tuple(cls, items)
+
+
+def _compiled_record() -> Callable[..., Any]:
+    """``_speedups.record`` (a NamedTuple made in one C call), or its Python stand-in."""
+    if os.environ.get("EDGEFILTER_PURE") == "1":
+        return _python_record
+    try:
+        from ._speedups import record  # noqa: PLC0415  (optional: hatch_build.py)
+    except ImportError:
+        return _python_record
+    return record
+
+
+_record: Final = _compiled_record()
 _JSON_HEADERS: Final = [(b"content-type", b"application/json")]
 __all__ = [  # the names other modules import from here, the routes' among them
     "DEFAULT_MAX_BODY",
@@ -208,9 +252,10 @@ class EdgeDecision(NamedTuple):
     user_agent: str
 
 
-# What ``EdgeFilterMiddleware._scan`` picks out of a hit's headers, raw: the user agent,
-# the proxy header, Content-Encoding, Authorization and Origin.
-_Scanned = tuple[bytes | None, bytes | None, bytes | None, bytes | None, bytes | None]
+# What ``EdgeFilterMiddleware._scan`` picks out of a hit's headers: the user agent and the
+# proxy header read as Latin-1 (the user agent "" when absent), Content-Encoding,
+# Authorization and Origin raw.
+_Scanned = tuple[str, str | None, bytes | None, bytes | None, bytes | None]
 _FAST_ID_LENGTH: Final = 19  # shorter digit strings (no leading zero) are below 2**63
 
 
@@ -271,6 +316,9 @@ class EdgeFilterMiddleware:
         self._counts: dict[Reason, dict[str, itertools.count[int]]] = {
             reason: {} for reason in Reason
         }
+        self._tracked_counts = self._counts[_TRACKED_REASON]  # the usual hit's, bound
+        # Whether a warm hit needs more than the filter's decision (request layers, origins).
+        self._judges = self.bot_layers is not None or self.check_origin
         self.startup_error: ConfigError | None = None
         try:
             self._configure(
@@ -347,9 +395,14 @@ class EdgeFilterMiddleware:
             b"origin": _ORIGIN,
         }
         self._peer_verdicts: dict[str, bool] = {}
+        # Proxy header values seen to be one plain address (not with ``forwarded``'s syntax).
+        self._plain_hops: set[str] = set()
         self.rules_for = source.rules_for
+        self._should_track = self.edge_filter.should_track
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(  # noqa: PLR0912 - the pass path kept flat
+        self, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         """Pass through what is not a hit; decide a hit, then answer it or pass it on.
 
         The pass path is flat on purpose: one scan of the headers, the body kept as the
@@ -359,13 +412,17 @@ class EdgeFilterMiddleware:
         if self.startup_error is not None:
             await self._refuse_to_start(scope, receive, send)
             return
-        route = None
-        if scope["type"] == "http" and scope["method"] not in PASS_THROUGH_METHODS:
-            route = self._exact_route(scope["path"]) or self.routes.match(scope)
+        if scope["type"] != "http" or scope["method"] in PASS_THROUGH_METHODS:
+            await self.app(scope, receive, send)
+            return
+        route = self._exact_route(scope["path"]) or self.routes.match(scope)
         if route is None:
             await self.app(scope, receive, send)
             return
-        hit = self._scan(scope["headers"], route)
+        headers = scope["headers"]
+        hit = _scan_headers(headers, self._wanted, route.limit)  # False: Python scans them
+        if hit is False:
+            hit = self._scan(headers, route)
         if hit is None:  # a declared length past the limit: the body is not read
             await self._refuse_too_large(scope, send)
             return
@@ -390,8 +447,7 @@ class EdgeFilterMiddleware:
         )
         if isinstance(outcome, _ColdHit):  # the site's rules are not at hand: await them
             outcome = await self._decide_cold(outcome)
-        decision = outcome.decision
-        self._count(decision, outcome.site)
+        decision = outcome.decision  # counted by the decider
         if not decision.tracked and not self.annotate:
             answers = _ENCODED_DROPS if site is None else _ENCODED_REPLAY_DROPS
             await _answer(send, answers[decision.reason], self._cors_headers(scope))
@@ -428,9 +484,11 @@ class EdgeFilterMiddleware:
         return self.routes.match(scope) is not None
 
     def _scan(self, headers: Iterable[tuple[bytes, bytes]], route: RouteMatch) -> _Scanned | None:
-        """The headers a hit is decided on, raw, in one pass; None when a ``Content-Length``
-        declares more than the route's limit. List headers repeated are joined with commas;
-        a repeated singleton (``User-Agent``, ``Authorization``) is ``b""``."""
+        """The headers a hit is decided on (``_Scanned``), in one pass; None when a
+        ``Content-Length`` declares more than the route's limit. List headers repeated are
+        joined with commas; a repeated singleton (``User-Agent``, ``Authorization``) is
+        empty. The reference of ``_speedups.scan_headers``, and what reads the headers it
+        leaves to Python."""
         wanted = self._wanted
         agent = forwarded = encoding = authorization = origin = None
         for name, value in headers:
@@ -454,7 +512,13 @@ class EdgeFilterMiddleware:
                 authorization = value if authorization is None else b""
             else:
                 origin = value if origin is None else b"%b, %b" % (origin, value)
-        return agent, forwarded, encoding, authorization, origin
+        return (
+            "" if agent is None else agent.decode("latin-1"),
+            None if forwarded is None else forwarded.decode("latin-1"),
+            encoding,
+            authorization,
+            origin,
+        )
 
     async def _read_rest(
         self, message: Message, receive: Receive, limit: int
@@ -475,20 +539,30 @@ class EdgeFilterMiddleware:
             if message["type"] != "http.request":
                 return _BodyFault.aborted
 
-    def _decide(self, scope: Scope, body: bytes, hit: _Scanned) -> EdgeDecision | _ColdHit:
+    def _decide(  # noqa: PLR0912, PLR0915 - the hot path kept flat: every call costs on it
+        self, scope: Scope, body: bytes, hit: _Scanned
+    ) -> EdgeDecision | _ColdHit:
         """The decision for a hit's body (see the module docstring for odd payloads), or
         what ``adecide`` needs when the site's rules are not at hand."""
-        agent, forwarded, encoding, authorization, origin = hit
-        client_ip = self._client_address(scope.get("client"), forwarded)
-        user_agent = agent.decode("latin-1") if agent else ""
+        user_agent, forwarded, encoding, authorization, origin = hit
+        client = scope.get("client")  # _client_address inline for a peer and a hop seen before
+        peer = client[0] if type(client) is tuple and client else None
+        trusted = self._peer_verdicts.get(peer) if type(peer) is str else None
+        client_ip: str | None
+        if trusted is not None and (not trusted or forwarded is None):
+            client_ip = peer
+        elif trusted and forwarded in self._plain_hops:
+            client_ip = forwarded
+        else:
+            client_ip = self._client_address(client, forwarded)
         if encoding is not None and encoding.decode("latin-1").strip().lower() != "identity":
-            return _new_tuple(EdgeDecision, (INVALID_PAYLOAD, "", client_ip, user_agent))
+            return self._refused(INVALID_PAYLOAD, client_ip, user_agent)
         try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError:
+            payload = _orjson_loads(body)
+        except _JSONDecodeError:
             payload = read_payload(body)
-        if not isinstance(payload, dict):
-            return _new_tuple(EdgeDecision, (INVALID_PAYLOAD, "", client_ip, user_agent))
+        if type(payload) is not dict:
+            return self._refused(INVALID_PAYLOAD, client_ip, user_agent)
         raw_site = payload.get("site_id")
         site: str
         if (  # the usual id, already canonical: ASCII digits, no leading zero, < 2**63
@@ -501,15 +575,15 @@ class EdgeFilterMiddleware:
             site = raw_site
         else:
             if raw_site is None or isinstance(raw_site, _NOT_SITE_TYPES):
-                return _new_tuple(EdgeDecision, (INVALID_PAYLOAD, "", client_ip, user_agent))
+                return self._refused(INVALID_PAYLOAD, client_ip, user_agent)
             canonical = canonical_site_id(raw_site)
             if canonical is None:  # not a site id at all: no lookup, no fetch
-                return _new_tuple(EdgeDecision, (NOT_A_SITE, "", client_ip, user_agent))
+                return self._refused(NOT_A_SITE, client_ip, user_agent)
             site = canonical
         verifier = self.ingest_key_verifier
-        ingested = bool(
+        ingested = (
             verifier is not None
-            and authorization
+            and authorization is not None
             and _key_accepted(verifier, authorization.decode("latin-1"), site)
         )
         if ingested:
@@ -520,60 +594,70 @@ class EdgeFilterMiddleware:
         path = payload.get("pathname")
         hostname = payload.get("hostname")
         try:
-            at_hand = self.rules_for(site) is not None
+            rules = self.rules_for(site)
         except Exception:  # a source's read must not break the hot path: adecide asks again
-            at_hand = False
-        if not at_hand or (self._await_bots and not ingested):  # the awaited path from here
-            return _ColdHit(
-                site,
-                client_ip,
-                user_agent,
-                path,
-                hostname,
-                origin,
-                payload,
-                scope["headers"],
-                ingested,
-            )
-        decision = self.edge_filter.should_track(
-            site, client_ip, user_agent, path=path, hostname=hostname
-        )
-        decision = (
-            self._judged(
-                _new_tuple(
-                    _ColdHit,
-                    (
-                        site,
-                        client_ip,
-                        user_agent,
-                        path,
-                        hostname,
-                        origin,
-                        payload,
-                        scope["headers"],
-                        ingested,
-                    ),
+            rules = None
+        if rules is None or (self._await_bots and not ingested):  # the awaited path from here
+            return _new_tuple(
+                _ColdHit,
+                (
+                    site,
+                    client_ip,
+                    user_agent,
+                    path,
+                    hostname,
+                    origin,
+                    payload,
+                    scope["headers"],
+                    ingested,
                 ),
-                decision,
             )
-            if ingested or self.bot_layers is not None
-            else decision
-        )
-        if self.check_origin:
-            return self._outcome(decision, site, client_ip, user_agent, origin)
-        return _new_tuple(EdgeDecision, (decision, site, client_ip, user_agent))
+        decision = self._should_track(site, client_ip, user_agent, path=path, hostname=hostname)
+        if ingested or self._judges:  # the request layers, the origin check
+            if ingested or self.bot_layers is not None:
+                hit_read = (
+                    site,
+                    client_ip,
+                    user_agent,
+                    path,
+                    hostname,
+                    origin,
+                    payload,
+                    scope["headers"],
+                    ingested,
+                )
+                decision = self._judged(_new_tuple(_ColdHit, hit_read), decision)
+            outcome = self._outcome(decision, site, client_ip, user_agent, origin)
+            self._count(outcome[0], site)
+            return outcome
+        if decision is TRACKED:  # the usual hit: its count without the reason's lookups
+            label = rules.site_id or rules.id or site
+            counter = self._tracked_counts.get(label)
+            if counter is None:
+                counter = self._tracked_counts[label] = self.counters.counter(
+                    label, _TRACKED_REASON
+                )
+            next(counter)
+        else:
+            self._count(decision, site)
+        edge_decision: EdgeDecision = _record(EdgeDecision, decision, site, client_ip, user_agent)
+        return edge_decision
+
+    def _refused(self, decision: Decision, client_ip: str | None, user_agent: str) -> EdgeDecision:
+        """A hit refused before any rules lookup (an invalid payload, not a site id), counted."""
+        self._count(decision, UNKNOWN_SITE_LABEL)
+        return _new_tuple(EdgeDecision, (decision, UNKNOWN_SITE_LABEL, client_ip, user_agent))
 
     def _decide_replay(
         self, scope: Scope, body: bytes, hit: _Scanned, segment: str
     ) -> EdgeDecision | _ColdHit:
         """The decision for a session replay: the site from the path's ``segment``, the
         page from the upload's ``metadata.pageUrl`` when the body can be read."""
-        agent, forwarded, encoding, _, origin = hit
+        user_agent, forwarded, encoding, _, origin = hit
         client_ip = self._client_address(scope.get("client"), forwarded)
-        user_agent = agent.decode("latin-1") if agent else ""
         site = canonical_site_id(segment)
         if site is None:  # not a site id at all: no lookup, no fetch
-            return _new_tuple(EdgeDecision, (NOT_A_SITE, "", client_ip, user_agent))
+            return self._refused(NOT_A_SITE, client_ip, user_agent)
         path = hostname = payload = None
         if encoding is None or encoding.decode("latin-1").strip().lower() == "identity":
             payload = read_payload(body)
@@ -594,7 +678,9 @@ class EdgeFilterMiddleware:
         )
         if self.bot_layers is not None:  # the request layers judge replays as they do hits
             decision = self._judged(cold, decision)
-        return self._outcome(decision, site, client_ip, user_agent, origin)
+        outcome = self._outcome(decision, site, client_ip, user_agent, origin)
+        self._count(outcome[0], site)
+        return outcome
 
     async def _decide_cold(self, hit: _ColdHit) -> EdgeDecision:
         """The decision for a hit whose site's rules were not at hand: ``adecide`` awaits
@@ -610,7 +696,9 @@ class EdgeFilterMiddleware:
             decision = await self._ajudged(hit, decision)
         elif hit.ingested or self.bot_layers is not None:
             decision = self._judged(hit, decision)
-        return self._outcome(decision, hit.site, hit.client_ip, hit.user_agent, hit.origin)
+        outcome = self._outcome(decision, hit.site, hit.client_ip, hit.user_agent, hit.origin)
+        self._count(outcome[0], hit.site)
+        return outcome
 
     def _judged(self, hit: _ColdHit, decision: Decision) -> Decision:
         """``decision`` after the bot layers that need no await: for server-side ingestion
@@ -684,11 +772,13 @@ class EdgeFilterMiddleware:
         """The client's address: the peer, or what trusted proxies say it was; None when it
         cannot be read (see the module docstring). ``headers`` by lower-case name."""
         value = headers.get(self.proxy_header)
-        raw = None if value is None else value.encode("latin-1", errors="replace")
-        return self._client_address(scope.get("client"), raw)
+        if value is not None:  # read as the header's bytes are: Latin-1
+            value = value.encode("latin-1", errors="replace").decode("latin-1")
+        return self._client_address(scope.get("client"), value)
 
-    def _client_address(self, client: object, forwarded: bytes | None) -> str | None:
-        """``client_ip`` from the scope's ``client`` and the raw ``proxy_header`` value."""
+    def _client_address(self, client: object, forwarded: str | None) -> str | None:
+        """``client_ip`` from the scope's ``client`` and the ``proxy_header`` value (its
+        bytes read as Latin-1)."""
         if not client:
             return None
         peer = client[0]  # type: ignore[index]
@@ -703,13 +793,17 @@ class EdgeFilterMiddleware:
             verdicts[peer] = trusted
         if not trusted or forwarded is None:
             return peer
-        value = forwarded.decode("latin-1")
+        value = forwarded
         if self.proxy_header != "forwarded":
             try:  # one plain address (the usual case): the client whether trusted or not
                 _inet_pton(_AF_INET6 if ":" in value else _AF_INET, value)
             except (OSError, ValueError):
                 pass
             else:
+                plain = self._plain_hops  # what _decide reads without this call
+                if len(plain) >= _PEER_VERDICTS:
+                    plain.clear()
+                plain.add(value)
                 return value
         return self._forwarded_client(value)
 
