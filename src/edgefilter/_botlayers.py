@@ -31,7 +31,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, TypeVar
 
 from ._datacenter import DatacenterRanges
 from ._errors import ConfigError
@@ -121,24 +121,18 @@ class LayerCounters:
         return collector
 
 
-def _as_headers(option: object) -> HeaderHeuristics | None:
+_Layer = TypeVar("_Layer", HeaderHeuristics, ClientSignals)
+
+
+def _as_layer(name: str, option: object, kind: type[_Layer]) -> _Layer | None:
+    """A layer option: off (None, False), on with the defaults (True), or a ``kind``."""
     if option is None or option is False:
         return None
     if option is True:
-        return HeaderHeuristics()
-    if isinstance(option, HeaderHeuristics):
+        return kind()
+    if isinstance(option, kind):
         return option
-    raise ConfigError(f"headers {option!r} is not a bool nor a HeaderHeuristics")
-
-
-def _as_client(option: object) -> ClientSignals | None:
-    if option is None or option is False:
-        return None
-    if option is True:
-        return ClientSignals()
-    if isinstance(option, ClientSignals):
-        return option
-    raise ConfigError(f"client {option!r} is not a bool nor a ClientSignals")
+    raise ConfigError(f"{name} {option!r} is not a bool nor a {kind.__name__}")
 
 
 def _as_rates(option: object) -> LocalRates | RedisRates | None:
@@ -178,8 +172,8 @@ class RequestLayers:
         sites: Mapping[object, Iterable[str]] | None = None,
         on_bot: Callable[[BotEvent], object] | None = None,
     ) -> None:
-        self.headers = _as_headers(headers)
-        self.client = _as_client(client)
+        self.headers = _as_layer("headers", headers, HeaderHeuristics)
+        self.client = _as_layer("client", client, ClientSignals)
         if datacenter is not None and not isinstance(datacenter, DatacenterRanges):
             raise ConfigError(f"datacenter {datacenter!r} is not a DatacenterRanges")
         self.datacenter = datacenter

@@ -85,26 +85,26 @@ def positive_int(text: str) -> int:
     return value
 
 
-def positive_seconds(text: str) -> float:
-    """A number of seconds above 0."""
+def _seconds(text: str, *, zero: bool, bound: str) -> float:
+    """A finite number of seconds above 0 (or also 0 with ``zero``); ``bound`` names the
+    range in the error."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    if not (value >= 0 if zero else value > 0) or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds{bound}")
     return value
+
+
+def positive_seconds(text: str) -> float:
+    """A number of seconds above 0."""
+    return _seconds(text, zero=False, bound=" above 0")
 
 
 def seconds_or_zero(text: str) -> float:
     """A number of seconds, 0 or above."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds, 0 or above")
-    return value
+    return _seconds(text, zero=True, bound=", 0 or above")
 
 
 def count_or_zero(text: str) -> int:

@@ -469,15 +469,7 @@ class EdgeFilterMiddleware:
         setup answers its ingest paths: the request's ``Origin`` reflected, with
         ``Access-Control-Allow-Credentials: true``, and ``Vary: Origin``; none when
         ``cors=False``."""
-        if not self.cors:
-            return []
-        headers = [(b"vary", b"Origin")]
-        for name, value in scope["headers"]:
-            if name == b"origin":
-                headers.append((b"access-control-allow-origin", value))
-                headers.append((b"access-control-allow-credentials", b"true"))
-                break
-        return headers
+        return cors_headers(scope) if self.cors else []
 
     def is_track_path(self, scope: Scope) -> bool:
         """Whether the request's path is a hit route's (see the module docstring)."""
@@ -597,8 +589,10 @@ class EdgeFilterMiddleware:
             rules = self.rules_for(site)
         except Exception:  # a source's read must not break the hot path: adecide asks again
             rules = None
-        if rules is None or (self._await_bots and not ingested):  # the awaited path from here
-            return _new_tuple(
+        judged = ingested or self.bot_layers is not None
+        read: _ColdHit | None = None
+        if rules is None or judged:  # what adecide or the request layers are given
+            read = _new_tuple(
                 _ColdHit,
                 (
                     site,
@@ -612,31 +606,20 @@ class EdgeFilterMiddleware:
                     ingested,
                 ),
             )
+            if rules is None or (self._await_bots and not ingested):  # the awaited path
+                return read
         decision = self._should_track(site, client_ip, user_agent, path=path, hostname=hostname)
         if ingested or self._judges:  # the request layers, the origin check
-            if ingested or self.bot_layers is not None:
-                hit_read = (
-                    site,
-                    client_ip,
-                    user_agent,
-                    path,
-                    hostname,
-                    origin,
-                    payload,
-                    scope["headers"],
-                    ingested,
-                )
-                decision = self._judged(_new_tuple(_ColdHit, hit_read), decision)
+            if read is not None:
+                decision = self._judged(read, decision)
             outcome = self._outcome(decision, site, client_ip, user_agent, origin)
             self._count(outcome[0], site)
             return outcome
         if decision is TRACKED:  # the usual hit: its count without the reason's lookups
-            label = rules.site_id or rules.id or site
-            counter = self._tracked_counts.get(label)
-            if counter is None:
-                counter = self._tracked_counts[label] = self.counters.counter(
-                    label, _TRACKED_REASON
-                )
+            counter = self._tracked_counts.get(site)  # by the id the hit used: known sites
+            if counter is None:  # its label is the site's own id, whichever form was used
+                label = rules.site_id or rules.id or site
+                counter = self._tracked_counts[site] = self.counters.counter(label, _TRACKED_REASON)
             next(counter)
         else:
             self._count(decision, site)
@@ -833,6 +816,18 @@ class EdgeFilterMiddleware:
         if message["type"] == "lifespan.startup":
             text = f"EdgeFilterMiddleware refuses to start: {error}"
             await send({"type": "lifespan.startup.failed", "message": text})
+
+
+def cors_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    """Rybbit's public CORS for an answer to ``scope``: ``Vary: Origin``, and the request's
+    ``Origin`` reflected with ``Access-Control-Allow-Credentials: true`` when it sent one."""
+    headers = [(b"vary", b"Origin")]
+    for name, value in scope["headers"]:
+        if name == b"origin":
+            headers.append((b"access-control-allow-origin", value))
+            headers.append((b"access-control-allow-credentials", b"true"))
+            break
+    return headers
 
 
 def read_payload(body: bytes) -> object:

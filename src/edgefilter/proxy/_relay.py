@@ -74,6 +74,7 @@ from ..middleware import (
     Receive,
     Scope,
     Send,
+    cors_headers,
     route_path,
 )
 
@@ -200,18 +201,6 @@ def end_to_end(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, byte
         for token in value.split(b",")
     }
     return [(name, value) for name, value in pairs if name not in HOP_BY_HOP and name not in named]
-
-
-def cors_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
-    """The CORS headers of the relay's own answers: the ``Origin`` reflected (with
-    credentials), ``Vary: Origin``; as the filter's own answers."""
-    headers = [(b"vary", b"Origin")]
-    for name, value in scope["headers"]:
-        if name == b"origin":
-            headers.append((b"access-control-allow-origin", value))
-            headers.append((b"access-control-allow-credentials", b"true"))
-            break
-    return headers
 
 
 def preflight_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
