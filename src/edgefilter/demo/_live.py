@@ -37,6 +37,7 @@ from ..server import create_app
 
 TRUSTED_PROXIES: Final = ("127.0.0.2", "10.9.0.0/16")
 TTL: Final = 2.0
+COLD_WAIT: Final = 5.0
 WORKERS: Final = 8
 CHANGED_ADDRESS: Final = "216.160.83.56"
 BROWSER: Final = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
@@ -229,7 +230,9 @@ def run_live_demo(data_dir: Path, geoip: Path, *, rounds: int = 40) -> int:
         with serve_in_thread(api) as api_url, SitesApiClient(api_url, key) as client:
             print(f"Sites API on {api_url}; organisation {organization_id}, owner key created")
             ids = create_sites(client, organization_id, sites)
-            cache = RulesCache(client, ttl=TTL, tick=0.1)
+            # A site's first hits wait for its cold fetch; on a loaded machine that can take
+            # longer than the default quarter second, and the demo checks decisions, not load.
+            cache = RulesCache(client, ttl=TTL, tick=0.1, cold_wait=COLD_WAIT)
             collector, received = make_collector(EdgeFilter(cache, geoip=resolver))
             try:
                 with serve_in_thread(collector) as url:
