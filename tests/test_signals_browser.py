@@ -3,7 +3,7 @@
 The same capture as ``tests/capture_requests.py`` (a cross-origin tracker ``fetch`` POST to
 a recording server on loopback): every Chromium variant and one Firefox run must break no
 rule; headless Chromium with its own user agent is scored ``headless``. Skipped where the
-browser is absent (CI installs Chromium; Firefox ESR is optional).
+browser is absent (CI installs both: .ci/chromium.sh and .ci/firefox.sh).
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ def test_live_chromium_breaks_no_rule() -> None:
 def test_live_firefox_breaks_no_rule() -> None:
     """Firefox ESR, headless, with its own user agent, breaks no rule."""
     if capture_requests.firefox_binary() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must provide Firefox: .ci/firefox.sh installs Firefox ESR")
         pytest.skip("no Firefox on this machine (apt-get install firefox-esr)")
     browsers: list[dict[str, Any]] = []
     with capture_requests.recording() as recorder:
