@@ -49,6 +49,7 @@ SNAPSHOT_BODIES: Final = 2  # full snapshots kept (100,000 sites: about 10 MB ea
 GZIP_LEVEL: Final = 6
 MIN_GZIP: Final = 512  # bytes below which a body is sent as it is
 LISTEN_BACKOFF: Final = (0.1, 5.0)  # first and longest wait between reconnections
+Built = tuple[bytes, bytes, FeedClock]  # a body, its gzip form, the clock it was built on
 
 
 class FeedSignal:
@@ -80,6 +81,12 @@ class FeedSignal:
             self.version = version
             woken, self._changed = self._changed, asyncio.Event()
             woken.set()
+
+    def rewound(self, version: int) -> None:
+        """On the loop: the database's clock went back to ``version`` (a restore, a
+        failover to a replica without the last commits): later commits, numbered from
+        there, must wake the waiters again."""
+        self.version = version
 
     async def wait_past(self, version: int, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds until a version past ``version`` is announced."""
@@ -116,12 +123,8 @@ class RulesFeedEndpoint:
         self.waiting = 0
         self.epoch = ""  # the database's, read with its clock
         self.signal = FeedSignal()
-        self._bodies: OrderedDict[tuple[Any, ...], asyncio.Future[tuple[bytes, bytes]]] = (
-            OrderedDict()
-        )
-        self._snapshots: OrderedDict[tuple[Any, ...], asyncio.Future[tuple[bytes, bytes]]] = (
-            OrderedDict()
-        )
+        self._bodies: OrderedDict[tuple[Any, ...], asyncio.Future[Built]] = OrderedDict()
+        self._snapshots: OrderedDict[tuple[Any, ...], asyncio.Future[Built]] = OrderedDict()
         self.floor = 0  # the database's, as last read: below it a since gets a snapshot
         store.on_commit.append(self.signal.announce)
 
@@ -168,9 +171,27 @@ class RulesFeedEndpoint:
     async def _read_clock(self) -> int:
         """The database's version now; the signal learns it too."""
         clock = await run_in_threadpool(self.store.feed_clock)
+        self._learn(clock)
+        return clock.version
+
+    def _learn(self, clock: FeedClock) -> None:
+        """Take the database's clock as read. One behind the signal, or of another epoch, is
+        another timeline (the database restored, failed over or replaced): the bodies built
+        on the old one go, and the signal starts again from the clock, else every delta would
+        be answered from the old version's cache until the clock passed it."""
+        if clock.version < self.signal.version or (self.epoch and clock.epoch != self.epoch):
+            logger.warning(
+                "rules feed: the database's clock went from %s to %s (epoch %s): "
+                "restored or replaced; answering from its clock",
+                self.signal.version,
+                clock.version,
+                clock.epoch,
+            )
+            self._bodies.clear()
+            self._snapshots.clear()
+            self.signal.rewound(clock.version)
         self.epoch, self.floor = clock.epoch, clock.floor
         self.signal.changed(clock.version)
-        return clock.version
 
     def _etag(self, scope: str | None, version: int) -> str:
         return f'"{self.epoch}.{scope or "all"}.{version}"'
@@ -192,8 +213,8 @@ class RulesFeedEndpoint:
     ) -> tuple[bytes, bytes]:
         """The answer's body and its gzip form (empty when too small), built once per scope,
         since and version, however many nodes ask at once."""
-        if since is not None and since < self.floor:
-            since = None  # below the window: the same full snapshot for every such node
+        if since is not None and not self.floor <= since <= version:
+            since = None  # below the window or past the clock: the same full snapshot for all
         bodies = self._snapshots if since is None else self._bodies
         key = (scope, since, version)
         future = bodies.get(key)
@@ -203,17 +224,20 @@ class RulesFeedEndpoint:
             while len(bodies) > (SNAPSHOT_BODIES if since is None else DELTA_BODIES):
                 bodies.popitem(last=False)
         try:
-            return await asyncio.shield(future)
+            raw, packed, clock = await asyncio.shield(future)
         except BaseException:
             if bodies.get(key) is future and future.done():
                 del bodies[key]  # a failed build is not kept: the next request retries
             raise
+        if clock.version < version:  # built on a clock behind the signal: it went back
+            self._learn(clock)
+        return raw, packed
 
-    def _build(self, scope: str | None, since: int | None) -> tuple[bytes, bytes]:
+    def _build(self, scope: str | None, since: int | None) -> tuple[bytes, bytes, FeedClock]:
         changes = self.store.feed_changes(scope, since)
         raw = orjson.dumps(_answer(changes))
         packed = gzip.compress(raw, GZIP_LEVEL, mtime=0) if len(raw) >= MIN_GZIP else b""
-        return raw, packed
+        return raw, packed, changes.clock
 
     # --- push ---------------------------------------------------------------------------
 
@@ -252,7 +276,7 @@ class RulesFeedEndpoint:
                     conninfo, autocommit=True
                 ) as connection:
                     clock = await run_in_threadpool(self.store.feed_clock)
-                    self.epoch = clock.epoch
+                    self._learn(clock)
                     await connection.execute(f'LISTEN "{feed_channel(clock.epoch)}"')
                     # What was missed while away (read after LISTEN: nothing falls between).
                     await self._read_clock()

@@ -1,0 +1,144 @@
+"""Attacker's review of the rules feed and the proxy: each test guards one invariant a
+finding broke (the real server on loopback, SQLite and PostgreSQL where both apply)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from edgefilter import EdgeFilter, Reason, RulesFeed, SitesApiClient
+from edgefilter._client import FeedAnswer
+
+from .test_feed import FeedApi, database, eventually, running_feed, serving
+
+__all__ = ["database"]  # the fixture, on SQLite and PostgreSQL
+
+CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0"
+
+
+# --- the rules feed ------------------------------------------------------------------------
+
+
+def _rewind(api: FeedApi, version: int) -> None:
+    """What a restore from a backup taken at ``version`` (or a failover to a replica that
+    lacks the last commits) leaves: the sites created after it gone, the clock back at it."""
+    with api.store.engine.begin() as connection:
+        connection.execute(text("DELETE FROM sites WHERE feed_version > :v"), {"v": version})
+        connection.execute(text("UPDATE feed_clock SET version = :v"), {"v": version})
+
+
+def test_a_change_after_the_database_clock_went_back_reaches_the_node(database: str) -> None:
+    """The server's signal only went forward: after the database's clock went back under a
+    running server (a restore, a failover), a node that took the snapshot was answered an
+    empty delta (cached under the signal's old version) in a tight loop, and a change
+    committed after the rewind never reached it until the clock passed the old mark."""
+    with serving(database) as api:
+        site = api.new_site()
+        with api.edge() as client:
+            backup = client.edge_rules().version
+        assert backup is not None
+        for _ in range(3):
+            api.new_site()
+        with running_feed(api, wait=0.5) as feed:
+            _rewind(api, backup)
+            edge = EdgeFilter(feed)
+            eventually(lambda: feed.stats()["version"] == backup)
+            requests = feed.stats()["requests"]
+            with api.owner() as owner:
+                owner.update_config(site, excludedIPs=["192.0.2.0/24"])
+            eventually(
+                lambda: edge.should_track(site, "192.0.2.1", CHROME).reason is Reason.excluded_ip
+            )
+            assert feed.stats()["requests"] - requests < 20  # held reads, not a busy loop
+
+
+def test_a_read_built_on_a_clock_behind_the_signal_resets_it(database: str) -> None:
+    """The first read after the rewind is behind the signal (no clock read of its own): its
+    build finds the clock went back, so the next read sees the change that follows."""
+    with serving(database) as api:
+        site = api.new_site()
+        with api.edge() as client:
+            backup = client.edge_rules().version
+            api.new_site()  # the signal learns its version from the commit
+            eventually(lambda: api.faults.app.state.feed.signal.version > backup)
+            _rewind(api, backup)  # type: ignore[arg-type]
+            assert client.edge_rules(backup, wait=5).sites == ()
+            with api.owner() as owner:
+                owner.update_config(site, excludedIPs=["192.0.2.0/24"])
+            answer = client.edge_rules(backup, wait=5)
+        assert [s["siteId"] for s in answer.sites] == [int(site)]
+
+
+def test_a_deleted_site_whose_id_another_organisation_reuses_leaves_the_node(
+    tmp_path: Path,
+) -> None:
+    """SQLite reuses the highest deleted rowid: site N deleted in one organisation, the next
+    site created (in another) is site N again, and the create dropped N's tombstone. A node
+    on the first organisation's key held N's old rules for ever (its delta had neither the
+    new site, of another scope, nor the tombstone)."""
+    with serving(f"sqlite:///{tmp_path / 'sites.db'}") as api:
+        api.new_site()
+        site = api.new_site()
+        other_org = api.store.create_organization("Other")
+        other_owner = api.store.create_key(other_org, "owner")
+        with SitesApiClient(api.url, api.owner_key) as scoped:
+            feed = RulesFeed(scoped, start=False, wait=0.5, max_backoff=0.2)
+            feed._apply(scoped.edge_rules())
+            edge = EdgeFilter(feed)
+            assert edge.should_track(site, "192.0.2.1", CHROME).tracked
+            with api.owner() as owner:
+                owner.delete_site(site)
+            with SitesApiClient(api.url, other_owner) as other:
+                reused = other.create_site(other_org, "other.example", "Other")
+            assert str(reused["siteId"]) == site  # the rowid came back
+            feed.start()
+            try:
+                eventually(
+                    lambda: (
+                        edge.should_track(site, "192.0.2.1", CHROME).reason is Reason.unknown_site
+                    )
+                )
+            finally:
+                feed.close()
+
+
+def test_a_malformed_site_in_a_delta_does_not_keep_its_old_rules() -> None:
+    """A delta's site that does not read (a server of another version, a bad proxy) was
+    skipped and its old rules kept while the version moved past the change: its new
+    exclusions never applied. A snapshot drops such a site; a delta now does too."""
+    client = SitesApiClient("http://127.0.0.1:1", None)
+    feed = RulesFeed(client, start=False)
+    feed._apply(FeedAnswer("e", 3, True, ({"siteId": 1, "id": "aaaaaaaaaaa1"},), (), None))
+    edge = EdgeFilter(feed)
+    assert edge.should_track("1", "192.0.2.1", CHROME).tracked
+    changed = {"siteId": 1, "id": "aaaaaaaaaaa1", "excludedIPs": "192.0.2.1"}  # not a list
+    feed._apply(FeedAnswer("e", 4, False, (changed,), (), None))
+    assert not edge.should_track("1", "192.0.2.1", CHROME).tracked
+    assert not edge.should_track("aaaaaaaaaaa1", "192.0.2.1", CHROME).tracked
+    client.close()
+
+
+def test_reads_past_the_clock_share_one_snapshot_build(database: str) -> None:
+    """Every ``since`` past the clock answers the full snapshot, and each distinct one built
+    its own (a key could make the server build and keep 32 full snapshots at will)."""
+    with serving(database) as api:
+        api.new_site()
+        store = api.faults.app.state.store
+        builds: list[int | None] = []
+        original = store.feed_changes
+
+        def counted(scope: str | None, since: int | None) -> Any:
+            builds.append(since)
+            return original(scope, since)
+
+        store.feed_changes = counted
+        with api.edge() as client:
+            version = client.edge_rules().version
+            assert version is not None
+            for since in range(version + 1, version + 6):
+                assert client.edge_rules(since).full
+            assert client.edge_rules(version + secrets.randbelow(10**6) + 10).full
+        assert builds == [None]
