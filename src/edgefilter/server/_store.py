@@ -549,9 +549,18 @@ class SiteStore:
             )
             assert result.inserted_primary_key is not None
             site_id = result.inserted_primary_key[0]
-            # SQLite may reuse a deleted site's rowid: that site's tombstone goes, and the new
-            # site's version (after it) tells a client to replace what it held there.
-            connection.execute(delete(site_tombstones).where(site_tombstones.c.site_id == site_id))
+            # SQLite may reuse a deleted site's rowid: that site's tombstone goes, and the
+            # floor rises past it, so a node that has not seen the delete takes a snapshot
+            # (the new site may be of another organisation: a node of the old one's scope
+            # would find neither the site nor its tombstone in a delta, and keep it).
+            reused = connection.execute(
+                select(site_tombstones.c.feed_version).where(site_tombstones.c.site_id == site_id)
+            ).scalar()
+            if reused is not None:
+                connection.execute(
+                    delete(site_tombstones).where(site_tombstones.c.site_id == site_id)
+                )
+                self._raise_floor(connection, int(reused))
             return connection.execute(select(sites).where(sites.c.site_id == site_id)).first()
 
     def delete_site(self, connection: Connection, site_id: int) -> None:
@@ -586,10 +595,14 @@ class SiteStore:
         connection.execute(
             delete(site_tombstones).where(site_tombstones.c.feed_version <= newest_pruned)
         )
+        self._raise_floor(connection, newest_pruned)
+
+    def _raise_floor(self, connection: Connection, version: int) -> None:
+        """A ``since`` below ``version`` can no longer be told as a delta: a full snapshot."""
         connection.execute(
             update(feed_clock)
-            .where(feed_clock.c.id == 1, feed_clock.c.floor < newest_pruned)
-            .values(floor=newest_pruned)
+            .where(feed_clock.c.id == 1, feed_clock.c.floor < version)
+            .values(floor=version)
         )
 
     def update_site(
