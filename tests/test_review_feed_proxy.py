@@ -118,6 +118,8 @@ def test_a_malformed_site_in_a_delta_does_not_keep_its_old_rules() -> None:
     feed._apply(FeedAnswer("e", 4, False, (changed,), (), None))
     assert not edge.should_track("1", "192.0.2.1", CHROME).tracked
     assert not edge.should_track("aaaaaaaaaaa1", "192.0.2.1", CHROME).tracked
+    feed._apply(FeedAnswer("e", 5, False, ({"siteId": "2", "blockBots": 1},), (), None))
+    assert feed._held.epoch is None  # which site it was does not read: a snapshot next
     client.close()
 
 

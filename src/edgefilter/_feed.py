@@ -376,6 +376,7 @@ class RulesFeed(RulesSource):
         for site in changed:
             compiled = self._compile(site)
             if compiled is None:
+                self._forget(site)
                 continue
             site_id, entry = compiled
             old = held.sites.get(site_id)
@@ -390,6 +391,18 @@ class RulesFeed(RulesSource):
             if old is not None:
                 self._bump("sites_deleted")
         self._dirty = True
+
+    def _forget(self, site: Json) -> None:
+        """A delta's malformed site leaves the state, as a snapshot leaves it out: its old
+        rules must not stay in force past the change it was. One whose siteId does not
+        read cannot be told from the rest: a full snapshot is taken next."""
+        site_id = site.get("siteId")
+        if type(site_id) is not int:
+            self._held.epoch = None
+            return
+        old = self._held.sites.pop(site_id, None)
+        for alias in () if old is None else old[2]:
+            self._hot.pop(alias, None)
 
     def _compile(self, site: Json) -> tuple[int, tuple[Json, SiteRules, tuple[str, ...]]] | None:
         """A site's siteId and its held entry; None (logged) for a malformed one."""
