@@ -3,20 +3,31 @@ finding broke (the real server on loopback, SQLite and PostgreSQL where both app
 
 from __future__ import annotations
 
+import json
 import secrets
+import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
 from sqlalchemy import text
 
-from edgefilter import EdgeFilter, Reason, RulesFeed, SitesApiClient
+from edgefilter import EdgeFilter, Reason, RulesFeed, SiteConfig, SitesApiClient
 from edgefilter._client import FeedAnswer
+from edgefilter._serving import serve_in_thread
+from edgefilter.proxy import create_proxy_app
 
 from .test_feed import FeedApi, database, eventually, running_feed, serving
+from .upstream import Upstream
 
 __all__ = ["database"]  # the fixture, on SQLite and PostgreSQL
 
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0"
+OPEN = {"1": SiteConfig(site_id=1, block_bots=False)}
+HIT = b'{"type":"pageview","site_id":"1","pathname":"/a"}'
 
 
 # --- the rules feed ------------------------------------------------------------------------
@@ -144,3 +155,113 @@ def test_reads_past_the_clock_share_one_snapshot_build(database: str) -> None:
                 assert client.edge_rules(since).full
             assert client.edge_rules(version + secrets.randbelow(10**6) + 10).full
         assert builds == [None]
+
+
+# --- the proxy -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def upstream_url() -> Iterator[tuple[Upstream, str]]:
+    upstream = Upstream()
+    with serve_in_thread(upstream.app) as url:
+        yield upstream, url
+
+
+def _send_raw(url: str, request: bytes) -> bytes:
+    """``request`` as bytes on one connection; the answer's status line."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    return answer.partition(b"\r\n")[0]
+
+
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+def test_a_chunked_hit_that_also_declares_a_length_is_relayed_as_chunked(
+    upstream_url: tuple[Upstream, str], http: str
+) -> None:
+    """``Transfer-Encoding: chunked`` with a ``Content-Length`` (h11 frames it as chunked):
+    the relay dropped the Transfer-Encoding (hop by hop) but sent the stale length on with
+    the body, which httpx refused (more or fewer bytes than declared), so a client's odd
+    framing answered 502 ``Upstream unavailable`` and marked the upstream failing. The
+    length goes (RFC 9112 6.3: a proxy removes it), the body is sent as it came."""
+    fake, url = upstream_url
+    fake.seen.clear()
+    proxy = create_proxy_app(url, EdgeFilter(OPEN))
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(HIT), HIT)
+    head = (
+        b"POST /api/track HTTP/1.1\r\nHost: analytics.test\r\nUser-Agent: "
+        + CHROME.encode()
+        + b"\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
+    )
+    with serve_in_thread(proxy, http=http) as proxy_url:
+        status = _send_raw(proxy_url, head + chunked)
+    if http == "h11":  # h11 frames it by the chunks
+        assert status.split()[1] == b"200"
+        assert [seen.body for seen in fake.hits()] == [HIT]
+    else:  # httptools refuses the framing itself: nothing relayed
+        assert status.split()[1] == b"400"
+        assert fake.hits() == []
+    assert not proxy.app.counters.snapshot().get(("failure", "unavailable"))
+
+
+def test_an_upstream_answer_both_chunked_and_sized_reaches_the_client_whole() -> None:
+    """An upstream (or a box before it) answering ``Transfer-Encoding: chunked`` with a
+    ``Content-Length``: the length went on with the de-chunked body, which uvicorn refuses
+    to send past it (an exception in the relay, the answer cut)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer_once() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += connection.recv(65536)
+            connection.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/javascript\r\n"
+                b"Transfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n"
+                b"6\r\nabcdef\r\n0\r\n\r\n"
+            )
+
+    thread = threading.Thread(target=answer_once, daemon=True)
+    thread.start()
+    proxy = create_proxy_app(f"http://127.0.0.1:{port}", EdgeFilter(OPEN))
+    try:
+        with serve_in_thread(proxy, http="h11") as proxy_url:
+            answer = httpx.get(proxy_url + "/api/script.js")
+        thread.join(5)
+    finally:
+        listener.close()
+    assert answer.status_code == 200
+    assert answer.content == b"abcdef"
+
+
+@pytest.mark.parametrize("agent", ["x\r\nX-Injected: 1", " Mozilla/5.0", "a\x00b", "a\x0bb"])
+def test_an_ingest_key_user_agent_that_is_no_header_value_is_not_an_upstream_failure(
+    upstream_url: tuple[Upstream, str], agent: str
+) -> None:
+    """Server-side ingestion names the user agent in the payload; one holding CR LF (or a
+    NUL, or a space at an end) was set
+    as the upstream request's ``User-Agent``, which httpx refused: 502 ``Upstream
+    unavailable``, the upstream counted failing, for a payload. The payload goes on as it
+    is (the upstream reads it there), the header is the request's own."""
+    fake, url = upstream_url
+    fake.seen.clear()
+    proxy = create_proxy_app(url, EdgeFilter(OPEN), ingest_key_verifier=lambda key, site: True)
+    payload = {"type": "pageview", "site_id": "1", "pathname": "/a"}
+    body = json.dumps({**payload, "user_agent": agent}).encode()
+    with serve_in_thread(proxy, http="h11") as proxy_url:
+        answer = httpx.post(
+            proxy_url + "/api/track",
+            content=body,
+            headers={"Authorization": "Bearer k", "Content-Type": "application/json"},
+        )
+    assert answer.status_code == 200
+    [seen] = fake.hits()
+    assert seen.body == body
+    assert seen.header("x-injected") == []
+    assert not proxy.app.counters.snapshot().get(("failure", "unavailable"))

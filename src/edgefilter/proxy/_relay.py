@@ -119,6 +119,7 @@ CORS_ALLOWED_HEADERS: Final = (
     b"Content-Type,Authorization,X-Requested-With,x-captcha-response,x-private-key"
 )
 _TOKEN: Final = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+$")
+_FIELD_VALUE: Final = re.compile(r"(?:[^\x00-\x20\x7f]+(?:[ \t]+[^\x00-\x20\x7f]+)*)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +193,10 @@ def checked_header_names(names: Iterable[str]) -> tuple[bytes, ...]:
 
 
 def end_to_end(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """``headers`` without the hop-by-hop ones and those a ``Connection`` header names."""
+    """``headers`` without the hop-by-hop ones and those a ``Connection`` header names; a
+    message framed by ``Transfer-Encoding`` loses its ``Content-Length`` too (RFC 9112 6.3:
+    h11 frames such a message by its chunks, and the length sent on with the body would
+    not be its length)."""
     pairs = [(name.lower(), value) for name, value in headers]
     named = {
         token.strip().lower()
@@ -200,6 +204,8 @@ def end_to_end(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, byte
         if name == b"connection"
         for token in value.split(b",")
     }
+    if any(name == b"transfer-encoding" for name, _ in pairs):
+        named.add(b"content-length")
     return [(name, value) for name, value in pairs if name not in HOP_BY_HOP and name not in named]
 
 
@@ -394,13 +400,12 @@ class Relay:
             if name not in self._dropped
         ]
         original = dict(scope["headers"])
-        if outcome is not None:
+        user_agents = [value for name, value in scope["headers"] if name == b"user-agent"]
+        if outcome is not None and _is_field_value(outcome.user_agent):
             headers.append((b"user-agent", outcome.user_agent.encode("latin-1", "replace")))
-            address = outcome.client_ip
-        else:
-            user_agents = [value for name, value in scope["headers"] if name == b"user-agent"]
+        else:  # an ingest key's payload may name anything: it goes on in the payload
             headers.extend((b"user-agent", value) for value in user_agents)
-            address = self._client_address(scope)
+        address = outcome.client_ip if outcome is not None else self._client_address(scope)
         if address and _is_address(address):  # an ingest key's payload may name anything
             encoded = address.encode("ascii")
             headers.extend((name, encoded) for name in self.address_headers)
@@ -534,6 +539,12 @@ def _declared_length(scope: Scope) -> int:
         if name == b"content-length":
             return int(value) if value.isdigit() else -1
     return -1
+
+
+def _is_field_value(text: str) -> bool:
+    """Whether ``text`` can be a header's value: no control character, no space or tab at
+    either end (what h11 sends; it refuses a request with any other)."""
+    return _FIELD_VALUE.fullmatch(text) is not None
 
 
 def _is_address(text: str) -> bool:
