@@ -3,6 +3,7 @@ finding broke (the real server on loopback, SQLite and PostgreSQL where both app
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import socket
@@ -15,11 +16,12 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from edgefilter import EdgeFilter, Reason, RulesFeed, SiteConfig, SitesApiClient
+from edgefilter import EdgeFilter, Reason, RulesCache, RulesFeed, SiteConfig, SitesApiClient
 from edgefilter._client import FeedAnswer
 from edgefilter._serving import serve_in_thread
 from edgefilter.proxy import create_proxy_app
 
+from .conftest import LiveApi
 from .test_feed import FeedApi, database, eventually, running_feed, serving
 from .upstream import Upstream
 
@@ -265,3 +267,26 @@ def test_an_ingest_key_user_agent_that_is_no_header_value_is_not_an_upstream_fai
     assert seen.body == body
     assert seen.header("x-injected") == []
     assert not proxy.app.counters.snapshot().get(("failure", "unavailable"))
+
+
+def test_a_flood_of_readyz_requests_costs_the_sites_api_one_probe(sites_api: LiveApi) -> None:
+    """``/readyz`` is public and each request probed the Sites API with the proxy's key: a
+    flood of them was as many API requests (and a rate-limited key then fails the rules
+    fetches). One probe answers every request for a second, and those made while it runs."""
+    client = SitesApiClient(sites_api.url, sites_api.key)
+    cache = RulesCache(client, tick=None)
+    proxy = create_proxy_app("http://127.0.0.1:9", EdgeFilter(cache))
+
+    async def flood(url: str) -> list[int]:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            answers = await asyncio.gather(*(http.get("/readyz") for _ in range(40)))
+        return [answer.status_code for answer in answers]
+
+    try:
+        with serve_in_thread(proxy) as url:
+            statuses = asyncio.run(flood(url))
+    finally:
+        cache.close()
+        client.close()
+    assert statuses == [200] * 40
+    assert sum(sites_api.faults.requests.values()) <= 2

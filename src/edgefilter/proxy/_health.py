@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from .._counters import DecisionCounters
@@ -47,6 +47,10 @@ from ._relay import RelayCounters, answer_json
 logger = logging.getLogger("edgefilter")
 
 READY_TIMEOUT: Final = 5.0
+# Seconds one probe of the Sites API answers /readyz for (and while it runs, every request
+# waits for it): /readyz is public, and each probe is a request to the API with our key.
+PROBE_MEMO: Final = 1.0
+Unready = tuple[str | None, BaseException | None]  # why not ready (and the error), or None
 METRICS_MISSING: Final = "metrics need prometheus-client: pip install 'edgefilter[prometheus]'"
 # RulesCache.stats() keys that count events (the others are sizes: gauges).
 _CACHE_COUNTERS: Final = ("cold_waits", "pending_refusals", "outages")
@@ -72,6 +76,7 @@ class ProxyHealth:
         self.relay = relay
         self.timeout = timeout
         self._failing: str | None = None
+        self._probe: tuple[asyncio.AbstractEventLoop, float, asyncio.Future[Unready]] | None = None
         self.registry = _registry(edge_filter, decisions, relay)
 
     async def healthz(self, _scope: Scope, _receive: Receive, send: Send) -> None:
@@ -103,6 +108,16 @@ class ProxyHealth:
         probe = getattr(source, "check", None)
         if probe is None:
             return None, None
+        loop = asyncio.get_running_loop()
+        memo = self._probe
+        stale = memo is not None and memo[2].done() and loop.time() - memo[1] > PROBE_MEMO
+        if memo is None or memo[0] is not loop or stale:
+            memo = (loop, loop.time(), asyncio.ensure_future(self._probe_api(probe)))
+            self._probe = memo
+        return await asyncio.shield(memo[2])
+
+    async def _probe_api(self, probe: Callable[[], object]) -> Unready:
+        """One probe of the Sites API (the source's ``check``), at most ``timeout`` seconds."""
         try:  # the sync probe, in a thread: the source's own pool, closed with the source
             await asyncio.wait_for(asyncio.to_thread(probe), self.timeout)
         except TimeoutError:
