@@ -136,6 +136,18 @@ def test_a_malformed_site_in_a_delta_does_not_keep_its_old_rules() -> None:
     client.close()
 
 
+def test_a_huge_retry_after_does_not_stop_the_node_reading() -> None:
+    """A ``Retry-After`` of a day (a box between the node and the server) was obeyed as
+    said: no read for a day, the node neither failing nor current. It is capped."""
+    client = SitesApiClient("http://127.0.0.1:1", None)
+    feed = RulesFeed(client, start=False)
+    for retry_after in (86_400.0, 9.0 * 10**18):
+        answer = FeedAnswer(None, 3, False, (), (), None, True, retry_after)
+        assert feed._pause(answer, 0.0) <= 60
+    assert feed._pause(FeedAnswer(None, 3, False, (), (), None, True, 5.0), 0.0) == 5
+    client.close()
+
+
 def test_reads_past_the_clock_share_one_snapshot_build(database: str) -> None:
     """Every ``since`` past the clock answers the full snapshot, and each distinct one built
     its own (a key could make the server build and keep 32 full snapshots at will)."""

@@ -57,6 +57,9 @@ SNAPSHOT_FORMAT: Final = 1
 FIRST_BACKOFF: Final = 0.1
 # A 304 that comes back this soon (as a share of ``wait``) was not held: poll instead.
 UNHELD_SHARE: Final = 0.1
+# The longest ``Retry-After`` obeyed (ours says 5): a box in the way that says a day would
+# leave the node on its rules for that long, its reads neither failing nor confirmed.
+MAX_RETRY_AFTER: Final = 60.0
 QUIET_GC_AT: Final = 10_000  # sites in a snapshot past which it is built with the GC off
 SWAP_SLICE: Final = 4096  # hot-dict entries swapped in per call
 COUNTERS: Final = (
@@ -282,7 +285,7 @@ class RulesFeed(RulesSource):
     def _pause(self, answer: FeedAnswer, took: float) -> float:
         """Seconds to wait before the next read."""
         if answer.retry_after is not None:
-            return max(answer.retry_after, FIRST_BACKOFF)
+            return min(max(answer.retry_after, FIRST_BACKOFF), MAX_RETRY_AFTER)
         if self.wait == 0:
             return self.poll_interval
         if answer.not_modified and took < UNHELD_SHARE * self.wait:
