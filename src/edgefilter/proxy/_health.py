@@ -4,7 +4,8 @@
 - ``GET /readyz``: 200 ``{"status": "ready"}`` once the GeoIP and ASN databases' walks have
   ended (compiled or failed: a failed walk falls back to direct lookups) and the rules
   source can decide: a ``RulesCache`` probes the Sites API with ``check()``, at most
-  ``timeout`` seconds; a ``RulesFeed`` is ready once it holds a state (from the feed or its
+  ``timeout`` seconds, one probe answering every request for ``PROBE_MEMO`` seconds (and
+  those made while it runs); a ``RulesFeed`` is ready once it holds a state (from the feed or its
   snapshot file), and stays ready through an outage, deciding from the last good state
   (``edgefilter_rules_stale_seconds`` says how old); else 503 ``{"status": "unavailable",
   "reason": ...}``. The error itself goes to the log, once per change of state, not into

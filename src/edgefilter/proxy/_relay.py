@@ -20,7 +20,8 @@ read whole by the filter, at most its route's limit; any other body is cut at
 ``max_body_bytes`` with a 413), and the answer is relayed chunk by chunk as the upstream
 sent it (``aiter_raw``: a ``br`` or ``gzip`` body stays byte for byte what it was, with its
 ``Content-Encoding``). Headers go on both ways except the hop-by-hop ones and those the
-``Connection`` header names; ``Host`` becomes the upstream's (the client's is sent in
+``Connection`` header names (and a ``Content-Length`` beside a ``Transfer-Encoding``);
+``Host`` becomes the upstream's (the client's is sent in
 ``X-Forwarded-Host``, the scheme in ``X-Forwarded-Proto``). Of the upstream's answer,
 ``Date`` and ``Server`` give way to uvicorn's own (which it always writes); status,
 ``Cache-Control``, ``Vary``, ``ETag``, CORS headers and the rest are kept, so
@@ -30,7 +31,8 @@ The client's address: every client-address header the request came with
 (``X-Forwarded-For``, ``X-Real-IP``, ``Forwarded``, ``CF-Connecting-IP``,
 ``True-Client-IP``, ``X-Client-IP`` and the configured ones) is dropped, and each of
 ``client_address_headers`` is set to the address the filter decided on (for a hit) or reads
-the same way (for anything else). A hit also carries the user agent the filter judged.
+the same way (for anything else). A hit also carries the user agent the filter judged
+(the request's own when that one cannot be a header value: an ingest key's payload).
 
 Failures: an upstream that cannot be reached answers 502 ``{"success": false, "error":
 "Upstream unavailable"}``, one that does not answer in time 504 ``{"success": false,

@@ -18,6 +18,9 @@
   replica's (``LISTEN`` on the epoch's channel, one connection per process, reconnected
   with backoff; on reconnection the clock is read again, so a change announced while the
   listener was down still wakes the waiters).
+- A clock read behind the signal, or of another epoch (the database restored, failed over
+  or replaced under a running server) restarts the signal from it and drops the bodies
+  built before (``_learn``).
 """
 
 from __future__ import annotations
