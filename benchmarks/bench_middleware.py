@@ -12,16 +12,23 @@
    bookkeeping (its coroutine, the path check, the ``EdgeDecision``, ``scope["state"]``)
    and what the stages cost more in the flow than in a loop of their own.
 3. Loopback load: uvicorn with httptools serving each variant in its own process pinned to
-   one core, wrk (Debian package ``wrk``) pinned to the other, three interleaved rounds
-   bare/filtered in short ABBA bursts; every round's ratio is printed, and the median, both
-   of wall-clock requests per second and of requests per second of the server's own CPU
-   time (which the machine's other work does not dilute).
+   one core, wrk (Debian package ``wrk``) pinned to the other, three interleaved rounds in
+   short mirrored bursts (ABCD DCBA); every round's ratio to the bare app is printed, and
+   the median, both of wall-clock requests per second and of requests per second of the
+   server's own CPU time (which the machine's other work does not dilute). Beside the bare
+   app and the middleware run two floors: a pass-through layer (one coroutine awaiting the
+   app: what any Python ASGI layer costs) and read+replay (a layer that reads the body and
+   replays it with the middleware's ``_replay``: what any body-reading layer costs), so
+   that the middleware's own share of the gap can be read off.
+
+``python bench_middleware.py --load-only`` runs the load part alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import operator
 import os
 import re
 import shutil
@@ -47,8 +54,7 @@ STAGE_CALLS = 50_000
 PIN_SERVER = ["taskset", "-c", "0"] if shutil.which("taskset") and os.cpu_count() == 2 else []
 PIN_LOAD = ["taskset", "-c", "1"] if PIN_SERVER else []
 CALLS = 20_000
-LOAD_SECONDS = 2  # per burst; a round is ABBA ABBA bursts of the two running servers
-BURSTS = ("bare", "filtered", "filtered", "bare") * 2
+LOAD_SECONDS = 2  # per burst; a round is ABCD DCBA bursts of the running servers
 LOAD_ROUNDS = 3
 CONNECTIONS = 32
 UA = (
@@ -110,12 +116,37 @@ async def bare_app(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b'{"success":true}'})
 
 
+async def pass_through_app(scope: Any, receive: Any, send: Any) -> None:
+    """The floor of any Python ASGI layer: one more coroutine that awaits the bare app."""
+    await bare_app(scope, receive, send)
+
+
+async def replaying_app(scope: Any, receive: Any, send: Any) -> None:
+    """The floor of a layer that reads the body first: the bare app behind one that reads
+    the body's message and replays it with the middleware's own ``_replay``."""
+    if scope["type"] != "http":
+        await bare_app(scope, receive, send)
+        return
+    message = await receive()
+    await bare_app(scope, _replay(message, receive), send)
+
+
 def filtered_app() -> EdgeFilterMiddleware:
     """The bare app behind the middleware, with 1,000 IP entries, 3 countries and blockBots."""
     resolver = CountryResolver(CITY_DB)
     resolver.wait_compiled()
     edge_filter = EdgeFilter({"1": SITE}, geoip=resolver)
     return EdgeFilterMiddleware(bare_app, edge_filter=edge_filter, trusted_proxies=["127.0.0.1"])
+
+
+# The layers under load: the bare app, the two floors, the middleware.
+FLOORS: dict[str, Any] = {
+    "bare": bare_app,
+    "pass-through": pass_through_app,
+    "read+replay": replaying_app,
+}
+VARIANTS = (*FLOORS, "filtered")
+BURSTS = (*VARIANTS, *reversed(VARIANTS))  # a round: each variant twice, in mirrored order
 
 
 def hit_scope(headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
@@ -347,7 +378,7 @@ def serve(variant: str, port: int) -> None:
     """Serve one variant with uvicorn (the child-process entry point)."""
     import uvicorn  # noqa: PLC0415 - only the child process serves
 
-    app = bare_app if variant == "bare" else filtered_app()
+    app = filtered_app() if variant == "filtered" else FLOORS[variant]
     uvicorn.run(
         app,
         host="127.0.0.1",
@@ -434,7 +465,18 @@ def python_rps(port: int) -> tuple[int, float]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """The CPU time (user and system) process ``pid`` has used; 0 without ``/proc``."""
+    """The CPU time process ``pid``'s threads have used, to the nanosecond from the
+    scheduler's own count (``/proc/PID/task/*/schedstat``), else in clock ticks from
+    ``/proc/PID/stat`` (user and system); 0 without ``/proc``."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+        total = 0
+        for task in tasks:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as handle:
+                total += int(handle.read().split()[0])
+        return total / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         with open(f"/proc/{pid}/stat") as handle:
             fields = handle.read().rpartition(")")[2].split()
@@ -452,11 +494,11 @@ class Load(NamedTuple):
 
 
 def load_rounds() -> list[dict[str, Load]]:
-    """Each variant's load, round by round: both servers run throughout, the load
-    alternates between them in short bursts (ABBA), so that what else the machine runs
-    weighs on both alike; the server's CPU time is read around each burst."""
+    """Each variant's load, round by round: every server runs throughout, the load
+    alternates between them in short bursts (ABCD DCBA), so that what else the machine
+    runs weighs on all alike; the server's CPU time is read around each burst."""
     measure = wrk_rps if shutil.which("wrk") else python_rps
-    ports = {"bare": 18700, "filtered": 18701}
+    ports = {name: 18700 + index for index, name in enumerate(VARIANTS)}
     children = {name: start_server(name, port) for name, port in ports.items()}
     try:
         rounds = []
@@ -481,64 +523,75 @@ def load_rounds() -> list[dict[str, Load]]:
             child.wait()
 
 
-def main() -> int:
-    """Print the in-process tables and the load table; exit 0."""
-    try:
-        import httptools  # noqa: F401, PLC0415 - the load runs uvicorn with it
-    except ImportError:
-        print("httptools is not installed: pip install 'edgefilter[bench]'")
-        return 1
-    in_process_tables(filtered_app())
+def ratio_rows(rounds: list[dict[str, Load]], field: str) -> list[list[str]]:
+    """One row per round, and the median: the bare app's rate (``field`` of ``Load``),
+    then each other variant's as a ratio to it."""
+    layers = [name for name in VARIANTS if name != "bare"]
+    ratios = {
+        name: [getattr(load[name], field) / getattr(load["bare"], field) for load in rounds]
+        for name in layers
+    }
+    rows = [
+        [
+            str(index + 1),
+            f"{getattr(load['bare'], field):,.0f}",
+            *(f"{ratios[name][index]:.3f}x" for name in layers),
+        ]
+        for index, load in enumerate(rounds)
+    ]
+    rows.append(["median", "", *(f"{statistics.median(ratios[name]):.3f}x" for name in layers)])
+    return rows
+
+
+def load_tables(rounds: list[dict[str, Load]]) -> None:
+    """Print the load: ratios to the bare app per server CPU second and per second, and
+    the server's CPU time per request (the median round's), what each layer adds to it."""
     generator = "wrk" if shutil.which("wrk") else "httpx threads (wrk not installed)"
     pinning = "server on core 0, load on core 1" if PIN_SERVER else "not pinned"
-    rounds = load_rounds()
     print(
         f"\nLoopback load, uvicorn (httptools), {CONNECTIONS} connections, {LOAD_ROUNDS}"
-        f" rounds of {len(BURSTS)} interleaved {LOAD_SECONDS} s bursts (ABBA), {pinning},"
-        f" load from {generator}:\n"
+        f" rounds of {len(BURSTS)} interleaved {LOAD_SECONDS} s bursts ({', '.join(VARIANTS)},"
+        f" then back), {pinning}, load from {generator}; the floors: pass-through is a layer"
+        " that only awaits the bare app, read+replay one that reads the body and replays it"
+        " (the middleware's _replay), filtered is EdgeFilterMiddleware:\n"
     )
-    ratios = [load["filtered"].per_second / load["bare"].per_second for load in rounds]
-    cpu_ratios = [load["filtered"].per_cpu_second / load["bare"].per_cpu_second for load in rounds]
+    layers = [name for name in VARIANTS if name != "bare"]
+    print("Requests per second of the server's own CPU time, vs bare:\n")
+    print_table(["round", "bare req/CPU s", *layers], ratio_rows(rounds, "per_cpu_second"))
+    print("\nRequests per second (wall clock), vs bare:\n")
+    print_table(["round", "bare req/s", *layers], ratio_rows(rounds, "per_second"))
+    cost = {name: [1e6 / load[name].per_cpu_second for load in rounds] for name in VARIANTS}
+    print(
+        "\nServer CPU time per request, and what each layer adds to the bare app's"
+        " (medians of the rounds):\n"
+    )
     print_table(
-        [
-            "round",
-            "bare req/s",
-            "filtered req/s",
-            "vs bare",
-            "bare req/CPU s",
-            "filtered req/CPU s",
-            "vs bare",
-        ],
+        ["variant", "CPU per request", "added"],
         [
             [
-                str(index + 1),
-                f"{load['bare'].per_second:,.0f}",
-                f"{load['filtered'].per_second:,.0f}",
-                f"{ratio:.3f}x",
-                f"{load['bare'].per_cpu_second:,.0f}",
-                f"{load['filtered'].per_cpu_second:,.0f}",
-                f"{cpu_ratio:.3f}x",
+                name,
+                f"{statistics.median(cost[name]):.1f} us",
+                f"{statistics.median(map(operator.sub, cost[name], cost['bare'])):+.1f} us",
             ]
-            for index, (load, ratio, cpu_ratio) in enumerate(
-                zip(rounds, ratios, cpu_ratios, strict=True)
-            )
-        ]
-        + [
-            [
-                "median",
-                "",
-                "",
-                f"{statistics.median(ratios):.3f}x",
-                "",
-                "",
-                f"{statistics.median(cpu_ratios):.3f}x",
-            ]
+            for name in VARIANTS
         ],
     )
     print(
         "\n(req/CPU s: requests per second of the server process's own CPU time, which the"
         " machine's other work does not dilute as it does wall-clock req/s.)"
     )
+
+
+def main() -> int:
+    """Print the in-process tables and the load tables; exit 0."""
+    try:
+        import httptools  # noqa: F401, PLC0415 - the load runs uvicorn with it
+    except ImportError:
+        print("httptools is not installed: pip install 'edgefilter[bench]'")
+        return 1
+    if "--load-only" not in sys.argv:
+        in_process_tables(filtered_app())
+    load_tables(load_rounds())
     return 0
 
 
