@@ -237,7 +237,7 @@ def stage_costs(
     """Each stage of the pass path on its own, as ``EdgeFilterMiddleware.__call__`` runs it."""
     scope = hit_scope(headers)
     limit = middleware.max_body_bytes
-    wanted = middleware._wanted
+    wanted = middleware._wanted_names
     hit = _scan_headers(headers, wanted, limit)  # the compiled scan, when built
     if hit is False:
         scan = "Python"
