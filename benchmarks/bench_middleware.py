@@ -21,12 +21,15 @@
    replays it with the middleware's ``_replay``: what any body-reading layer costs), so
    that the middleware's own share of the gap can be read off.
 
-``python bench_middleware.py --load-only`` runs the load part alone.
+``python bench_middleware.py --load-only`` runs the load part alone; ``--instructions``
+instead counts each variant's instructions per hit in process with callgrind (Debian
+package ``valgrind``): exact, so a change's effect shows however busy the machine is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import operator
 import os
@@ -582,8 +585,81 @@ def load_tables(rounds: list[dict[str, Load]]) -> None:
     )
 
 
+INSTRUCTION_HITS = 2_000
+
+
+def drive_hits(variant: str, hits: int) -> None:
+    """The ``--count-hits`` child: ``hits`` tracked hits through ``variant``, driven without
+    an event loop (none suspends), inside one ``deque()`` call: the only code callgrind
+    counts (``--toggle-collect=deque_init``), after warm-up hits that specialize the
+    bytecode and fill the caches."""
+    app = filtered_app() if variant == "filtered" else FLOORS[variant]
+    scope = hit_scope(WRK_HEADERS)
+
+    def hit(_: int) -> None:
+        coroutine = app(dict(scope), receive, send)
+        try:
+            coroutine.send(None)
+        except StopIteration:
+            return
+        raise RuntimeError("a hit suspended")
+
+    for _ in range(200):
+        hit(0)
+    collections.deque(map(hit, range(hits)), 0)
+
+
+def instructions_per_hit(variant: str) -> float:
+    """Instructions per tracked hit through ``variant``, counted by callgrind (exact, and
+    the same whatever else the machine runs)."""
+    with tempfile.TemporaryDirectory() as folder:
+        output = os.path.join(folder, "callgrind.out")
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--toggle-collect=deque_init",
+                f"--callgrind-out-file={output}",
+                sys.executable,
+                __file__,
+                "--count-hits",
+                variant,
+                str(INSTRUCTION_HITS),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        with open(output) as handle:
+            totals = re.search(r"^(?:summary|totals): (\d+)", handle.read(), re.MULTILINE)
+    assert totals is not None, "callgrind wrote no totals"
+    return int(totals.group(1)) / INSTRUCTION_HITS
+
+
+def instruction_table() -> None:
+    """Print each variant's instructions per hit, in process, and what it adds to bare."""
+    counts = {name: instructions_per_hit(name) for name in VARIANTS}
+    print(
+        f"Instructions per tracked hit, in process (callgrind, {INSTRUCTION_HITS:,} warm hits"
+        " with wrk's headers; exact, whatever else the machine runs):\n"
+    )
+    print_table(
+        ["variant", "instructions per hit", "added to bare"],
+        [
+            [name, f"{count:,.0f}", f"{count - counts['bare']:+,.0f}"]
+            for name, count in counts.items()
+        ],
+    )
+
+
 def main() -> int:
-    """Print the in-process tables and the load tables; exit 0."""
+    """Print the in-process tables and the load tables (or, with ``--instructions``, the
+    callgrind counts); exit 0."""
+    if "--instructions" in sys.argv:
+        if not shutil.which("valgrind"):
+            print("valgrind is not installed (Debian package valgrind)")
+            return 1
+        instruction_table()
+        return 0
     try:
         import httptools  # noqa: F401, PLC0415 - the load runs uvicorn with it
     except ImportError:
@@ -598,5 +674,8 @@ def main() -> int:
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--serve":
         serve(sys.argv[2], int(sys.argv[3]))
+        sys.exit(0)
+    if len(sys.argv) == 4 and sys.argv[1] == "--count-hits":
+        drive_hits(sys.argv[2], int(sys.argv[3]))
         sys.exit(0)
     sys.exit(main())
