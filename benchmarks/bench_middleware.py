@@ -57,7 +57,11 @@ STAGE_CALLS = 50_000
 PIN_SERVER = ["taskset", "-c", "0"] if shutil.which("taskset") and os.cpu_count() == 2 else []
 PIN_LOAD = ["taskset", "-c", "1"] if PIN_SERVER else []
 CALLS = 20_000
-LOAD_SECONDS = 2  # per burst; a round is ABCD DCBA bursts of the running servers
+LOAD_SECONDS = 1  # per burst; a round is ABCD DCBA bursts of each set of running servers
+# Servers per variant: one server process is faster or slower than another of the same code
+# by up to a tenth, for its life (its memory layout, its hash seed), so each variant's
+# load is the sum over processes started alike.
+SERVERS_PER_VARIANT = 2
 LOAD_ROUNDS = 3
 CONNECTIONS = 32
 UA = (
@@ -149,7 +153,7 @@ FLOORS: dict[str, Any] = {
     "read+replay": replaying_app,
 }
 VARIANTS = (*FLOORS, "filtered")
-BURSTS = (*VARIANTS, *reversed(VARIANTS))  # a round: each variant twice, in mirrored order
+BURSTS = (*VARIANTS, *reversed(VARIANTS))  # each server's turns in a round: mirrored order
 
 
 def hit_scope(headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
@@ -498,21 +502,25 @@ class Load(NamedTuple):
 
 def load_rounds() -> list[dict[str, Load]]:
     """Each variant's load, round by round: every server runs throughout, the load
-    alternates between them in short bursts (ABCD DCBA), so that what else the machine
-    runs weighs on all alike; the server's CPU time is read around each burst."""
+    alternates between them in short bursts (ABCD DCBA, over each set of servers), so that
+    what else the machine runs weighs on all alike; the server's CPU time is read around
+    each burst, and a variant's servers are summed."""
     measure = wrk_rps if shutil.which("wrk") else python_rps
-    ports = {name: 18700 + index for index, name in enumerate(VARIANTS)}
-    children = {name: start_server(name, port) for name, port in ports.items()}
+    servers = [(name, replica) for replica in range(SERVERS_PER_VARIANT) for name in VARIANTS]
+    ports = {server: 18700 + index for index, server in enumerate(servers)}
+    children = {server: start_server(server[0], port) for server, port in ports.items()}
+    turns = [(name, replica) for replica in range(SERVERS_PER_VARIANT) for name in BURSTS]
     try:
         rounds = []
         for _ in range(LOAD_ROUNDS):
-            totals = {name: [0, 0.0, 0.0] for name in ports}  # requests, seconds, CPU s
-            for name in BURSTS:
-                cpu = cpu_seconds(children[name].pid)
-                requests, seconds = measure(ports[name])
+            totals = {name: [0, 0.0, 0.0] for name in VARIANTS}  # requests, seconds, CPU s
+            for server in turns:
+                name = server[0]
+                cpu = cpu_seconds(children[server].pid)
+                requests, seconds = measure(ports[server])
                 totals[name][0] += requests
                 totals[name][1] += seconds
-                totals[name][2] += cpu_seconds(children[name].pid) - cpu
+                totals[name][2] += cpu_seconds(children[server].pid) - cpu
             rounds.append(
                 {
                     name: Load(requests / seconds, requests / cpu if cpu else float("nan"))
@@ -553,8 +561,9 @@ def load_tables(rounds: list[dict[str, Load]]) -> None:
     pinning = "server on core 0, load on core 1" if PIN_SERVER else "not pinned"
     print(
         f"\nLoopback load, uvicorn (httptools), {CONNECTIONS} connections, {LOAD_ROUNDS}"
-        f" rounds of {len(BURSTS)} interleaved {LOAD_SECONDS} s bursts ({', '.join(VARIANTS)},"
-        f" then back), {pinning}, load from {generator}; the floors: pass-through is a layer"
+        f" rounds of {len(BURSTS) * SERVERS_PER_VARIANT} interleaved {LOAD_SECONDS} s bursts"
+        f" ({', '.join(VARIANTS)}, then back, on each of {SERVERS_PER_VARIANT} servers per"
+        f" variant), {pinning}, load from {generator}; the floors: pass-through is a layer"
         " that only awaits the bare app, read+replay one that reads the body and replays it"
         " (the middleware's _replay), filtered is EdgeFilterMiddleware:\n"
     )
