@@ -248,7 +248,7 @@ def stage_costs(
     hit = _scan_headers(headers, wanted, limit)  # the compiled scan, when built
     if hit is False:
         scan = "Python"
-        hit = middleware._scan(headers, middleware._exact_route("/api/track"))
+        hit = middleware._scan(headers, middleware._exact_routes["/api/track"])
     else:
         scan = "compiled"
     assert hit is not None
@@ -269,7 +269,7 @@ def stage_costs(
     def header_scan() -> object:
         if scan == "compiled":
             return _scan_headers(headers, wanted, limit)
-        return middleware._scan(headers, middleware._exact_route("/api/track"))
+        return middleware._scan(headers, middleware._exact_routes["/api/track"])
 
     async def read_body() -> object:  # the lines of __call__ that read a body sent whole
         message = await receive()

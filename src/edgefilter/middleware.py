@@ -383,7 +383,6 @@ class EdgeFilterMiddleware:
         # The hot path's one route lookup, a dict (``self._exact_routes.get(path)`` is a
         # specialized method call; a callable kept on the instance is looked up unspecialized).
         self._exact_routes = self.routes.exact
-        self._exact_route = self._exact_routes.get
         self.trust_all = "*" in proxies
         self.trusted = trusted
         self.proxy_header = proxy_header
