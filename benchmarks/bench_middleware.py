@@ -12,16 +12,26 @@
    bookkeeping (its coroutine, the path check, the ``EdgeDecision``, ``scope["state"]``)
    and what the stages cost more in the flow than in a loop of their own.
 3. Loopback load: uvicorn with httptools serving each variant in its own process pinned to
-   one core, wrk (Debian package ``wrk``) pinned to the other, three interleaved rounds
-   bare/filtered in short ABBA bursts; every round's ratio is printed, and the median, both
-   of wall-clock requests per second and of requests per second of the server's own CPU
-   time (which the machine's other work does not dilute).
+   one core, wrk (Debian package ``wrk``) pinned to the other, three interleaved rounds in
+   short mirrored bursts (ABCD DCBA); every round's ratio to the bare app is printed, and
+   the median, both of wall-clock requests per second and of requests per second of the
+   server's own CPU time (which the machine's other work does not dilute). Beside the bare
+   app and the middleware run two floors: a pass-through layer (one coroutine awaiting the
+   app: what any Python ASGI layer costs) and read+replay (a layer that reads the body and
+   replays it with the middleware's ``_replay``: what any body-reading layer costs), so
+   that the middleware's own share of the gap can be read off.
+
+``python bench_middleware.py --load-only`` runs the load part alone; ``--instructions``
+instead counts each variant's instructions per hit in process with callgrind (Debian
+package ``valgrind``): exact, so a change's effect shows however busy the machine is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
+import operator
 import os
 import re
 import shutil
@@ -47,8 +57,11 @@ STAGE_CALLS = 50_000
 PIN_SERVER = ["taskset", "-c", "0"] if shutil.which("taskset") and os.cpu_count() == 2 else []
 PIN_LOAD = ["taskset", "-c", "1"] if PIN_SERVER else []
 CALLS = 20_000
-LOAD_SECONDS = 2  # per burst; a round is ABBA ABBA bursts of the two running servers
-BURSTS = ("bare", "filtered", "filtered", "bare") * 2
+LOAD_SECONDS = 1  # per burst; a round is ABCD DCBA bursts of each set of running servers
+# Servers per variant: one server process is faster or slower than another of the same code
+# by up to a tenth, for its life (its memory layout, its hash seed), so each variant's
+# load is the sum over processes started alike.
+SERVERS_PER_VARIANT = 2
 LOAD_ROUNDS = 3
 CONNECTIONS = 32
 UA = (
@@ -110,12 +123,37 @@ async def bare_app(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b'{"success":true}'})
 
 
+async def pass_through_app(scope: Any, receive: Any, send: Any) -> None:
+    """The floor of any Python ASGI layer: one more coroutine that awaits the bare app."""
+    await bare_app(scope, receive, send)
+
+
+async def replaying_app(scope: Any, receive: Any, send: Any) -> None:
+    """The floor of a layer that reads the body first: the bare app behind one that reads
+    the body's message and replays it with the middleware's own ``_replay``."""
+    if scope["type"] != "http":
+        await bare_app(scope, receive, send)
+        return
+    message = await receive()
+    await bare_app(scope, _replay(message, receive), send)
+
+
 def filtered_app() -> EdgeFilterMiddleware:
     """The bare app behind the middleware, with 1,000 IP entries, 3 countries and blockBots."""
     resolver = CountryResolver(CITY_DB)
     resolver.wait_compiled()
     edge_filter = EdgeFilter({"1": SITE}, geoip=resolver)
     return EdgeFilterMiddleware(bare_app, edge_filter=edge_filter, trusted_proxies=["127.0.0.1"])
+
+
+# The layers under load: the bare app, the two floors, the middleware.
+FLOORS: dict[str, Any] = {
+    "bare": bare_app,
+    "pass-through": pass_through_app,
+    "read+replay": replaying_app,
+}
+VARIANTS = (*FLOORS, "filtered")
+BURSTS = (*VARIANTS, *reversed(VARIANTS))  # each server's turns in a round: mirrored order
 
 
 def hit_scope(headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
@@ -206,11 +244,11 @@ def stage_costs(
     """Each stage of the pass path on its own, as ``EdgeFilterMiddleware.__call__`` runs it."""
     scope = hit_scope(headers)
     limit = middleware.max_body_bytes
-    wanted = middleware._wanted
+    wanted = middleware._wanted_names
     hit = _scan_headers(headers, wanted, limit)  # the compiled scan, when built
     if hit is False:
         scan = "Python"
-        hit = middleware._scan(headers, middleware._exact_route("/api/track"))
+        hit = middleware._scan(headers, middleware._exact_routes["/api/track"])
     else:
         scan = "compiled"
     assert hit is not None
@@ -231,7 +269,7 @@ def stage_costs(
     def header_scan() -> object:
         if scan == "compiled":
             return _scan_headers(headers, wanted, limit)
-        return middleware._scan(headers, middleware._exact_route("/api/track"))
+        return middleware._scan(headers, middleware._exact_routes["/api/track"])
 
     async def read_body() -> object:  # the lines of __call__ that read a body sent whole
         message = await receive()
@@ -347,7 +385,7 @@ def serve(variant: str, port: int) -> None:
     """Serve one variant with uvicorn (the child-process entry point)."""
     import uvicorn  # noqa: PLC0415 - only the child process serves
 
-    app = bare_app if variant == "bare" else filtered_app()
+    app = filtered_app() if variant == "filtered" else FLOORS[variant]
     uvicorn.run(
         app,
         host="127.0.0.1",
@@ -434,7 +472,18 @@ def python_rps(port: int) -> tuple[int, float]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """The CPU time (user and system) process ``pid`` has used; 0 without ``/proc``."""
+    """The CPU time process ``pid``'s threads have used, to the nanosecond from the
+    scheduler's own count (``/proc/PID/task/*/schedstat``), else in clock ticks from
+    ``/proc/PID/stat`` (user and system); 0 without ``/proc``."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+        total = 0
+        for task in tasks:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as handle:
+                total += int(handle.read().split()[0])
+        return total / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         with open(f"/proc/{pid}/stat") as handle:
             fields = handle.read().rpartition(")")[2].split()
@@ -452,22 +501,26 @@ class Load(NamedTuple):
 
 
 def load_rounds() -> list[dict[str, Load]]:
-    """Each variant's load, round by round: both servers run throughout, the load
-    alternates between them in short bursts (ABBA), so that what else the machine runs
-    weighs on both alike; the server's CPU time is read around each burst."""
+    """Each variant's load, round by round: every server runs throughout, the load
+    alternates between them in short bursts (ABCD DCBA, over each set of servers), so that
+    what else the machine runs weighs on all alike; the server's CPU time is read around
+    each burst, and a variant's servers are summed."""
     measure = wrk_rps if shutil.which("wrk") else python_rps
-    ports = {"bare": 18700, "filtered": 18701}
-    children = {name: start_server(name, port) for name, port in ports.items()}
+    servers = [(name, replica) for replica in range(SERVERS_PER_VARIANT) for name in VARIANTS]
+    ports = {server: 18700 + index for index, server in enumerate(servers)}
+    children = {server: start_server(server[0], port) for server, port in ports.items()}
+    turns = [(name, replica) for replica in range(SERVERS_PER_VARIANT) for name in BURSTS]
     try:
         rounds = []
         for _ in range(LOAD_ROUNDS):
-            totals = {name: [0, 0.0, 0.0] for name in ports}  # requests, seconds, CPU s
-            for name in BURSTS:
-                cpu = cpu_seconds(children[name].pid)
-                requests, seconds = measure(ports[name])
+            totals = {name: [0, 0.0, 0.0] for name in VARIANTS}  # requests, seconds, CPU s
+            for server in turns:
+                name = server[0]
+                cpu = cpu_seconds(children[server].pid)
+                requests, seconds = measure(ports[server])
                 totals[name][0] += requests
                 totals[name][1] += seconds
-                totals[name][2] += cpu_seconds(children[name].pid) - cpu
+                totals[name][2] += cpu_seconds(children[server].pid) - cpu
             rounds.append(
                 {
                     name: Load(requests / seconds, requests / cpu if cpu else float("nan"))
@@ -481,69 +534,157 @@ def load_rounds() -> list[dict[str, Load]]:
             child.wait()
 
 
-def main() -> int:
-    """Print the in-process tables and the load table; exit 0."""
-    try:
-        import httptools  # noqa: F401, PLC0415 - the load runs uvicorn with it
-    except ImportError:
-        print("httptools is not installed: pip install 'edgefilter[bench]'")
-        return 1
-    in_process_tables(filtered_app())
+def ratio_rows(rounds: list[dict[str, Load]], field: str) -> list[list[str]]:
+    """One row per round, and the median: the bare app's rate (``field`` of ``Load``),
+    then each other variant's as a ratio to it."""
+    layers = [name for name in VARIANTS if name != "bare"]
+    ratios = {
+        name: [getattr(load[name], field) / getattr(load["bare"], field) for load in rounds]
+        for name in layers
+    }
+    rows = [
+        [
+            str(index + 1),
+            f"{getattr(load['bare'], field):,.0f}",
+            *(f"{ratios[name][index]:.3f}x" for name in layers),
+        ]
+        for index, load in enumerate(rounds)
+    ]
+    rows.append(["median", "", *(f"{statistics.median(ratios[name]):.3f}x" for name in layers)])
+    return rows
+
+
+def load_tables(rounds: list[dict[str, Load]]) -> None:
+    """Print the load: ratios to the bare app per server CPU second and per second, and
+    the server's CPU time per request (the median round's), what each layer adds to it."""
     generator = "wrk" if shutil.which("wrk") else "httpx threads (wrk not installed)"
     pinning = "server on core 0, load on core 1" if PIN_SERVER else "not pinned"
-    rounds = load_rounds()
     print(
         f"\nLoopback load, uvicorn (httptools), {CONNECTIONS} connections, {LOAD_ROUNDS}"
-        f" rounds of {len(BURSTS)} interleaved {LOAD_SECONDS} s bursts (ABBA), {pinning},"
-        f" load from {generator}:\n"
+        f" rounds of {len(BURSTS) * SERVERS_PER_VARIANT} interleaved {LOAD_SECONDS} s bursts"
+        f" ({', '.join(VARIANTS)}, then back, on each of {SERVERS_PER_VARIANT} servers per"
+        f" variant), {pinning}, load from {generator}; the floors: pass-through is a layer"
+        " that only awaits the bare app, read+replay one that reads the body and replays it"
+        " (the middleware's _replay), filtered is EdgeFilterMiddleware:\n"
     )
-    ratios = [load["filtered"].per_second / load["bare"].per_second for load in rounds]
-    cpu_ratios = [load["filtered"].per_cpu_second / load["bare"].per_cpu_second for load in rounds]
+    layers = [name for name in VARIANTS if name != "bare"]
+    print("Requests per second of the server's own CPU time, vs bare:\n")
+    print_table(["round", "bare req/CPU s", *layers], ratio_rows(rounds, "per_cpu_second"))
+    print("\nRequests per second (wall clock), vs bare:\n")
+    print_table(["round", "bare req/s", *layers], ratio_rows(rounds, "per_second"))
+    cost = {name: [1e6 / load[name].per_cpu_second for load in rounds] for name in VARIANTS}
+    print(
+        "\nServer CPU time per request, and what each layer adds to the bare app's"
+        " (medians of the rounds):\n"
+    )
     print_table(
-        [
-            "round",
-            "bare req/s",
-            "filtered req/s",
-            "vs bare",
-            "bare req/CPU s",
-            "filtered req/CPU s",
-            "vs bare",
-        ],
+        ["variant", "CPU per request", "added"],
         [
             [
-                str(index + 1),
-                f"{load['bare'].per_second:,.0f}",
-                f"{load['filtered'].per_second:,.0f}",
-                f"{ratio:.3f}x",
-                f"{load['bare'].per_cpu_second:,.0f}",
-                f"{load['filtered'].per_cpu_second:,.0f}",
-                f"{cpu_ratio:.3f}x",
+                name,
+                f"{statistics.median(cost[name]):.1f} us",
+                f"{statistics.median(map(operator.sub, cost[name], cost['bare'])):+.1f} us",
             ]
-            for index, (load, ratio, cpu_ratio) in enumerate(
-                zip(rounds, ratios, cpu_ratios, strict=True)
-            )
-        ]
-        + [
-            [
-                "median",
-                "",
-                "",
-                f"{statistics.median(ratios):.3f}x",
-                "",
-                "",
-                f"{statistics.median(cpu_ratios):.3f}x",
-            ]
+            for name in VARIANTS
         ],
     )
     print(
         "\n(req/CPU s: requests per second of the server process's own CPU time, which the"
         " machine's other work does not dilute as it does wall-clock req/s.)"
     )
+
+
+INSTRUCTION_HITS = 2_000
+
+
+def drive_hits(variant: str, hits: int) -> None:
+    """The ``--count-hits`` child: ``hits`` tracked hits through ``variant``, driven without
+    an event loop (none suspends), inside one ``deque()`` call: the only code callgrind
+    counts (``--toggle-collect=deque_init``), after warm-up hits that specialize the
+    bytecode and fill the caches."""
+    app = filtered_app() if variant == "filtered" else FLOORS[variant]
+    scope = hit_scope(WRK_HEADERS)
+
+    def hit(_: int) -> None:
+        coroutine = app(dict(scope), receive, send)
+        try:
+            coroutine.send(None)
+        except StopIteration:
+            return
+        raise RuntimeError("a hit suspended")
+
+    for _ in range(200):
+        hit(0)
+    collections.deque(map(hit, range(hits)), 0)
+
+
+def instructions_per_hit(variant: str) -> float:
+    """Instructions per tracked hit through ``variant``, counted by callgrind (exact, and
+    the same whatever else the machine runs)."""
+    with tempfile.TemporaryDirectory() as folder:
+        output = os.path.join(folder, "callgrind.out")
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--toggle-collect=deque_init",
+                f"--callgrind-out-file={output}",
+                sys.executable,
+                __file__,
+                "--count-hits",
+                variant,
+                str(INSTRUCTION_HITS),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        with open(output) as handle:
+            totals = re.search(r"^(?:summary|totals): (\d+)", handle.read(), re.MULTILINE)
+    assert totals is not None, "callgrind wrote no totals"
+    return int(totals.group(1)) / INSTRUCTION_HITS
+
+
+def instruction_table() -> None:
+    """Print each variant's instructions per hit, in process, and what it adds to bare."""
+    counts = {name: instructions_per_hit(name) for name in VARIANTS}
+    print(
+        f"Instructions per tracked hit, in process (callgrind, {INSTRUCTION_HITS:,} warm hits"
+        " with wrk's headers; exact, whatever else the machine runs):\n"
+    )
+    print_table(
+        ["variant", "instructions per hit", "added to bare"],
+        [
+            [name, f"{count:,.0f}", f"{count - counts['bare']:+,.0f}"]
+            for name, count in counts.items()
+        ],
+    )
+
+
+def main() -> int:
+    """Print the in-process tables and the load tables (or, with ``--instructions``, the
+    callgrind counts); exit 0."""
+    if "--instructions" in sys.argv:
+        if not shutil.which("valgrind"):
+            print("valgrind is not installed (Debian package valgrind)")
+            return 1
+        instruction_table()
+        return 0
+    try:
+        import httptools  # noqa: F401, PLC0415 - the load runs uvicorn with it
+    except ImportError:
+        print("httptools is not installed: pip install 'edgefilter[bench]'")
+        return 1
+    if "--load-only" not in sys.argv:
+        in_process_tables(filtered_app())
+    load_tables(load_rounds())
     return 0
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--serve":
         serve(sys.argv[2], int(sys.argv[3]))
+        sys.exit(0)
+    if len(sys.argv) == 4 and sys.argv[1] == "--count-hits":
+        drive_hits(sys.argv[2], int(sys.argv[3]))
         sys.exit(0)
     sys.exit(main())

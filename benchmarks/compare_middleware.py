@@ -5,7 +5,11 @@ defaults to ``HEAD``): ``git show REV:src/edgefilter/middleware.py`` is loaded b
 working tree's as a module of the same package (so both use this tree's filter, rules and
 compiled reader), and the bare app, REV's middleware and this one are timed in interleaved
 rounds, best of each, with bench_middleware's hit and headers. Only the middleware module
-differs between the two; a REV whose middleware imports names this tree lacks fails.
+differs between the two; a REV whose middleware imports names this tree lacks fails. A REV
+before b832690 hands the compiled scan its ``_wanted`` dict, which this tree's scan leaves
+to Python (it takes the names by kind, a tuple): such a REV is timed slower than it ran;
+count instructions against a build of REV itself instead (``bench_middleware.py
+--instructions`` with ``PYTHONPATH`` on REV's built tree).
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def test_the_compiled_scan_answers_as_the_python_one(
 ) -> None:
     asgi = MIDDLEWARES[proxy_header]
     expected = asgi._scan(headers, RouteMatch(HitRoute("/api/track"), limit, None))
-    answer = scan_headers(headers, asgi._wanted, limit)
+    answer = scan_headers(headers, asgi._wanted_names, limit)
     names = [name for name, _ in headers if name in asgi._wanted and name != b"content-length"]
     if len(names) == len(set(names)):
         assert answer is not False  # the usual headers: answered in C
@@ -71,7 +71,11 @@ def test_the_compiled_scan_answers_as_the_python_one(
 
 @given(
     headers=st.one_of(any_values, HEADERS, st.lists(any_values)),
-    wanted=st.one_of(any_values, st.just(MIDDLEWARES["forwarded"]._wanted)),
+    wanted=st.one_of(
+        any_values,
+        st.just(MIDDLEWARES["forwarded"]._wanted_names),
+        st.lists(st.one_of(any_values, st.binary(max_size=20)), min_size=6, max_size=6).map(tuple),
+    ),
     limit=st.one_of(any_values, LIMITS),
 )
 def test_the_compiled_scan_never_raises(headers: object, wanted: object, limit: object) -> None:
@@ -79,7 +83,7 @@ def test_the_compiled_scan_never_raises(headers: object, wanted: object, limit: 
 
 
 def test_odd_headers_are_left_to_python() -> None:
-    wanted = MIDDLEWARES["x-forwarded-for"]._wanted
+    wanted = MIDDLEWARES["x-forwarded-for"]._wanted_names
     for headers in (
         [[b"user-agent", b"x"]],
         [(b"user-agent", "x")],
@@ -93,6 +97,20 @@ def test_odd_headers_are_left_to_python() -> None:
     assert scan_headers(((b"user-agent", b"x"),), wanted, 10) == ("x", None, None, None, None)
     assert scan_headers([(b"user-agent", b"\xe9")], wanted, 10) == ("\xe9", None, None, None, None)
     assert scan_headers([], wanted, 10) == ("", None, None, None, None)
+
+
+def test_an_odd_wanted_is_left_to_python() -> None:
+    """Names that are not a tuple of six bytes (the kinds'): Python scans."""
+    names = MIDDLEWARES["x-forwarded-for"]._wanted_names
+    headers = [(b"user-agent", b"x")]
+    for wanted in (list(names), names[:5], (*names, b"x"), (*names[:5], "origin"), {}):
+        assert scan_headers(headers, wanted, 10) is False
+
+
+def test_the_wanted_names_are_the_kinds_in_order() -> None:
+    """The compiled scan's names by kind are the Python scan's dict, in kind order."""
+    for asgi in MIDDLEWARES.values():
+        assert dict(zip(asgi._wanted_names, range(6), strict=True)) == asgi._wanted
 
 
 @given(items=st.lists(any_values, min_size=4, max_size=4))

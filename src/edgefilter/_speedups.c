@@ -541,11 +541,13 @@ bind_rules(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
  *   the middleware's one scan of a hit's headers, as EdgeFilterMiddleware._scan (its
  *   reference, held to it by tests/test_middleware_scan.py) makes it: the User-Agent and
  *   proxy header values read as Latin-1 (the user agent "" when absent, the proxy header
- *   None), the raw Content-Encoding, Authorization and Origin values (None), by
- *   the kinds ``wanted`` maps lower-case names to (0 to 5, _scan's kinds); None when a
- *   Content-Length of ASCII digits declares more than ``limit`` bytes; False for Python to
- *   scan: a wanted header repeated (joined or refused there), or headers that are not a
- *   list or tuple of (bytes, bytes) pairs, or an odd ``wanted``. It never raises. */
+ *   None), the raw Content-Encoding, Authorization and Origin values (None); ``wanted``
+ *   is the tuple of the six lower-case names by kind (_scan's kinds, 0 to 5: its
+ *   ``_wanted`` dict as the middleware's ``_wanted_names``), matched by length and bytes,
+ *   not hashed; None when a Content-Length of ASCII digits declares more than ``limit``
+ *   bytes; False for Python to scan: a wanted header repeated (joined or refused there),
+ *   or headers that are not a list or tuple of (bytes, bytes) pairs, or an odd ``wanted``
+ *   (not a tuple of six bytes). It never raises. */
 enum header_kind { USER_AGENT, FORWARDED, LENGTH, ENCODING, AUTHORIZATION, ORIGIN, KINDS };
 static const int scanned_slot[KINDS] = {0, 1, -1, 2, 3, 4};
 #define SCANNED 5
@@ -580,7 +582,8 @@ declares_more(const char *text, Py_ssize_t size, unsigned long long limit)
 static PyObject *
 scan_headers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3 || !PyDict_CheckExact(args[1]) || !PyLong_CheckExact(args[2])
+    if (nargs != 3 || !PyTuple_CheckExact(args[1]) || PyTuple_GET_SIZE(args[1]) != KINDS
+        || !PyLong_CheckExact(args[2])
         || !(PyList_CheckExact(args[0]) || PyTuple_CheckExact(args[0]))) {
         Py_RETURN_FALSE;
     }
@@ -590,6 +593,19 @@ scan_headers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_RETURN_FALSE;
     }
     PyObject *headers = args[0], *wanted = args[1];
+    /* The wanted names by kind: each header name is matched by its length and bytes, as a
+     * dict lookup would match it, without hashing the name (a fresh bytes object each
+     * request, whose hash is never cached). */
+    const char *wanted_names[KINDS];
+    Py_ssize_t wanted_sizes[KINDS];
+    for (int kind = 0; kind < KINDS; kind++) {
+        PyObject *wanted_name = PyTuple_GET_ITEM(wanted, kind);
+        if (!PyBytes_CheckExact(wanted_name)) {
+            Py_RETURN_FALSE;
+        }
+        wanted_names[kind] = PyBytes_AS_STRING(wanted_name);
+        wanted_sizes[kind] = PyBytes_GET_SIZE(wanted_name);
+    }
     PyObject *found[SCANNED] = {NULL, NULL, NULL, NULL, NULL};
     Py_ssize_t count = PySequence_Fast_GET_SIZE(headers);
     PyObject **items = PySequence_Fast_ITEMS(headers);
@@ -602,18 +618,17 @@ scan_headers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (!PyBytes_CheckExact(name) || !PyBytes_CheckExact(value)) {
             Py_RETURN_FALSE;
         }
-        PyObject *kind_object = PyDict_GetItemWithError(wanted, name);
-        if (kind_object == NULL) {
-            if (PyErr_Occurred()) {
-                PyErr_Clear();
-                Py_RETURN_FALSE;
+        Py_ssize_t size = PyBytes_GET_SIZE(name);
+        const char *text = PyBytes_AS_STRING(name);
+        long kind = -1;
+        for (int at = 0; at < KINDS; at++) {
+            if (wanted_sizes[at] == size && memcmp(wanted_names[at], text, (size_t)size) == 0) {
+                kind = at;
+                break;
             }
-            continue;
         }
-        long kind = PyLong_Check(kind_object) ? PyLong_AsLong(kind_object) : -1;
-        if (kind < 0 || kind >= KINDS) {
-            PyErr_Clear();
-            Py_RETURN_FALSE;
+        if (kind < 0) {
+            continue;
         }
         if (kind == LENGTH) {
             if (declares_more(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value),
