@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
+import zlib
 from typing import Any
 
 import pytest
@@ -130,7 +132,8 @@ def test_a_replay_from_an_excluded_address_is_dropped() -> None:
 
 
 def test_an_unreadable_replay_is_decided_on_its_path_site() -> None:
-    """A gzip or non-JSON upload still has its site in the path: decided without a page."""
+    """A broken gzip or a non-JSON upload still has its site in the path: decided without
+    a page."""
     asgi, app = made()
     assert run(asgi, b"\x1f\x8b not json", path=REPLAY, headers=BROWSER) == (200, None)
     gzipped = {**BROWSER, "Content-Encoding": "gzip"}
@@ -140,6 +143,53 @@ def test_an_unreadable_replay_is_decided_on_its_path_site() -> None:
         {"success": True},
     )
     assert len(app.calls) == 2
+
+
+def _encoded(body: bytes, encoding: str) -> bytes:
+    """``body`` as a client sends it with that ``Content-Encoding``."""
+    return zlib.compress(body) if encoding == "deflate" else gzip.compress(body)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "x-gzip", "deflate", " GZIP "])
+@pytest.mark.parametrize(
+    ("page_url", "expected"),
+    [
+        ("https://shop.test/admin/users", "path"),
+        ("https://db.internal.test/", "hostname"),
+        ("https://shop.test/cart", None),
+    ],
+)
+def test_a_compressed_replay_is_decided_on_its_page(
+    encoding: str, page_url: str, expected: str | None
+) -> None:
+    """A replay sent gzip or deflate encoded is read for its page: compressing an upload
+    does not get an excluded page past the path and hostname rules. What passes reaches the
+    app byte for byte, still encoded."""
+    asgi, app = made()
+    body = _encoded(replay_body(page_url), encoding.strip().lower())
+    headers = {**BROWSER, "Content-Encoding": encoding}
+    answer = run(asgi, body, path=REPLAY, headers=headers)
+    if expected is None:
+        assert answer == (200, None)
+        assert [call["body"] for call in app.calls] == [body]
+    else:
+        message = f"Session replay not recorded - {expected} excluded"
+        assert answer == (200, {"success": True, "message": message})
+        assert app.calls == []
+
+
+def test_a_replay_that_decodes_past_its_limit_is_refused() -> None:
+    """An upload of a few KiB that inflates past the route's limit (10 MiB) is refused as an
+    invalid payload, not decided without its page: the origin may inflate it whole."""
+    asgi, app = made()
+    bomb = gzip.compress(replay_body("https://shop.test/admin", size=11 * 1024 * 1024))
+    assert len(bomb) < 64 * 1024
+    headers = {**BROWSER, "Content-Encoding": "gzip"}
+    assert run(asgi, bomb, path=REPLAY, headers=headers) == (
+        400,
+        {"success": False, "error": "Invalid payload"},
+    )
+    assert app.calls == []
 
 
 def test_each_route_has_its_own_body_limit() -> None:

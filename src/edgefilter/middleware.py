@@ -32,17 +32,18 @@ payload, finds the client's address and user agent, and asks the ``EdgeFilter``:
 
 A session replay (a route whose site id is in its path) is decided on that segment (one
 ``canonical_site_id`` refuses is an unknown site), the page's path and hostname read from
-the upload's ``metadata.pageUrl`` as Rybbit reads them (``page_of``); an upload the filter
-cannot read (not JSON, a ``Content-Encoding``) is decided without a page, as one without a
-``pageUrl``. Its drops are answered as Rybbit answers replays: ``Session replay not
-recorded - IP excluded`` and so on.
+the upload's ``metadata.pageUrl`` as Rybbit reads them (``page_of``), an upload sent gzip or
+deflate encoded decoded first (one that decodes past the route's limit is refused as an
+invalid payload); an upload the filter cannot read (not JSON, another ``Content-Encoding``)
+is decided without a page, as one without a ``pageUrl``. Its drops are answered as Rybbit
+answers replays: ``Session replay not recorded - IP excluded`` and so on.
 
 Reading the payload: orjson first; when it refuses, the most lenient reading an app could
 make of the same bytes: ``json.loads`` on the text decoded as ``json.detect_encoding`` says
 (a UTF-8 BOM stripped, UTF-16 and UTF-32 read), invalid UTF-8 replaced by U+FFFD as Node
 decodes it, with ``NaN``/``Infinity``, integers past 64 bits and lone surrogate escapes
 accepted, nesting bounded by the interpreter's recursion limit. Duplicate keys: the last
-one wins, as in orjson, ``json.loads`` and ``JSON.parse``. A body with a
+one wins, as in orjson, ``json.loads`` and ``JSON.parse``. A track or identify body with a
 ``Content-Encoding`` other than ``identity`` is refused as unreadable.
 
 The client address is the socket peer unless the peer is a trusted proxy; then only the
@@ -92,6 +93,7 @@ import json
 import logging
 import os
 import socket
+import zlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from enum import Enum
 from typing import Any, Final, Literal, NamedTuple, TypeVar
@@ -447,7 +449,7 @@ class EdgeFilterMiddleware:
         outcome = (
             self._decide(scope, body, hit)
             if site is None
-            else self._decide_replay(scope, body, hit, site)
+            else self._decide_replay(scope, body, hit, site, route.limit)
         )
         if isinstance(outcome, _ColdHit):  # the site's rules are not at hand: await them
             outcome = await self._decide_cold(outcome)
@@ -639,21 +641,23 @@ class EdgeFilterMiddleware:
         return _new_tuple(EdgeDecision, (decision, UNKNOWN_SITE_LABEL, client_ip, user_agent))
 
     def _decide_replay(
-        self, scope: Scope, body: bytes, hit: _Scanned, segment: str
+        self, scope: Scope, body: bytes, hit: _Scanned, segment: str, limit: int
     ) -> EdgeDecision | _ColdHit:
         """The decision for a session replay: the site from the path's ``segment``, the
-        page from the upload's ``metadata.pageUrl`` when the body can be read."""
+        page from the upload's ``metadata.pageUrl`` when the body can be read (sent as is,
+        or gzip or deflate: an upload that decodes past ``limit`` is refused)."""
         user_agent, forwarded, encoding, _, origin = hit
         client_ip = self._client_address(scope.get("client"), forwarded)
         site = canonical_site_id(segment)
         if site is None:  # not a site id at all: no lookup, no fetch
             return self._refused(NOT_A_SITE, client_ip, user_agent)
-        path = hostname = payload = None
-        if encoding is None or encoding.decode("latin-1").strip().lower() == "identity":
-            payload = read_payload(body)
-            metadata = payload.get("metadata") if isinstance(payload, dict) else None
-            if isinstance(metadata, dict):
-                path, hostname = page_of(metadata.get("pageUrl"))
+        path = hostname = None
+        payload = replay_payload(body, encoding, limit)
+        if payload is _BodyFault.too_large:
+            return self._refused(INVALID_PAYLOAD, client_ip, user_agent)
+        metadata = payload.get("metadata") if isinstance(payload, dict) else None
+        if isinstance(metadata, dict):
+            path, hostname = page_of(metadata.get("pageUrl"))
         try:
             at_hand = self.rules_for(site) is not None
         except Exception:  # a source's read must not break the hot path: adecide asks again
@@ -851,6 +855,36 @@ def read_payload(body: bytes) -> object:
         return json.loads(body.decode(json.detect_encoding(body), errors="replace"))
     except (ValueError, RecursionError):  # not JSON, digits past the int limit, too deep
         return None
+
+
+# The encodings a replay upload is decoded from to read its page (zlib's window bits).
+_DECODED_ENCODINGS: Final = {
+    "gzip": 16 + zlib.MAX_WBITS,
+    "x-gzip": 16 + zlib.MAX_WBITS,
+    "deflate": zlib.MAX_WBITS,
+}
+
+
+def replay_payload(body: bytes, encoding: bytes | None, limit: int) -> object:
+    """A session replay upload's JSON value (None when it cannot be read), its body sent
+    as is or gzip or deflate encoded; ``_BodyFault.too_large`` when it decodes past ``limit``
+    bytes (decoded in bounded steps, so a small bomb stays small). A client that compresses
+    its upload does not get its page past the path and hostname rules: an origin that decodes
+    it would read that page."""
+    name = "identity" if encoding is None else encoding.decode("latin-1").strip().lower()
+    if name == "identity":
+        return read_payload(body)
+    wbits = _DECODED_ENCODINGS.get(name)
+    if wbits is None:  # br, a list of encodings, ...: decided without its page
+        return None
+    decoder = zlib.decompressobj(wbits)
+    try:
+        decoded = decoder.decompress(body, limit + 1)
+    except zlib.error:  # not what it says it is: nobody can read its page
+        return None
+    if len(decoded) > limit:
+        return _BodyFault.too_large
+    return read_payload(decoded)
 
 
 def origin_matches(origin: str, domain: str) -> bool:
