@@ -50,7 +50,7 @@ ROUNDS = 5
 GOAL_CAUGHT = 0.97
 GOAL_FLAGGED = 0.0025
 CRAWLER_LIST_SOURCE = "crawler-user-agents"
-APPS_ROLE = "evaluation (apps)"
+APPS_ROLE = "(apps)"
 
 
 def detector_without(left_out: Source, sources: list[Source]) -> BotDetector:
@@ -94,7 +94,7 @@ def leave_one_out(sources: list[Source]) -> None:
             worst_caught = min(worst_caught, (float(caught.rstrip("%")) / 100, source.name))
         if source.people:
             share = (float(flagged.rstrip("%")) / 100, source.name)
-            if source.role == APPS_ROLE:
+            if source.role.endswith(APPS_ROLE):
                 worst_apps = max(worst_apps, share)
             else:
                 worst_flagged = max(worst_flagged, share)
