@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from edgefilter import BotDetector
-from edgefilter._bots import SHAPE_BOT_SCORE, people_patterns
+from edgefilter._bots import SHAPE_BOT_SCORE, family_alternatives, people_patterns
 
 detector = BotDetector()
 
@@ -188,6 +188,42 @@ def test_a_family_a_known_bot_matches_is_no_evidence() -> None:
     """people_patterns drops every pattern that a known bot matches, and keeps the rest."""
     assert people_patterns(["Foo/", "Bar/", "Baz/"], ["FooBot Foo/1.0", "Baz/2 Bar/3"]) == []
     assert people_patterns(["Foo/", "Bar/"], ["Baz/2"]) == ["Foo/", "Bar/"]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "alternatives"),
+    [
+        # the first group's own alternatives, the rest of the pattern kept on each
+        (r"(Foo|Bar)/(\d+)", [r"(Foo)/(\d+)", r"(Bar)/(\d+)"]),
+        (r"\b(?:Foo|Bar) x", [r"\b(?:Foo) x", r"\b(?:Bar) x"]),
+        # a nested group, a class and an escape are not cut
+        (r"((?:A|B)c|[x|y]|\|)z", [r"((?:A|B)c)z", r"([x|y])z", r"(\|)z"]),
+        (r"\((A|B)", [r"\((A)", r"\((B)"]),
+        # nothing to cut: the pattern as it is
+        ("plain", ["plain"]),
+        ("(Foo)/", ["(Foo)/"]),
+        ("(?P<name>A|B)", ["(?P<name>A|B)"]),
+        ("(?i:A|B)", ["(?i:A|B)"]),
+        ("(A|B", ["(A|B"]),
+    ],
+)
+def test_family_alternatives(pattern: str, alternatives: list[str]) -> None:
+    """A many-family pattern is cut into one pattern per family of its first group."""
+    assert family_alternatives(pattern) == alternatives
+
+
+def test_a_browser_list_naming_a_bot_keeps_its_other_browsers() -> None:
+    """One known bot in a list of eleven families drops that family only."""
+    families = "|".join(["bingbot", *(f"Browser{n}" for n in range(10))])
+    kept = people_patterns([f"({families})/"], ["bingbot/2.0"])
+    assert kept == [f"(Browser{n})/" for n in range(10)]
+    assert detector.classify("Sleipnir/2.9.9") is None  # uap-core lists it beside bingbot
+
+
+def test_a_list_of_bots_is_dropped_whole() -> None:
+    """More than one known bot in ten families: the list is one of bots, none is kept."""
+    families = "|".join(["FooBot", "BarBot", *(f"Other{n}" for n in range(8))])
+    assert people_patterns([f"({families})/"], ["FooBot/1", "BarBot/1"]) == []
 
 
 def test_the_shape_score_decides_only_without_evidence() -> None:

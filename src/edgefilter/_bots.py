@@ -22,7 +22,8 @@ decides, and guesswork only where there is none; cheapest first:
    TV, set-top box and console platforms, text browsers), uap-core's device catalogue
    (brands and models, from the maintained ``ua-parser-builtins`` package) and uap-core's
    client families, less every family a known bot matches (``people_patterns``, against
-   crawler-user-agents' instances): any of these, and it is a person;
+   crawler-user-agents' instances; a regex listing many browsers is judged family by
+   family, so its one bot does not cost the others): any of these, and it is a person;
 5. only what neither recognises falls to the shape score (``SHAPE_WEIGHTS``): "Mozilla/5.0"
    with no engine, "(compatible; Name/1.0)" alone, a bare "Name/1.0" count against, a
    platform, a device word, a screen size or a media app's word for; at or below
@@ -421,6 +422,10 @@ CRAWLER_TAG_FAMILIES: Final = {
 GENERIC_PREFIXES: Final = ("^(1207|", "^(talk|")
 
 SET_MAX_MEM: Final = 128 << 20
+# A uap-core pattern listing many client families is a list of bots when more than this
+# share of its families match known bots (bot lists: 17% to 37%; browser and player
+# lists: 5% to 8%, and 12% to 14% for the two short ones of seven and eight families).
+MAX_BOT_SHARE_OF_LIST: Final = 0.10
 
 # Every surrogate code point to U+FFFD, for str.translate: RE2 takes only valid UTF-8.
 _SURROGATES: Final = dict.fromkeys(range(0xD800, 0xE000), 0xFFFD)
@@ -521,12 +526,88 @@ def load_device_catalogue() -> tuple[list[str], list[str]]:
     return families, devices
 
 
+def _group_end(pattern: str, start: int) -> int:
+    """The index of the ``)`` closing the group opened at ``start``, or -1 (escapes and
+    character classes skipped)."""
+    depth, index, in_class = 0, start, False
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            index += 1
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return index
+        index += 1
+    return -1
+
+
+def _top_level_splits(body: str) -> list[str]:
+    """``body`` cut at its own ``|`` (not those of nested groups or classes)."""
+    parts, depth, begun, index, in_class = [], 0, 0, 0, False
+    while index < len(body):
+        char = body[index]
+        if char == "\\":
+            index += 1
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            parts.append(body[begun:index])
+            begun = index + 1
+        index += 1
+    return [*parts, body[begun:]]
+
+
+def family_alternatives(pattern: str) -> list[str]:
+    """``pattern`` as one pattern per alternative of its first group: uap-core lists many
+    families in one regex (``(bingbot|Bolt|...|Sleipnir|...)/(\\d+)``), and a known bot
+    that matches one of them (bingbot) is no evidence against the others. The
+    alternatives together match what ``pattern`` matches."""
+    start = pattern.find("(")
+    while start > 0 and pattern[start - 1] == "\\":
+        start = pattern.find("(", start + 1)
+    if start < 0:
+        return [pattern]
+    inner = start + (3 if pattern.startswith("(?:", start) else 1)
+    if pattern.startswith("?", inner):  # a named group, a look-around or a flag group
+        return [pattern]
+    end = _group_end(pattern, start)
+    if end < 0:
+        return [pattern]
+    parts = _top_level_splits(pattern[inner:end])
+    if len(parts) == 1:
+        return [pattern]
+    return [f"{pattern[:inner]}{part}{pattern[end:]}" for part in parts]
+
+
 def people_patterns(patterns: list[str], bots: list[str]) -> list[str]:
     """The patterns that match none of ``bots``: a client family that a known bot also
-    matches is no evidence of a person."""
-    known = _PatternSet(patterns)
-    bad = {index for ua in bots for index in known.matching(ua)}
-    return [pattern for index, pattern in enumerate(known.patterns) if index not in bad]
+    matches is no evidence of a person. A many-family pattern (``family_alternatives``)
+    is judged family by family when at most ``MAX_BOT_SHARE_OF_LIST`` of its families
+    match a known bot (a list of browsers or players that names a bot or two), and as a
+    whole otherwise (a list of bots and libraries, whose other members are bots too)."""
+    kept = []
+    for pattern in patterns:
+        parts = family_alternatives(pattern)
+        known = _PatternSet(parts)
+        bad = {index for ua in bots for index in known.matching(ua)}
+        if len(parts) > 1 and len(bad) <= MAX_BOT_SHARE_OF_LIST * len(parts):
+            kept += [part for index, part in enumerate(known.patterns) if index not in bad]
+        elif not bad:
+            kept.append(pattern)
+    return kept
 
 
 def load_crawler_instances() -> list[str]:
