@@ -90,6 +90,14 @@ PEOPLE = {
         "Mozilla/5.0 (SunOS 5.8 sun4u; U) Opera 5.0 [en]",
         "Mozilla/5.0 (X11; U; Linux i686; en-US; rv:1.9.0.8) Gecko Galeon/2.0.6 (Ubuntu 2.0.6-2)",
         "Mozilla/4.0+(compatible;+MSIE+6.0;+Windows+NT+5.1)",
+        "Mozilla/3.0 (WorldGate Gazelle 3.5.1 build 11; FreeBSD2.2.8-STABLE)",
+    ],
+    # an old "Mozilla/4.0 (name)" browser is not a bare "Name/1.0 (details)" product too
+    "old Mozilla": ["Mozilla/4.0 (jig browser9)", "Mozilla/4.0 (Example Browser 2; 2004)"],
+    # browser families that uap-core lists in one regex beside a bot (bingbot, Googlebot)
+    "listed beside a bot": [
+        "Sleipnir/2.9.9",
+        "Mozilla/5.0 (X11; U; Linux i686; en-US; rv:1.9.0.11) Gecko GranParadiso/3.0.11",
     ],
 }
 
@@ -102,6 +110,8 @@ BOTS = {
         "Mozilla/5.0 (ExampleAudit/2.1)",
         "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:66.0) WhatCMS/1.0",
         "Mozilla/5.0 CheckerProxy/1.0",
+        "Mozilla/4.0 (compatible; ExampleLeads)",
+        "Mozilla/4.0 (compatible;)",
     ],
     # bots that uap-core lists as Spider devices: no evidence of a person either way
     "uap-core Spider": ["Riddler/1.0", "holmes/3.9"],

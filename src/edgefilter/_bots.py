@@ -391,10 +391,13 @@ SHAPE_WEIGHTS: Final[tuple[tuple[str, int], ...]] = (
     (r"^Mozilla/[\d.]+ \(compatible;?[^;)]*\)?$", -2),  # "Mozilla/5.0 (compatible; Name/1.0)"
     (r"^Mozilla/[\d.]+ [\w.-]+", -2),  # "Mozilla/5.0 Name/1.0": a product after Mozilla
     (r"^[\w .-]+/v?[\d.]+\S*(?: \([^)]*\))?$", -2),  # "Name/1.0 (details)"
+    (r"^Mozilla/[\d.]+\S* \([^)]*\)$", 2),  # ... but for Mozilla the rules above decide
     (r"^Mozilla/[1-4]\.\d+\S* \(", 2),  # an old browser: Mozilla 1-4 and a platform comment
+    # platforms, a version glued on or not ("AmigaOS4.0", "FreeBSD2.2.8")
     (r"(?i:\b(?:Linux|Windows|Win\d+|WinNT|X11|Mac|Macintosh|PPC|68K|Unix|BSD|Ubuntu)\b)", 1),
-    (r"(?i:\b(?:CrOS|SunOS|IRIX)\b)", 1),
-    (r"(?i:\b(?:BeOS|Haiku|RISC OS|AmigaOS|MorphOS|OS/2|Inferno|x64|x86|amd64|arm64)\b)", 1),
+    (r"(?i:\b(?:CrOS|SunOS|IRIX|(?:Free|Net|Open)BSD)[\d.]*\b)", 1),
+    (r"(?i:\b(?:BeOS|Haiku|RISC OS|AmigaOS|MorphOS|OS/2|Inferno)[\d.]*\b)", 1),
+    (r"(?i:\b(?:x64|x86|amd64|arm64)\b)", 1),
     (r"(?i:\b(?:phone|mobile|tablet|tv|watch)\b)", 2),
     (r"\b\d{3,4}[x*]\d{3,4}\b", 2),  # a screen size
     (r"(?i:\b(?:ios|android|osx|macos|tvos|watchos|win32nt|wtos|palm os|meego)\b)", 1),
