@@ -11,8 +11,9 @@ from there afterwards:
   every fixture whose client type is ``library`` or ``feed reader`` are bots, every other
   fixture a person;
 - woothee's ``testsets`` from the npm ``woothee`` package (Apache-2.0): ``crawler`` and
-  ``misc`` (libraries, feed readers) are bots, ``pc``, ``smartphone``, ``mobilephone`` and
-  ``appliance`` people;
+  ``misc`` (libraries, feed readers) are bots, and so is every case of its ``crawler*``
+  files (one, VocusBot, is categorised ``pc`` because woothee cannot tell), ``pc``,
+  ``smartphone``, ``mobilephone`` and ``appliance`` people;
 - Intoli's ``user-agents`` npm package (BSD-2-Clause; real browser sessions, a newer
   snapshot than fake-useragent's) and the ``top-user-agents`` npm package (MIT): people.
 
@@ -74,6 +75,9 @@ UA_PARSER_JS_BOTS = frozenset({"Chrome Headless", "PhantomJS"})
 MATOMO_BOT_CLIENTS = frozenset({"library", "feed reader"})
 WOOTHEE_BOTS = frozenset({"crawler", "misc"})
 WOOTHEE_PEOPLE = frozenset({"pc", "smartphone", "mobilephone", "appliance"})
+# woothee files its crawler cases apart; one (VocusBot) it cannot tell, so its category is
+# "pc": the file, not the category woothee's parser would answer, is the label
+WOOTHEE_CRAWLER_FILES = "crawler"
 
 
 @dataclass
@@ -131,17 +135,22 @@ def _fetched(pattern: str, command: list[str]) -> Path | None:
     return found[0] if found else None
 
 
-def _yaml_members(archive: Path, inside: str) -> list[object]:
-    """Every YAML document list under ``inside`` in the tarball, concatenated."""
-    entries: list[object] = []
+def _yaml_files(archive: Path, inside: str) -> list[tuple[str, list[object]]]:
+    """Each YAML file under ``inside`` in the tarball: its name and its document list."""
+    files: list[tuple[str, list[object]]] = []
     with tarfile.open(archive) as tar:
         for member in sorted(tar.getmembers(), key=lambda m: m.name):
             if inside in member.name and member.name.endswith((".yml", ".yaml")):
                 stream = tar.extractfile(member)
                 if stream is not None:
                     loaded = yaml.load(stream.read(), Loader=yaml.CLoader)
-                    entries.extend(loaded if isinstance(loaded, list) else [])
-    return entries
+                    files.append((member.name, loaded if isinstance(loaded, list) else []))
+    return files
+
+
+def _yaml_members(archive: Path, inside: str) -> list[object]:
+    """Every YAML document list under ``inside`` in the tarball, concatenated."""
+    return [entry for _, entries in _yaml_files(archive, inside) for entry in entries]
 
 
 def matomo() -> list[Source] | None:
@@ -181,12 +190,14 @@ def woothee() -> list[Source] | None:
     if archive is None:
         return None
     source = Source(f"woothee {NPM_PACKAGES['woothee']}", "evaluation")
-    for entry in _yaml_members(archive, "woothee/testsets/"):
-        if isinstance(entry, dict) and isinstance(entry.get("target"), str):
-            if entry.get("category") in WOOTHEE_BOTS:
-                source.bots.append(entry["target"])
-            elif entry.get("category") in WOOTHEE_PEOPLE:
-                source.people.append(entry["target"])
+    for name, entries in _yaml_files(archive, "woothee/testsets/"):
+        crawlers = Path(name).name.startswith(WOOTHEE_CRAWLER_FILES)
+        for entry in entries:
+            if isinstance(entry, dict) and isinstance(entry.get("target"), str):
+                if crawlers or entry.get("category") in WOOTHEE_BOTS:
+                    source.bots.append(entry["target"])
+                elif entry.get("category") in WOOTHEE_PEOPLE:
+                    source.people.append(entry["target"])
     source.bots, source.people = _unique(source.bots), _unique(source.people)
     return [source]
 
