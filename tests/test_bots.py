@@ -14,6 +14,7 @@ BOTS = (DATA / "ua" / "bots-sample.txt").read_text(encoding="utf-8").splitlines(
 BROWSERS = (DATA / "ua" / "browsers-sample.txt").read_text(encoding="utf-8").splitlines()
 # Examples for our tokens that the shipped bot sample has no instance of.
 HAND_EXAMPLES = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) ExampleProspecting/0.1 Safari/537.36",
     "Prometheus/2.45.0",
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120 WebDriver",
     "Mozilla/5.0 (Unknown; Linux) AppleWebKit/538.1 (KHTML, like Gecko) SlimerJS/1.0",

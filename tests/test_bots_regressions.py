@@ -113,6 +113,10 @@ BOTS = {
         "Mozilla/4.0 (compatible; ExampleLeads)",
         "Mozilla/4.0 (compatible;)",
     ],
+    # lead-prospecting tools that tag a browser string with their name
+    "prospecting": [
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) ExampleProspecting/0.1 Safari/537.36",
+    ],
     # bots that uap-core lists as Spider devices: no evidence of a person either way
     "uap-core Spider": ["Riddler/1.0", "holmes/3.9"],
     # placeholder strings that uap-core's four-letter handset prefixes would call phones

@@ -331,6 +331,7 @@ TOKENS: Final[dict[str, tuple[str, ...]]] = {
         r"survey",
         r"netcraft",
         r"backlink",
+        r"prospect",  # lead-prospecting tools
         r"verif",
         r"\boptimizer\b",
         r"analy[sz]er\b",
