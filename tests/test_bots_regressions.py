@@ -51,6 +51,13 @@ PEOPLE = {
         "TuneIn Radio",
         "VLC/3.0.20 LibVLC/3.0.20",
     ],
+    # apps named "...Reader" (a document reader, a media player, a news app): the word
+    # alone is no bot token (feed readers say "feed" or "rss", or are named in TOKENS)
+    "reader app": [
+        "GoodReader4/100 CFNetwork/711.3.18 Darwin/14.0.0",
+        "J. River Internet Reader/2.0 (compatible; Windows-Media-Player/10)",
+        "ExampleNewsReader/2.0.1 (Android)",
+    ],
     # smart TVs, set-top boxes and consoles ("Google TV" names a device, not a bot)
     "TV and console": [
         "Mozilla/5.0 (Web0S; Linux/SmartTV) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/87.0.4280.88 Safari/537.36 WebAppManager",

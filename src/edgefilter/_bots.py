@@ -317,7 +317,6 @@ TOKENS: Final[dict[str, tuple[str, ...]]] = {
         r"harvest",
         r"extract",
         r"parser",
-        r"reader",
         r"webhook",
         r"\btest",
         r"tester\b",
