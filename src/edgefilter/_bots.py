@@ -318,7 +318,6 @@ TOKENS: Final[dict[str, tuple[str, ...]]] = {
         r"extract",
         r"parser",
         r"webhook",
-        r"\btest",
         r"tester\b",
         r"google[-_ ]",
         r"-google\b",
