@@ -86,6 +86,8 @@ PEOPLE = {
     ],
     # WebViews with unusual tokens, and device models with bot-like words in them
     "WebView and device names": [
+        # no space after "Android 2.3;": the device slot is still cut out ("Sonic" is listed)
+        "Mozilla/5.0 (Linux; U; Android 2.3;en-us; ViewSonic-ViewPad7e build/ERE27) AppleWebKit/533.1 (KHTML, like Gecko) Version/4.0 Mobile Safari/533.1",
         "Mozilla/5.0 (Linux; Android 7.0; M bot 54) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/78.0.3904.96 Mobile Safari/537.36",
         "Mozilla/5.0 (Linux; Android 13; Spider 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
         "com.google.android.youtube/19.02.39 (Linux; U; Android 14; en_US; Pixel 8; Build/UQ1A.240105.004; Cronet/121.0.6167.71)",

@@ -383,7 +383,7 @@ IMPOSTORS: Final = ("like Gecko; compatible",)  # "(KHTML, like Gecko; compatibl
 COMMON_BROWSER_PREFIXES: Final = ("Mozilla/5.0 (", "Mozilla/4.0 (")
 # The device-model slot of an Android platform comment: blanked before the bot tokens and
 # the crawler list are searched, so "M bot 54", "Spider 8" or "Google TV" name a device.
-DEVICE_SLOT: Final = r"(Android [\d.]+;(?: U;)?(?: [a-z]{2}[-_][A-Za-z]{2};)?) ?[^;)]+"
+DEVICE_SLOT: Final = r"(Android [\d.]+;(?: ?U;)?(?: ?[a-z]{2}[-_][A-Za-z]{2};)?) ?[^;)]+"
 # What the shape score weighs, for strings with neither bot tokens nor browser evidence.
 SHAPE_WEIGHTS: Final[tuple[tuple[str, int], ...]] = (
     (r"^Mozilla/5\.0", -2),  # claims a modern browser, yet names no engine or browser
