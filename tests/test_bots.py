@@ -109,12 +109,12 @@ PEOPLE_TRAPS = [
 
 
 def test_accuracy_floors_on_the_shipped_sample() -> None:
-    """At least 98% of sampled bots caught, at most 0.25% of sampled browsers flagged (the
-    sample's two flagged "browsers" are a shellshock payload and a string with a URL)."""
+    """At least 99% of sampled bots caught (500 of 503 now), at most 0.2% of sampled
+    browsers flagged (2 of 1,100: a shellshock payload and a string with a URL)."""
     caught = sum(1 for ua in BOTS if detector.is_bot(ua)) / len(BOTS)
     flagged = sum(1 for ua in BROWSERS if detector.is_bot(ua)) / len(BROWSERS)
-    assert caught >= 0.98, caught
-    assert flagged <= 0.0025, flagged
+    assert caught >= 0.99, caught
+    assert flagged <= 0.002, flagged
 
 
 @pytest.mark.parametrize(
