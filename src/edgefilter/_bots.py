@@ -572,43 +572,54 @@ def _top_level_splits(body: str) -> list[str]:
     return [*parts, body[begun:]]
 
 
+def _first_group_families(pattern: str) -> tuple[str, list[str], str] | None:
+    """``pattern`` as (what precedes the first group's alternatives, the alternatives, what
+    follows them), or None when its first group has no ``|`` of its own."""
+    start = pattern.find("(")
+    while start > 0 and pattern[start - 1] == "\\":
+        start = pattern.find("(", start + 1)
+    if start < 0:
+        return None
+    inner = start + (3 if pattern.startswith("(?:", start) else 1)
+    if pattern.startswith("?", inner):  # a named group, a look-around or a flag group
+        return None
+    end = _group_end(pattern, start)
+    if end < 0:
+        return None
+    parts = _top_level_splits(pattern[inner:end])
+    return (pattern[:inner], parts, pattern[end:]) if len(parts) > 1 else None
+
+
 def family_alternatives(pattern: str) -> list[str]:
     """``pattern`` as one pattern per alternative of its first group: uap-core lists many
     families in one regex (``(bingbot|Bolt|...|Sleipnir|...)/(\\d+)``), and a known bot
     that matches one of them (bingbot) is no evidence against the others. The
     alternatives together match what ``pattern`` matches."""
-    start = pattern.find("(")
-    while start > 0 and pattern[start - 1] == "\\":
-        start = pattern.find("(", start + 1)
-    if start < 0:
+    split = _first_group_families(pattern)
+    if split is None:
         return [pattern]
-    inner = start + (3 if pattern.startswith("(?:", start) else 1)
-    if pattern.startswith("?", inner):  # a named group, a look-around or a flag group
-        return [pattern]
-    end = _group_end(pattern, start)
-    if end < 0:
-        return [pattern]
-    parts = _top_level_splits(pattern[inner:end])
-    if len(parts) == 1:
-        return [pattern]
-    return [f"{pattern[:inner]}{part}{pattern[end:]}" for part in parts]
+    head, families, tail = split
+    return [f"{head}{family}{tail}" for family in families]
 
 
 def people_patterns(patterns: list[str], bots: list[str]) -> list[str]:
     """The patterns that match none of ``bots``: a client family that a known bot also
     matches is no evidence of a person. A many-family pattern (``family_alternatives``)
     is judged family by family when at most ``MAX_BOT_SHARE_OF_LIST`` of its families
-    match a known bot (a list of browsers or players that names a bot or two), and as a
-    whole otherwise (a list of bots and libraries, whose other members are bots too)."""
+    match a known bot (a list of browsers or players that names a bot or two: it is kept
+    without them, still one pattern), and as a whole otherwise (a list of bots and
+    libraries, whose other members are bots too)."""
     kept = []
     for pattern in patterns:
         parts = family_alternatives(pattern)
         known = _PatternSet(parts)
-        bad = {index for ua in bots for index in known.matching(ua)}
-        if len(parts) > 1 and len(bad) <= MAX_BOT_SHARE_OF_LIST * len(parts):
-            kept += [part for index, part in enumerate(known.patterns) if index not in bad]
-        elif not bad:
+        bad = {known.patterns[index] for ua in bots for index in known.matching(ua)}
+        if not bad:
             kept.append(pattern)
+        elif len(parts) > 1 and len(bad) <= MAX_BOT_SHARE_OF_LIST * len(parts):
+            head, families, tail = _first_group_families(pattern) or ("", [], "")
+            good = [name for name, part in zip(families, parts, strict=True) if part not in bad]
+            kept.append(f"{head}{'|'.join(good)}{tail}")
     return kept
 
 
