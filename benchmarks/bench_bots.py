@@ -15,8 +15,11 @@ What the detector is built from, and what "leave one source out" leaves out:
   one left out), then is measured on the one left out;
 - the hand-written tokens, browser evidence and shape weights of _bots.py are not rebuilt
   per fold: they were written with the development sources and the misses on Matomo's
-  fixtures in view (so Matomo's numbers are not from unseen data); woothee's and Intoli's
-  were measured only as totals.
+  fixtures in view, and issue 15's second pass changed them looking at the errors of
+  JayBizzle, Matomo and woothee too (so those rows are not from unseen data). Intoli's
+  row had no error to look at. The two "fresh evaluation" sources (uap-core's device
+  fixtures, ua-parser-js's fixtures) were added and measured before that pass and once
+  after it; their errors were never looked at. They are the unseen rows.
 
 The table's verdict is the WORST fold, not the average. user-agents (what the core started
 from) is measured on the same strings in the same run.
@@ -50,7 +53,7 @@ ROUNDS = 5
 GOAL_CAUGHT = 0.97
 GOAL_FLAGGED = 0.0025
 CRAWLER_LIST_SOURCE = "crawler-user-agents"
-APPS_ROLE = "evaluation (apps)"
+APPS_ROLE = "(apps)"
 
 
 def detector_without(left_out: Source, sources: list[Source]) -> BotDetector:
@@ -94,7 +97,7 @@ def leave_one_out(sources: list[Source]) -> None:
             worst_caught = min(worst_caught, (float(caught.rstrip("%")) / 100, source.name))
         if source.people:
             share = (float(flagged.rstrip("%")) / 100, source.name)
-            if source.role == APPS_ROLE:
+            if source.role.endswith(APPS_ROLE):
                 worst_apps = max(worst_apps, share)
             else:
                 worst_flagged = max(worst_flagged, share)

@@ -14,6 +14,7 @@ BOTS = (DATA / "ua" / "bots-sample.txt").read_text(encoding="utf-8").splitlines(
 BROWSERS = (DATA / "ua" / "browsers-sample.txt").read_text(encoding="utf-8").splitlines()
 # Examples for our tokens that the shipped bot sample has no instance of.
 HAND_EXAMPLES = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) ExampleProspecting/0.1 Safari/537.36",
     "Prometheus/2.45.0",
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120 WebDriver",
     "Mozilla/5.0 (Unknown; Linux) AppleWebKit/538.1 (KHTML, like Gecko) SlimerJS/1.0",
@@ -108,12 +109,12 @@ PEOPLE_TRAPS = [
 
 
 def test_accuracy_floors_on_the_shipped_sample() -> None:
-    """At least 98% of sampled bots caught, at most 0.25% of sampled browsers flagged (the
-    sample's two flagged "browsers" are a shellshock payload and a string with a URL)."""
+    """At least 99% of sampled bots caught (500 of 503 now), at most 0.2% of sampled
+    browsers flagged (2 of 1,100: a shellshock payload and a string with a URL)."""
     caught = sum(1 for ua in BOTS if detector.is_bot(ua)) / len(BOTS)
     flagged = sum(1 for ua in BROWSERS if detector.is_bot(ua)) / len(BROWSERS)
-    assert caught >= 0.98, caught
-    assert flagged <= 0.0025, flagged
+    assert caught >= 0.99, caught
+    assert flagged <= 0.002, flagged
 
 
 @pytest.mark.parametrize(

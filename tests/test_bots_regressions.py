@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from edgefilter import BotDetector
-from edgefilter._bots import SHAPE_BOT_SCORE, people_patterns
+from edgefilter._bots import SHAPE_BOT_SCORE, family_alternatives, people_patterns
 
 detector = BotDetector()
 
@@ -51,10 +51,20 @@ PEOPLE = {
         "TuneIn Radio",
         "VLC/3.0.20 LibVLC/3.0.20",
     ],
+    # apps named "...Reader" (a document reader, a media player, a news app): the word
+    # alone is no bot token (feed readers say "feed" or "rss", or are named in TOKENS)
+    "reader app": [
+        "GoodReader4/100 CFNetwork/711.3.18 Darwin/14.0.0",
+        "J. River Internet Reader/2.0 (compatible; Windows-Media-Player/10)",
+        "ExampleNewsReader/2.0.1 (Android)",
+    ],
     # smart TVs, set-top boxes and consoles ("Google TV" names a device, not a bot)
     "TV and console": [
         "Mozilla/5.0 (Web0S; Linux/SmartTV) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/87.0.4280.88 Safari/537.36 WebAppManager",
         "Roku/DVP-12.0 (12.0.0.4182-88)",
+        # a TV's model or test-build tag ("TEST", "TestingDevice") is not a test tool
+        "Opera/9.80 (Linux mips; Opera TV Store/6162; HbbTV/1.2.1 (; Altech UEC; PVR9600; ; ; )) Presto/2.12.407 Version/12.51 Model/AltechMultimedia-TestingDevice",
+        "Mozilla/5.0 (Web0S; Linux/SmartTV) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/68.0.3440.106 Safari/537.36 HbbTV/1.5.1 (+DRM; LGE/KONKA/TEST; 43WOS620D; 03.10.01; 0x00000001;)",
         "Mozilla/5.0 (PlayStation; PlayStation 5/2.26) AppleWebKit/605.1.15 (KHTML, like Gecko)",
         "HbbTV/1.1.1 (+PVR;Humax;HD FOX+;1.00.12;1.0)CE-HTML/1.0 ANTGalio/3.1.1.23.04.09",
         "Mozilla/5.0 (Linux; Android 11; Grundig Google TV Build/RTM6.230109.257; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/111.0.5563.58 Mobile Safari/537.36",
@@ -76,6 +86,8 @@ PEOPLE = {
     ],
     # WebViews with unusual tokens, and device models with bot-like words in them
     "WebView and device names": [
+        # no space after "Android 2.3;": the device slot is still cut out ("Sonic" is listed)
+        "Mozilla/5.0 (Linux; U; Android 2.3;en-us; ViewSonic-ViewPad7e build/ERE27) AppleWebKit/533.1 (KHTML, like Gecko) Version/4.0 Mobile Safari/533.1",
         "Mozilla/5.0 (Linux; Android 7.0; M bot 54) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/78.0.3904.96 Mobile Safari/537.36",
         "Mozilla/5.0 (Linux; Android 13; Spider 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
         "com.google.android.youtube/19.02.39 (Linux; U; Android 14; en_US; Pixel 8; Build/UQ1A.240105.004; Cronet/121.0.6167.71)",
@@ -90,6 +102,14 @@ PEOPLE = {
         "Mozilla/5.0 (SunOS 5.8 sun4u; U) Opera 5.0 [en]",
         "Mozilla/5.0 (X11; U; Linux i686; en-US; rv:1.9.0.8) Gecko Galeon/2.0.6 (Ubuntu 2.0.6-2)",
         "Mozilla/4.0+(compatible;+MSIE+6.0;+Windows+NT+5.1)",
+        "Mozilla/3.0 (WorldGate Gazelle 3.5.1 build 11; FreeBSD2.2.8-STABLE)",
+    ],
+    # an old "Mozilla/4.0 (name)" browser is not a bare "Name/1.0 (details)" product too
+    "old Mozilla": ["Mozilla/4.0 (jig browser9)", "Mozilla/4.0 (Example Browser 2; 2004)"],
+    # browser families that uap-core lists in one regex beside a bot (bingbot, Googlebot)
+    "listed beside a bot": [
+        "Sleipnir/2.9.9",
+        "Mozilla/5.0 (X11; U; Linux i686; en-US; rv:1.9.0.11) Gecko GranParadiso/3.0.11",
     ],
 }
 
@@ -102,6 +122,12 @@ BOTS = {
         "Mozilla/5.0 (ExampleAudit/2.1)",
         "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:66.0) WhatCMS/1.0",
         "Mozilla/5.0 CheckerProxy/1.0",
+        "Mozilla/4.0 (compatible; ExampleLeads)",
+        "Mozilla/4.0 (compatible;)",
+    ],
+    # lead-prospecting tools that tag a browser string with their name
+    "prospecting": [
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) ExampleProspecting/0.1 Safari/537.36",
     ],
     # bots that uap-core lists as Spider devices: no evidence of a person either way
     "uap-core Spider": ["Riddler/1.0", "holmes/3.9"],
@@ -188,6 +214,43 @@ def test_a_family_a_known_bot_matches_is_no_evidence() -> None:
     """people_patterns drops every pattern that a known bot matches, and keeps the rest."""
     assert people_patterns(["Foo/", "Bar/", "Baz/"], ["FooBot Foo/1.0", "Baz/2 Bar/3"]) == []
     assert people_patterns(["Foo/", "Bar/"], ["Baz/2"]) == ["Foo/", "Bar/"]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "alternatives"),
+    [
+        # the first group's own alternatives, the rest of the pattern kept on each
+        (r"(Foo|Bar)/(\d+)", [r"(Foo)/(\d+)", r"(Bar)/(\d+)"]),
+        (r"\b(?:Foo|Bar) x", [r"\b(?:Foo) x", r"\b(?:Bar) x"]),
+        # a nested group, a class and an escape are not cut
+        (r"((?:A|B)c|[x|y]|\|)z", [r"((?:A|B)c)z", r"([x|y])z", r"(\|)z"]),
+        (r"\((A|B)", [r"\((A)", r"\((B)"]),
+        # nothing to cut: the pattern as it is
+        ("plain", ["plain"]),
+        ("(Foo)/", ["(Foo)/"]),
+        ("(?P<name>A|B)", ["(?P<name>A|B)"]),
+        ("(?i:A|B)", ["(?i:A|B)"]),
+        ("(A|B", ["(A|B"]),
+    ],
+)
+def test_family_alternatives(pattern: str, alternatives: list[str]) -> None:
+    """A many-family pattern is cut into one pattern per family of its first group."""
+    assert family_alternatives(pattern) == alternatives
+
+
+def test_a_browser_list_naming_a_bot_keeps_its_other_browsers() -> None:
+    """One known bot in a list of eleven families drops that family only, and the others
+    stay one pattern (a set of fewer, larger patterns is cheaper to match)."""
+    families = "|".join(["bingbot", *(f"Browser{n}" for n in range(10))])
+    kept = people_patterns([f"({families})/"], ["bingbot/2.0"])
+    assert kept == [f"({'|'.join(f'Browser{n}' for n in range(10))})/"]
+    assert detector.classify("Sleipnir/2.9.9") is None  # uap-core lists it beside bingbot
+
+
+def test_a_list_of_bots_is_dropped_whole() -> None:
+    """More than one known bot in ten families: the list is one of bots, none is kept."""
+    families = "|".join(["FooBot", "BarBot", *(f"Other{n}" for n in range(8))])
+    assert people_patterns([f"({families})/"], ["FooBot/1", "BarBot/1"]) == []
 
 
 def test_the_shape_score_decides_only_without_evidence() -> None:

@@ -22,7 +22,8 @@ decides, and guesswork only where there is none; cheapest first:
    TV, set-top box and console platforms, text browsers), uap-core's device catalogue
    (brands and models, from the maintained ``ua-parser-builtins`` package) and uap-core's
    client families, less every family a known bot matches (``people_patterns``, against
-   crawler-user-agents' instances): any of these, and it is a person;
+   crawler-user-agents' instances; a regex listing many browsers is judged family by
+   family, so its one bot does not cost the others): any of these, and it is a person;
 5. only what neither recognises falls to the shape score (``SHAPE_WEIGHTS``): "Mozilla/5.0"
    with no engine, "(compatible; Name/1.0)" alone, a bare "Name/1.0" count against, a
    platform, a device word, a screen size or a media app's word for; at or below
@@ -316,9 +317,7 @@ TOKENS: Final[dict[str, tuple[str, ...]]] = {
         r"harvest",
         r"extract",
         r"parser",
-        r"reader",
         r"webhook",
-        r"\btest",
         r"tester\b",
         r"google[-_ ]",
         r"-google\b",
@@ -330,6 +329,7 @@ TOKENS: Final[dict[str, tuple[str, ...]]] = {
         r"survey",
         r"netcraft",
         r"backlink",
+        r"prospect",  # lead-prospecting tools
         r"verif",
         r"\boptimizer\b",
         r"analy[sz]er\b",
@@ -383,17 +383,20 @@ IMPOSTORS: Final = ("like Gecko; compatible",)  # "(KHTML, like Gecko; compatibl
 COMMON_BROWSER_PREFIXES: Final = ("Mozilla/5.0 (", "Mozilla/4.0 (")
 # The device-model slot of an Android platform comment: blanked before the bot tokens and
 # the crawler list are searched, so "M bot 54", "Spider 8" or "Google TV" name a device.
-DEVICE_SLOT: Final = r"(Android [\d.]+;(?: U;)?(?: [a-z]{2}[-_][A-Za-z]{2};)?) ?[^;)]+"
+DEVICE_SLOT: Final = r"(Android [\d.]+;(?: ?U;)?(?: ?[a-z]{2}[-_][A-Za-z]{2};)?) ?[^;)]+"
 # What the shape score weighs, for strings with neither bot tokens nor browser evidence.
 SHAPE_WEIGHTS: Final[tuple[tuple[str, int], ...]] = (
     (r"^Mozilla/5\.0", -2),  # claims a modern browser, yet names no engine or browser
     (r"^Mozilla/[\d.]+ \(compatible;?[^;)]*\)?$", -2),  # "Mozilla/5.0 (compatible; Name/1.0)"
     (r"^Mozilla/[\d.]+ [\w.-]+", -2),  # "Mozilla/5.0 Name/1.0": a product after Mozilla
     (r"^[\w .-]+/v?[\d.]+\S*(?: \([^)]*\))?$", -2),  # "Name/1.0 (details)"
+    (r"^Mozilla/[\d.]+\S* \([^)]*\)$", 2),  # ... but for Mozilla the rules above decide
     (r"^Mozilla/[1-4]\.\d+\S* \(", 2),  # an old browser: Mozilla 1-4 and a platform comment
+    # platforms, a version glued on or not ("AmigaOS4.0", "FreeBSD2.2.8")
     (r"(?i:\b(?:Linux|Windows|Win\d+|WinNT|X11|Mac|Macintosh|PPC|68K|Unix|BSD|Ubuntu)\b)", 1),
-    (r"(?i:\b(?:CrOS|SunOS|IRIX)\b)", 1),
-    (r"(?i:\b(?:BeOS|Haiku|RISC OS|AmigaOS|MorphOS|OS/2|Inferno|x64|x86|amd64|arm64)\b)", 1),
+    (r"(?i:\b(?:CrOS|SunOS|IRIX|(?:Free|Net|Open)BSD)[\d.]*\b)", 1),
+    (r"(?i:\b(?:BeOS|Haiku|RISC OS|AmigaOS|MorphOS|OS/2|Inferno)[\d.]*\b)", 1),
+    (r"(?i:\b(?:x64|x86|amd64|arm64)\b)", 1),
     (r"(?i:\b(?:phone|mobile|tablet|tv|watch)\b)", 2),
     (r"\b\d{3,4}[x*]\d{3,4}\b", 2),  # a screen size
     (r"(?i:\b(?:ios|android|osx|macos|tvos|watchos|win32nt|wtos|palm os|meego)\b)", 1),
@@ -421,6 +424,10 @@ CRAWLER_TAG_FAMILIES: Final = {
 GENERIC_PREFIXES: Final = ("^(1207|", "^(talk|")
 
 SET_MAX_MEM: Final = 128 << 20
+# A uap-core pattern listing many client families is a list of bots when more than this
+# share of its families match known bots (bot lists: 17% to 37%; browser and player
+# lists: 5% to 8%, and 12% to 14% for the two short ones of seven and eight families).
+MAX_BOT_SHARE_OF_LIST: Final = 0.10
 
 # Every surrogate code point to U+FFFD, for str.translate: RE2 takes only valid UTF-8.
 _SURROGATES: Final = dict.fromkeys(range(0xD800, 0xE000), 0xFFFD)
@@ -521,12 +528,99 @@ def load_device_catalogue() -> tuple[list[str], list[str]]:
     return families, devices
 
 
+def _group_end(pattern: str, start: int) -> int:
+    """The index of the ``)`` closing the group opened at ``start``, or -1 (escapes and
+    character classes skipped)."""
+    depth, index, in_class = 0, start, False
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            index += 1
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return index
+        index += 1
+    return -1
+
+
+def _top_level_splits(body: str) -> list[str]:
+    """``body`` cut at its own ``|`` (not those of nested groups or classes)."""
+    parts, depth, begun, index, in_class = [], 0, 0, 0, False
+    while index < len(body):
+        char = body[index]
+        if char == "\\":
+            index += 1
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            parts.append(body[begun:index])
+            begun = index + 1
+        index += 1
+    return [*parts, body[begun:]]
+
+
+def _first_group_families(pattern: str) -> tuple[str, list[str], str] | None:
+    """``pattern`` as (what precedes the first group's alternatives, the alternatives, what
+    follows them), or None when its first group has no ``|`` of its own."""
+    start = pattern.find("(")
+    while start > 0 and pattern[start - 1] == "\\":
+        start = pattern.find("(", start + 1)
+    if start < 0:
+        return None
+    inner = start + (3 if pattern.startswith("(?:", start) else 1)
+    if pattern.startswith("?", inner):  # a named group, a look-around or a flag group
+        return None
+    end = _group_end(pattern, start)
+    if end < 0:
+        return None
+    parts = _top_level_splits(pattern[inner:end])
+    return (pattern[:inner], parts, pattern[end:]) if len(parts) > 1 else None
+
+
+def family_alternatives(pattern: str) -> list[str]:
+    """``pattern`` as one pattern per alternative of its first group: uap-core lists many
+    families in one regex (``(bingbot|Bolt|...|Sleipnir|...)/(\\d+)``), and a known bot
+    that matches one of them (bingbot) is no evidence against the others. The
+    alternatives together match what ``pattern`` matches."""
+    split = _first_group_families(pattern)
+    if split is None:
+        return [pattern]
+    head, families, tail = split
+    return [f"{head}{family}{tail}" for family in families]
+
+
 def people_patterns(patterns: list[str], bots: list[str]) -> list[str]:
     """The patterns that match none of ``bots``: a client family that a known bot also
-    matches is no evidence of a person."""
-    known = _PatternSet(patterns)
-    bad = {index for ua in bots for index in known.matching(ua)}
-    return [pattern for index, pattern in enumerate(known.patterns) if index not in bad]
+    matches is no evidence of a person. A many-family pattern (``family_alternatives``)
+    is judged family by family when at most ``MAX_BOT_SHARE_OF_LIST`` of its families
+    match a known bot (a list of browsers or players that names a bot or two: it is kept
+    without them, still one pattern), and as a whole otherwise (a list of bots and
+    libraries, whose other members are bots too)."""
+    kept = []
+    for pattern in patterns:
+        parts = family_alternatives(pattern)
+        known = _PatternSet(parts)
+        bad = {known.patterns[index] for ua in bots for index in known.matching(ua)}
+        if not bad:
+            kept.append(pattern)
+        elif len(parts) > 1 and len(bad) <= MAX_BOT_SHARE_OF_LIST * len(parts):
+            head, families, tail = _first_group_families(pattern) or ("", [], "")
+            good = [name for name, part in zip(families, parts, strict=True) if part not in bad]
+            kept.append(f"{head}{'|'.join(good)}{tail}")
+    return kept
 
 
 def load_crawler_instances() -> list[str]:
