@@ -1,7 +1,9 @@
 """The hot path: ``EdgeFilter.should_track(site, ip, ua, *, path=None, hostname=None)``,
 ``adecide`` for async callers, and ``decide_many``/``adecide_many`` for batches. With the
 compiled reader (``_speedups``, see ``_tables``) one C call goes from a site's rules to the
-decision of its address rules; without it, the inline pure-Python reader below does.
+decision of its address rules, and on to that of its path, hostname, user-agent and bot
+checks when their caches hold the hit's verdicts (Python makes the checks they do not);
+without it, the inline pure-Python reader below does it all.
 
 Decisions for odd input (the hot path never raises, whatever its arguments are:
 unhashable, hostile objects whose methods raise, huge, ...):
