@@ -6,6 +6,8 @@ bots layered in. ``make test`` runs this file on a compiled build with
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import subprocess
 import sys
@@ -33,12 +35,21 @@ from edgefilter import (
     _layout,
     compile_rules,
 )
-from edgefilter._decisions import EXCLUDED_COUNTRY, EXCLUDED_IP
+from edgefilter._decisions import (
+    BOT,
+    EXCLUDED_COUNTRY,
+    EXCLUDED_HOSTNAME,
+    EXCLUDED_IP,
+    EXCLUDED_PATH,
+    EXCLUDED_USER_AGENT,
+    TRACKED,
+)
+from edgefilter._patterns import GlobMatcher, SubstringMatcher
 from edgefilter._tables import pure_layer_of_text
 
 from .conftest import ASN_DB, CITY_DB
 from .hostile import any_values
-from .readers import both, database_addresses, text_hits
+from .readers import both, database_addresses, outcome, text_hits
 from .strategies import addresses, entry_lists
 from .test_layout import LARGE_SHAPES, hit_forms, large, large_probes, value_text
 
@@ -229,6 +240,220 @@ def test_should_track_decides_as_the_pure_build(
         compiled, pure = both(lambda hit=hit, path=path: edge_filter.should_track(*hit, path=path))
         assert isinstance(compiled, Decision)
         assert compiled is pure, (site, ip, ua, path)
+
+
+PATHS = ["/admin", "/admin/x", "/", "/blog", "/health", "/ADMIN/y"]
+HOSTNAMES = ["www.example.com", "a.internal.example", "staging.example.com", "x.example"]
+AGENTS = [*USER_AGENTS, "Mozilla/5.0 (compatible; UptimeRobot/2.0)", "internal-qa runner"]
+
+
+def cached_values(values: list[str]) -> st.SearchStrategy[object]:
+    """A hit's path, hostname or user agent: the values above (cached after a first hit)
+    and their bytes and ``str``-subclass forms, None, and any value at all."""
+    return st.one_of(
+        st.sampled_from(values),
+        st.sampled_from(values).map(lambda text: text.encode("latin-1")),
+        st.sampled_from(values).map(Text),
+        st.none(),
+        any_values,
+    )
+
+
+class Text(str):
+    """A ``str`` subclass: read as its plain value, never through a cache here."""
+
+    __slots__ = ()
+
+
+def clear_caches(rules: SiteRules, edge_filter: EdgeFilter) -> None:
+    """Every verdict the hit could be answered from, forgotten: the next hit misses."""
+    for matcher in (rules.excluded_paths, rules.excluded_hostnames, rules.excluded_user_agents):
+        if matcher is not None:
+            matcher.verdicts.clear()
+    edge_filter.bots.verdicts.clear()
+
+
+@settings(max_examples=150)
+@given(
+    st.lists(st.sampled_from(["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"]), max_size=2),
+    st.sets(st.sampled_from(["paths", "hostnames", "user agents"])),
+    st.booleans(),
+    st.sampled_from(["web", "mobile"]),
+    st.lists(
+        st.tuples(
+            st.one_of(st.just(SITE), any_values),
+            st.one_of(st.sampled_from(["10.1.2.3", "192.0.2.1", "2001:db8::1", "x"]), any_values),
+            cached_values(AGENTS),
+            cached_values(PATHS),
+            cached_values(HOSTNAMES),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_whole_hits_are_decided_as_the_pure_build_cold_and_warm(
+    entries: list[str],
+    kinds: set[str],
+    block_bots: bool,
+    site_type: str,
+    hits: list[tuple[object, object, object, object, object]],
+) -> None:
+    """Path, hostname and user-agent rules (any of them, or none), bots, mobile sites, with
+    or without IP rules, on hits of every kind: the compiled hot path on cold caches (each
+    miss then filled by Python), the pure one, and the compiled one again on the caches
+    they filled, give the same Decision."""
+    source, edge_filter = decision_filter()
+    config = SiteConfig(
+        excluded_ips=tuple(entries),
+        excluded_paths=("/admin*", "/health") if "paths" in kinds else (),
+        excluded_hostnames=("*.internal.example", "staging.example.com")
+        if "hostnames" in kinds
+        else (),
+        excluded_user_agents=("UptimeRobot", "internal-qa") if "user agents" in kinds else (),
+        block_bots=block_bots,
+        type=site_type,
+    )
+    rules = compile_rules(config)
+    source.sites[SITE] = rules
+    for site, ip, ua, path, hostname in hits:
+        hit = (site, ip, ua)
+        fields = {"path": path, "hostname": hostname}
+        decide = functools.partial(edge_filter.should_track, *hit, **fields)
+        clear_caches(rules, edge_filter)
+        cold, pure = both(decide)
+        warm = outcome(decide)
+        assert isinstance(cold, Decision)
+        assert cold is pure is warm, (site, ip, ua, path, hostname)
+
+
+def whole_hit(
+    edge_filter: EdgeFilter, rules: object, ip: object, ua: object, path: object, host: object
+) -> object:
+    """``decision_of_hit`` with the whole hit, as ``should_track`` calls it."""
+    key, verdicts = edge_filter._layers_key, edge_filter._bot_verdicts
+    return _speedups.decision_of_hit(rules, key, ip, ua, path, host, verdicts)
+
+
+def pattern_rules(**changes: object) -> SiteRules:
+    """A site with an IP rule, one rule of each pattern kind and bots blocked."""
+    config = SiteConfig(
+        excluded_ips=("10.0.0.0/8",),
+        excluded_paths=("/admin*",),
+        excluded_hostnames=("*.internal.example",),
+        excluded_user_agents=("internal-qa",),
+        block_bots=True,
+    )
+    return compile_rules(dataclasses.replace(config, **changes))  # type: ignore[arg-type]
+
+
+PERSON = USER_AGENTS[0]
+
+
+def test_the_whole_hit_is_answered_from_caches_in_the_hot_paths_order() -> None:
+    """Once Python has filled the caches, each check is answered in C, the first that
+    excludes the hit winning (address, path, hostname, user agent, bots); a miss is None
+    (Python makes the checks after the address) until should_track fills it."""
+    source, edge_filter = decision_filter()
+    rules = pattern_rules()
+    source.sites[SITE] = rules
+    agent, bot = "internal-qa runner", "Googlebot/2.1"
+    hits = [
+        ("10.1.2.3", agent, "/admin/1", "a.internal.example", EXCLUDED_IP),
+        ("11.1.2.3", agent, "/admin/1", "a.internal.example", EXCLUDED_PATH),
+        ("11.1.2.3", agent, "/blog", "a.internal.example", EXCLUDED_HOSTNAME),
+        ("11.1.2.3", agent, "/blog", "www.example.com", EXCLUDED_USER_AGENT),
+        ("11.1.2.3", bot, "/blog", "www.example.com", BOT),
+        ("11.1.2.3", PERSON, "/blog", "www.example.com", TRACKED),
+        ("11.1.2.3", PERSON, None, None, TRACKED),  # no path, no hostname: not excluded
+    ]
+    clear_caches(rules, edge_filter)
+    for ip, ua, path, host, decision in hits:
+        if decision is not EXCLUDED_IP and path is not None:
+            assert whole_hit(edge_filter, rules, ip, ua, path, host) is None  # a miss
+        assert edge_filter.should_track(SITE, ip, ua, path=path, hostname=host) is decision
+        assert whole_hit(edge_filter, rules, ip, ua, path, host) is decision  # now cached
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["ua", "path", "hostname"],
+)
+@pytest.mark.parametrize(
+    "value",
+    [b"/blog", Text("/blog"), 7, ["/blog"]],
+    ids=["bytes", "a str subclass", "an int", "unhashable"],
+)
+def test_a_value_that_is_not_plain_text_is_left_to_python(field: str, value: object) -> None:
+    """A path, hostname or user agent that is not a plain ``str`` is never looked up in C
+    (a subclass's own methods must not run, bytes are read as Latin-1 by ``matches``)."""
+    source, edge_filter = decision_filter()
+    rules = pattern_rules()
+    source.sites[SITE] = rules
+    hit = {"ua": PERSON, "path": "/blog", "hostname": "www.example.com"}
+    edge_filter.should_track(
+        SITE, "11.1.2.3", hit["ua"], path=hit["path"], hostname=hit["hostname"]
+    )
+    assert whole_hit(edge_filter, rules, "11.1.2.3", *hit.values()) is TRACKED
+    hit[field] = value
+    assert whole_hit(edge_filter, rules, "11.1.2.3", *hit.values()) is None
+
+
+def test_a_site_without_patterns_or_address_rules_is_answered_whole() -> None:
+    """Without pattern rules only the bot verdict is read; without address rules the
+    address is never read (an invalid one is tracked); without bots nothing is read."""
+    source, edge_filter = decision_filter()
+    plain = compile_rules(SiteConfig(excluded_ips=("10.0.0.0/8",), block_bots=True))
+    addressless = pattern_rules(excluded_ips=())
+    open_site = compile_rules(SiteConfig(block_bots=False))
+    assert not plain.has_patterns and not addressless.needs_ip
+    for rules in (plain, addressless, open_site):
+        source.sites[SITE] = rules
+        edge_filter.should_track(SITE, "11.1.2.3", PERSON, path="/blog", hostname="a.example")
+    assert whole_hit(edge_filter, plain, "11.1.2.3", PERSON, "/x", "b.example") is TRACKED
+    assert whole_hit(edge_filter, plain, "not an ip", PERSON, "/x", "b.example") is False
+    assert whole_hit(edge_filter, addressless, "not an ip", PERSON, "/blog", "a.example") is TRACKED
+    assert whole_hit(edge_filter, open_site, None, object(), object(), object()) is TRACKED
+    assert whole_hit(edge_filter, plain, "11.1.2.3", "never seen before", None, None) is None
+
+
+class Globs(GlobMatcher):
+    """Not exactly GlobMatcher: its verdicts are not read at the bound offset."""
+
+    __slots__ = ()
+
+
+def test_odd_rules_are_left_to_python() -> None:
+    """Rules the C reader does not know exactly: a matcher of another class, flags that
+    are not bools, fields that are missing. Python decides, with the pure build's answer."""
+    source, edge_filter = decision_filter()
+    rules = pattern_rules()
+    source.sites[SITE] = rules
+    hit = ("11.1.2.3", PERSON, "/blog", "www.example.com")
+    assert edge_filter.should_track(SITE, *hit[:2], path=hit[2], hostname=hit[3]) is TRACKED
+    assert whole_hit(edge_filter, rules, *hit) is TRACKED
+    globs = Globs(["/admin*"])
+    globs.verdicts["/blog"] = False
+    derived = dataclasses.replace(rules, excluded_paths=globs)
+    assert whole_hit(edge_filter, derived, *hit) is None
+    assert whole_hit(edge_filter, Rules(block_bots=1), *hit) is None  # type: ignore[arg-type]
+    odd_flag = Rules(needs_ip=0, excluded_ips=rules.excluded_ips)  # type: ignore[arg-type]
+    assert whole_hit(edge_filter, odd_flag, "not an ip", *hit[1:]) is False
+    assert whole_hit(edge_filter, object(), *hit) is False
+    for odd in (odd_flag, Rules(needs_ip=1, excluded_ips=rules.excluded_ips)):  # type: ignore[arg-type]
+        source.sites[SITE] = odd
+        for ip in ("not an ip", "10.1.2.3", "11.1.2.3"):
+            compiled, pure = both(lambda ip=ip: edge_filter.should_track(SITE, ip, PERSON))
+            assert compiled is pure, (odd, ip)
+
+
+def test_bind_checks_refuses_what_it_cannot_read() -> None:
+    """A class without a ``verdicts`` slot, or the wrong number of decisions: TypeError."""
+    checks = _filter._CHECKS
+    with pytest.raises(TypeError, match="verdicts"):
+        _speedups.bind_checks((SiteRules,), checks)
+    with pytest.raises(TypeError, match="decisions"):
+        _speedups.bind_checks((GlobMatcher,), checks[:-1])
+    _speedups.bind_checks((GlobMatcher, SubstringMatcher), checks)  # bound again, as at import
 
 
 class Rules(SiteRules):

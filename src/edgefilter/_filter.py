@@ -1,7 +1,9 @@
 """The hot path: ``EdgeFilter.should_track(site, ip, ua, *, path=None, hostname=None)``,
 ``adecide`` for async callers, and ``decide_many``/``adecide_many`` for batches. With the
 compiled reader (``_speedups``, see ``_tables``) one C call goes from a site's rules to the
-decision of its address rules; without it, the inline pure-Python reader below does.
+decision of its address rules, and on to that of its path, hostname, user-agent and bot
+checks when their caches hold the hit's verdicts (Python makes the checks they do not);
+without it, the inline pure-Python reader below does it all.
 
 Decisions for odd input (the hot path never raises, whatever its arguments are:
 unhashable, hostile objects whose methods raise, huge, ...):
@@ -73,6 +75,7 @@ from ._errors import ConfigError
 from ._geo import CountryResolver, GeoIPPath, RecordResolver
 from ._layers import CountryLayering
 from ._layout import LAYER_ASN, LAYER_COUNTRY, LAYER_IP, OUTSIDE_LAYER, WIDE, by_layer
+from ._patterns import GlobMatcher, SubstringMatcher
 from ._rules import SiteConfig, SiteRules, compile_rules
 from ._siteids import canonical_site_id
 from ._tables import (
@@ -107,9 +110,15 @@ R = TypeVar("R", bound=RecordResolver[Any])
 _EXCLUSIONS: Final = by_layer(
     {LAYER_IP: EXCLUDED_IP, LAYER_COUNTRY: EXCLUDED_COUNTRY, LAYER_ASN: EXCLUDED_ASN}
 )
-# The compiled reader from a site's rules to a decision (``_speedups.decision_of_hit``):
-# a layer's decision, None (in no layer) or False (Python decides); None when not active.
-_decision_of_hit = compiled_decision_of_hit(SiteRules, _EXCLUSIONS)
+# The decisions of the checks after the address, in should_track's order, and tracked.
+_CHECKS: Final = (EXCLUDED_PATH, EXCLUDED_HOSTNAME, EXCLUDED_USER_AGENT, BOT, TRACKED)
+# The compiled reader from a site's rules to a decision (``_speedups.decision_of_hit``),
+# called with the whole hit: the address's layer, then the path, hostname, user-agent and
+# bot checks from their caches; a decision, None (the address passed, Python makes the
+# checks after it) or False (Python decides from the address on); None when not active.
+_decision_of_hit = compiled_decision_of_hit(
+    SiteRules, _EXCLUSIONS, matchers=(GlobMatcher, SubstringMatcher), checks=_CHECKS
+)
 
 
 @runtime_checkable
@@ -426,49 +435,51 @@ class EdgeFilter:
             if not isinstance(found, SiteRules):
                 return found
             rules = found
-        if rules.needs_ip:
-            if _decision_of_hit is not None:  # the compiled reader: table, parse, search
-                decision = _decision_of_hit(rules, self._layers_key, ip)
-                if decision is not None:
-                    if decision is not False:
-                        return decision  # type: ignore[return-value]
-                    # not plain text, or the layers not built yet
-                    return self._decide_slowly(rules, ip, ua, path=path, hostname=hostname)
-            else:
-                table = rules.excluded_ips
-                if rules.needs_layers:  # IPs, countries and ASNs in one table, once ready
-                    layered = rules.country_layers.get(self._layers_key)
-                    if layered is None:
-                        return self._decide_unlayered(rules, ip, ua, path=path, hostname=hostname)
-                    table = layered
-                try:
-                    if ":" in ip:  # type: ignore[operator]
-                        packed = _inet_pton(_AF_INET6, ip)  # type: ignore[arg-type]
-                        is_v4 = packed.startswith(MAPPED_PACKED_PREFIX)
-                        if is_v4:  # ::ffff:a.b.c.d is a.b.c.d
-                            packed = packed[12:]
-                    else:
-                        packed = _inet_pton(_AF_INET, ip)  # type: ignore[arg-type]
-                        is_v4 = True
-                except Exception:  # not plain address text: the lenient read, never raising
-                    return self._decide_address(rules, table, ip, ua, path=path, hostname=hostname)
-                # An inline copy of AddressTable.layer_of_packed (the layout: _layout), pinned
-                # to it by tests/test_layout.py::test_inline_lookups_agree_with_layer_of_packed.
-                if is_v4:
-                    buckets, shift = table.buckets4, table.shift4
+        if _decision_of_hit is not None:  # the compiled reader: the address, then the caches
+            decision = _decision_of_hit(
+                rules, self._layers_key, ip, ua, path, hostname, self._bot_verdicts
+            )
+            if decision is not None:
+                if decision is not False:
+                    return decision  # type: ignore[return-value]
+                # not plain text, or the layers not built yet
+                return self._decide_slowly(rules, ip, ua, path=path, hostname=hostname)
+            # None: the address passed; a check after it was not in a cache (made below)
+        elif rules.needs_ip:
+            table = rules.excluded_ips
+            if rules.needs_layers:  # IPs, countries and ASNs in one table, once ready
+                layered = rules.country_layers.get(self._layers_key)
+                if layered is None:
+                    return self._decide_unlayered(rules, ip, ua, path=path, hostname=hostname)
+                table = layered
+            try:
+                if ":" in ip:  # type: ignore[operator]
+                    packed = _inet_pton(_AF_INET6, ip)  # type: ignore[arg-type]
+                    is_v4 = packed.startswith(MAPPED_PACKED_PREFIX)
+                    if is_v4:  # ::ffff:a.b.c.d is a.b.c.d
+                        packed = packed[12:]
                 else:
-                    buckets, shift = table.buckets6, table.shift6
-                if shift < 0:  # a tag: WIDE (two-byte index), or COMPACT (bounds as ints)
-                    if shift != WIDE:
-                        return self._decide_compact(
-                            rules, table, packed, ua, path=path, hostname=hostname
-                        )
-                    bucket = buckets[packed[0] << 8 | packed[1]]
-                else:  # a shift: FLAT or BY_BYTE
-                    bucket = buckets[packed[0] >> shift]
-                index = bisect_right(bucket, packed)
-                if index & 1:  # inside an interval: its end's LAYER_BYTE names the layer
-                    return _EXCLUSIONS[bucket[index][-1]]
+                    packed = _inet_pton(_AF_INET, ip)  # type: ignore[arg-type]
+                    is_v4 = True
+            except Exception:  # not plain address text: the lenient read, never raising
+                return self._decide_address(rules, table, ip, ua, path=path, hostname=hostname)
+            # An inline copy of AddressTable.layer_of_packed (the layout: _layout), pinned
+            # to it by tests/test_layout.py::test_inline_lookups_agree_with_layer_of_packed.
+            if is_v4:
+                buckets, shift = table.buckets4, table.shift4
+            else:
+                buckets, shift = table.buckets6, table.shift6
+            if shift < 0:  # a tag: WIDE (two-byte index), or COMPACT (bounds as ints)
+                if shift != WIDE:
+                    return self._decide_compact(
+                        rules, table, packed, ua, path=path, hostname=hostname
+                    )
+                bucket = buckets[packed[0] << 8 | packed[1]]
+            else:  # a shift: FLAT or BY_BYTE
+                bucket = buckets[packed[0] >> shift]
+            index = bisect_right(bucket, packed)
+            if index & 1:  # inside an interval: its end's LAYER_BYTE names the layer
+                return _EXCLUSIONS[bucket[index][-1]]
         if rules.has_patterns:  # paths, hostnames, user agents; each None when the site has none
             matcher = rules.excluded_paths
             if matcher is not None and path is not None:
@@ -507,7 +518,10 @@ class EdgeFilter:
         self, rules: SiteRules, ip: object, ua: object, *, path: object, hostname: object
     ) -> Decision:
         """``should_track`` after the compiled reader did not answer: the site's layered
-        table is not built yet, or the address is not plain text (the lenient read)."""
+        table is not built yet, or the address is not plain text (the lenient read), or
+        ``needs_ip`` is not a bool (read as the pure path reads it)."""
+        if not rules.needs_ip:
+            return self._decide_after_address(rules, ua, path, hostname)
         table = rules.excluded_ips
         if rules.needs_layers:
             layered = rules.country_layers.get(self._layers_key)

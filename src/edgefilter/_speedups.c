@@ -12,6 +12,16 @@
  *   the same, answered as the hot path uses it: the layer's decision (``bind_rules`` gives
  *   them), None outside every layer, False for Python to decide.
  *
+ * decision_of_hit(rules, key, ip, ua, path, hostname, bot_verdicts) -> Decision | None | False
+ *   the whole of should_track once a site's rules are found, as far as caches answer it:
+ *   the address (when ``rules.needs_ip``) as above, then the path, hostname and user-agent
+ *   rules from their matchers' cached verdicts, then the bot check from ``bot_verdicts``
+ *   (the detector's cache), in that order; the decision of the first that excludes the hit,
+ *   or the tracked one (``bind_checks`` gives them). False when the address is not answered
+ *   (Python decides from the address on), None when the address passed but a later check
+ *   is not answered here: a cache miss, a value that is not a plain ``str``, a matcher of a
+ *   class not bound (Python makes the checks after the address).
+ *
  * layer_of_text(table, ip) -> int
  *   the layer of the table holding the address (0 and up), OUTSIDE (-1) when none does, or
  *   ASK_PYTHON (-2) when this reader does not answer: ``ip`` is not a plain ``str`` of
@@ -56,14 +66,29 @@ static PyObject *field_strings[FIELD_COUNT];
 static Py_ssize_t field_offsets[FIELD_COUNT];
 static PyTypeObject *bound_type = NULL;
 
-enum rules_field { EXCLUDED_IPS, NEEDS_LAYERS, COUNTRY_LAYERS, RULES_FIELD_COUNT };
+enum rules_field {
+    EXCLUDED_IPS, NEEDS_LAYERS, COUNTRY_LAYERS, NEEDS_IP, HAS_PATTERNS, EXCLUDED_PATHS,
+    EXCLUDED_HOSTNAMES, EXCLUDED_USER_AGENTS, BLOCK_BOTS, RULES_FIELD_COUNT
+};
 static const char *rules_field_names[RULES_FIELD_COUNT] = {
-    "excluded_ips", "needs_layers", "country_layers",
+    "excluded_ips", "needs_layers", "country_layers", "needs_ip", "has_patterns",
+    "excluded_paths", "excluded_hostnames", "excluded_user_agents", "block_bots",
 };
 static PyObject *rules_field_strings[RULES_FIELD_COUNT];
 static Py_ssize_t rules_field_offsets[RULES_FIELD_COUNT];
 static PyTypeObject *bound_rules_type = NULL;
 static PyObject *bound_decisions = NULL; /* the Decision of each layer, by layer */
+
+/* The checks after the address (bind_checks): the decision each answers, in this order. */
+enum check { PATH_EXCLUDED, HOSTNAME_EXCLUDED, USER_AGENT_EXCLUDED, BOT_FOUND, TRACKED_HIT,
+             CHECK_COUNT };
+static PyObject *bound_checks = NULL; /* a tuple of CHECK_COUNT decisions */
+/* The matcher classes whose ``verdicts`` (value -> bool) are read at their slot's offset. */
+#define MAX_MATCHER_TYPES 4
+static PyTypeObject *matcher_types[MAX_MATCHER_TYPES];
+static Py_ssize_t verdicts_offsets[MAX_MATCHER_TYPES];
+static int matcher_type_count = 0;
+#define UNKNOWN (-1) /* a check not answered from a cache: Python makes it */
 
 static const unsigned char mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
 
@@ -84,20 +109,28 @@ field_of(PyObject *table, enum field which, int *owned)
     return value;
 }
 
-/* The field of a SiteRules, as field_of reads an AddressTable's. */
+/* The field of rules that are not exactly SiteRules, by getattr (new; NULL when missing). */
 static PyObject *
-rules_field_of(PyObject *rules, enum rules_field which, int *owned)
+rules_attribute(PyObject *rules, enum rules_field which)
 {
-    *owned = 0;
-    if (Py_TYPE(rules) == bound_rules_type) {
-        return *(PyObject **)((char *)rules + rules_field_offsets[which]);
-    }
     PyObject *value = PyObject_GetAttr(rules, rules_field_strings[which]);
     if (value == NULL) {
         PyErr_Clear();
-        return NULL;
     }
-    *owned = 1;
+    return value;
+}
+
+/* The field of a SiteRules, as field_of reads an AddressTable's (inline: the hot path reads
+ * up to nine of them a hit). */
+static inline PyObject *
+rules_field_of(PyObject *rules, enum rules_field which, int *owned)
+{
+    if (Py_TYPE(rules) == bound_rules_type) {
+        *owned = 0;
+        return *(PyObject **)((char *)rules + rules_field_offsets[which]);
+    }
+    PyObject *value = rules_attribute(rules, which);
+    *owned = value != NULL;
     return value;
 }
 
@@ -394,12 +427,156 @@ layer_of_hit(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromLong(hit_layer(args[0], args[1], args[2]));
 }
 
+/* A flag of a SiteRules: 1 for True, 0 for False, UNKNOWN for anything else (or none). */
+static inline int
+rules_flag(PyObject *rules, enum rules_field which)
+{
+    int owned;
+    PyObject *flag = rules_field_of(rules, which, &owned);
+    if (flag == NULL) {
+        return UNKNOWN;
+    }
+    int answer = flag == Py_True ? 1 : (flag == Py_False ? 0 : UNKNOWN);
+    release(flag, owned);
+    return answer;
+}
+
+/* The verdict a matcher has cached for value: 1 excluded, 0 not, UNKNOWN when none is at
+ * hand (a miss, value not a plain str, a matcher of a class bind_checks was not given). */
+static int
+cached_match(PyObject *matcher, PyObject *value)
+{
+    if (!PyUnicode_CheckExact(value)) {
+        return UNKNOWN; /* a subclass, bytes, ...: matches() reads its plain text */
+    }
+    for (int which = 0; which < matcher_type_count; which++) {
+        if (Py_TYPE(matcher) != matcher_types[which]) {
+            continue;
+        }
+        PyObject *verdicts = *(PyObject **)((char *)matcher + verdicts_offsets[which]);
+        if (verdicts == NULL || !PyDict_CheckExact(verdicts)) {
+            return UNKNOWN;
+        }
+        Py_INCREF(verdicts); /* matches() may replace entries meanwhile (another thread) */
+        PyObject *verdict = PyDict_GetItemWithError(verdicts, value); /* borrowed */
+        int answer = verdict == Py_True ? 1 : (verdict == Py_False ? 0 : UNKNOWN);
+        if (verdict == NULL) {
+            PyErr_Clear();
+        }
+        Py_DECREF(verdicts);
+        return answer;
+    }
+    return UNKNOWN;
+}
+
+/* The verdict of one pattern rule of a SiteRules for value: 1 excluded, 0 not (no such rule,
+ * or no value: None is never excluded), UNKNOWN for Python to judge. */
+static int
+pattern_verdict(PyObject *rules, enum rules_field which, PyObject *value)
+{
+    int owned;
+    PyObject *matcher = rules_field_of(rules, which, &owned);
+    if (matcher == NULL) {
+        return UNKNOWN;
+    }
+    int answer = matcher == Py_None || value == Py_None ? 0 : cached_match(matcher, value);
+    release(matcher, owned);
+    return answer;
+}
+
+/* The bot detector's cached verdict of ua (family, "" for a person): 1 a bot, 0 a person,
+ * UNKNOWN when not cached or not a plain str (the detector's verdict() decides). */
+static int
+cached_bot(PyObject *verdicts, PyObject *ua)
+{
+    if (!PyDict_CheckExact(verdicts) || !PyUnicode_CheckExact(ua)) {
+        return UNKNOWN;
+    }
+    Py_INCREF(verdicts);
+    PyObject *family = PyDict_GetItemWithError(verdicts, ua); /* borrowed */
+    int answer = UNKNOWN;
+    if (family == NULL) {
+        PyErr_Clear();
+    }
+    else if (PyUnicode_CheckExact(family)) {
+        answer = PyUnicode_GetLength(family) > 0;
+    }
+    Py_DECREF(verdicts);
+    return answer;
+}
+
+/* The checks of should_track after the address, in its order (path, hostname, user agent,
+ * bots): the check that answers (a check index), or UNKNOWN for Python to make them. */
+static int
+check_after_address(PyObject *rules, PyObject *ua, PyObject *path, PyObject *hostname,
+                    PyObject *bot_verdicts)
+{
+    int patterns = rules_flag(rules, HAS_PATTERNS);
+    if (patterns == UNKNOWN) {
+        return UNKNOWN;
+    }
+    if (patterns) {
+        static const enum rules_field matchers[3] = {
+            EXCLUDED_PATHS, EXCLUDED_HOSTNAMES, EXCLUDED_USER_AGENTS,
+        };
+        static const enum check excluded[3] = {
+            PATH_EXCLUDED, HOSTNAME_EXCLUDED, USER_AGENT_EXCLUDED,
+        };
+        PyObject *values[3] = {path, hostname, ua};
+        for (int which = 0; which < 3; which++) {
+            int verdict = pattern_verdict(rules, matchers[which], values[which]);
+            if (verdict != 0) {
+                return verdict == 1 ? (int)excluded[which] : UNKNOWN;
+            }
+        }
+    }
+    int bots = rules_flag(rules, BLOCK_BOTS);
+    if (bots == 1) {
+        int bot = cached_bot(bot_verdicts, ua);
+        if (bot != 0) {
+            return bot == 1 ? BOT_FOUND : UNKNOWN;
+        }
+    }
+    return bots == UNKNOWN ? UNKNOWN : TRACKED_HIT;
+}
+
+/* decision_of_hit with the hit's other fields (see the top of this file): the address when
+ * the site reads it (a ``needs_ip`` not a bool: False, Python reads it), then the checks
+ * after it from caches. */
+static PyObject *
+decision_of_whole_hit(PyObject *const *args)
+{
+    PyObject *rules = args[0];
+    int reads_address = rules_flag(rules, NEEDS_IP);
+    if (reads_address == UNKNOWN) {
+        Py_RETURN_FALSE;
+    }
+    if (reads_address) {
+        int layer = hit_layer(rules, args[1], args[2]);
+        if (layer >= 0 && bound_decisions != NULL && layer < PyTuple_GET_SIZE(bound_decisions)) {
+            return Py_NewRef(PyTuple_GET_ITEM(bound_decisions, layer));
+        }
+        if (layer != OUTSIDE) {
+            Py_RETURN_FALSE;
+        }
+    }
+    if (bound_checks == NULL) {
+        Py_RETURN_NONE;
+    }
+    int check = check_after_address(rules, args[3], args[4], args[5], args[6]);
+    return Py_NewRef(check == UNKNOWN ? Py_None : PyTuple_GET_ITEM(bound_checks, check));
+}
+
 /* decision_of_hit(rules, key, ip): the decision of the layer found (the tuple given to
  * bind_rules, indexed by layer), None outside every layer, False where layer_of_hit answers
- * less than OUTSIDE (Python decides). One test fewer on the hot path than a layer. */
+ * less than OUTSIDE (Python decides). One test fewer on the hot path than a layer. With
+ * the hit's ua, path, hostname and the bot verdicts too: decision_of_whole_hit. */
 static PyObject *
 decision_of_hit(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
+    if (nargs == 7) {
+        return decision_of_whole_hit(args);
+    }
     int layer = nargs == 3 ? hit_layer(args[0], args[1], args[2]) : ASK_PYTHON;
     if (layer >= 0 && bound_decisions != NULL && layer < PyTuple_GET_SIZE(bound_decisions)) {
         return Py_NewRef(PyTuple_GET_ITEM(bound_decisions, layer));
@@ -450,12 +627,32 @@ layers_of_texts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return answers;
 }
 
-/* The offsets of the object slots ``names`` of ``type``; -1 with TypeError if one is not. */
+/* The attribute ``name`` of type as its instances find it: in the first class of its MRO
+ * that has one (borrowed; NULL when none does). */
+static PyObject *
+class_attribute(PyTypeObject *type, const char *name)
+{
+    PyObject *mro = type->tp_mro;
+    if (mro == NULL || !PyTuple_Check(mro)) {
+        return PyDict_GetItemString(type->tp_dict, name);
+    }
+    for (Py_ssize_t index = 0; index < PyTuple_GET_SIZE(mro); index++) {
+        PyObject *base = PyTuple_GET_ITEM(mro, index);
+        PyObject *found = PyDict_GetItemString(((PyTypeObject *)base)->tp_dict, name);
+        if (found != NULL) {
+            return found;
+        }
+    }
+    return NULL;
+}
+
+/* The offsets of the object slots ``names`` of ``type`` (its own or inherited); -1 with
+ * TypeError if one is not. */
 static int
 slot_offsets(PyTypeObject *type, const char **names, int count, Py_ssize_t *offsets)
 {
     for (int which = 0; which < count; which++) {
-        PyObject *descriptor = PyDict_GetItemString(type->tp_dict, names[which]);
+        PyObject *descriptor = class_attribute(type, names[which]);
         if (descriptor == NULL || Py_TYPE(descriptor) != &PyMemberDescr_Type) {
             PyErr_Format(PyExc_TypeError, "%s has no slot %s", type->tp_name, names[which]);
             return -1;
@@ -534,6 +731,48 @@ bind_rules(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_INCREF(type);
     Py_XSETREF(bound_rules_type, type);
     Py_XSETREF(bound_decisions, Py_NewRef(args[1]));
+    Py_RETURN_NONE;
+}
+
+/* bind_checks(matchers, decisions): read the ``verdicts`` slot of exact instances of each
+ * class of the tuple ``matchers`` (GlobMatcher, SubstringMatcher); decision_of_hit answers
+ * the checks after the address with ``decisions`` (excluded path, hostname, user agent,
+ * bot, tracked). Until it is called they are left to Python. */
+static PyObject *
+bind_checks(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyTuple_CheckExact(args[0]) || !PyTuple_CheckExact(args[1])
+        || PyTuple_GET_SIZE(args[1]) != CHECK_COUNT
+        || PyTuple_GET_SIZE(args[0]) > MAX_MATCHER_TYPES) {
+        PyErr_Format(PyExc_TypeError,
+                     "bind_checks takes a tuple of at most %d matcher classes and a tuple of %d "
+                     "decisions", MAX_MATCHER_TYPES, CHECK_COUNT);
+        return NULL;
+    }
+    static const char *verdicts_name[1] = {"verdicts"};
+    Py_ssize_t count = PyTuple_GET_SIZE(args[0]);
+    PyTypeObject *types[MAX_MATCHER_TYPES];
+    Py_ssize_t offsets[MAX_MATCHER_TYPES];
+    for (Py_ssize_t which = 0; which < count; which++) {
+        PyObject *type = PyTuple_GET_ITEM(args[0], which);
+        if (!PyType_Check(type)) {
+            PyErr_SetString(PyExc_TypeError, "bind_checks takes matcher classes");
+            return NULL;
+        }
+        types[which] = (PyTypeObject *)type;
+        if (slot_offsets(types[which], verdicts_name, 1, &offsets[which]) < 0) {
+            return NULL;
+        }
+    }
+    for (int which = 0; which < matcher_type_count; which++) {
+        Py_DECREF(matcher_types[which]);
+    }
+    for (Py_ssize_t which = 0; which < count; which++) {
+        matcher_types[which] = (PyTypeObject *)Py_NewRef(types[which]);
+        verdicts_offsets[which] = offsets[which];
+    }
+    matcher_type_count = (int)count;
+    Py_XSETREF(bound_checks, Py_NewRef(args[1]));
     Py_RETURN_NONE;
 }
 
@@ -699,7 +938,8 @@ static PyMethodDef methods[] = {
     {"layer_of_hit", (PyCFunction)(void (*)(void))layer_of_hit, METH_FASTCALL,
      "layer_of_hit(rules, key, ip): layer_of_text on the table rules' hits are searched in."},
     {"decision_of_hit", (PyCFunction)(void (*)(void))decision_of_hit, METH_FASTCALL,
-     "decision_of_hit(rules, key, ip): the decision of layer_of_hit's layer, None, or False."},
+     "decision_of_hit(rules, key, ip[, ua, path, hostname, bot_verdicts]): the decision of "
+     "layer_of_hit's layer (and of the cached checks after it), None, or False."},
     {"layer_of_packed", (PyCFunction)(void (*)(void))layer_of_packed, METH_FASTCALL,
      "layer_of_packed(table, packed): the layer holding a packed address, -1, or -2."},
     {"layers_of_texts", (PyCFunction)(void (*)(void))layers_of_texts, METH_FASTCALL,
@@ -708,6 +948,8 @@ static PyMethodDef methods[] = {
      "bind(cls, constants): read exact instances of cls at its slots' offsets."},
     {"bind_rules", (PyCFunction)(void (*)(void))bind_rules, METH_FASTCALL,
      "bind_rules(cls, decisions): read SiteRules at its slots' offsets; decisions by layer."},
+    {"bind_checks", (PyCFunction)(void (*)(void))bind_checks, METH_FASTCALL,
+     "bind_checks(matchers, decisions): read matchers' verdicts; the checks' decisions."},
     {"scan_headers", (PyCFunction)(void (*)(void))scan_headers, METH_FASTCALL,
      "scan_headers(headers, wanted, limit): the middleware's header scan, None, or False."},
     {"record", (PyCFunction)(void (*)(void))record, METH_FASTCALL,

@@ -1,7 +1,7 @@
 """Types of the optional compiled reader (``_speedups.c``); see ``_tables``."""
 
 from collections.abc import Mapping, Sequence
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, overload
 
 _T = TypeVar("_T", bound=tuple[object, ...])
 
@@ -11,7 +11,20 @@ def layer_of_packed(table: object, packed: object, /) -> int: ...
 def layers_of_texts(table: object, ips: Sequence[object], /) -> list[int]: ...
 def bind(cls: type, constants: Mapping[str, object], /) -> None: ...
 def bind_rules(cls: type, decisions: tuple[object, ...], /) -> None: ...
+@overload
 def decision_of_hit(rules: object, key: object, ip: object, /) -> object: ...
+@overload
+def decision_of_hit(
+    rules: object,
+    key: object,
+    ip: object,
+    ua: object,
+    path: object,
+    hostname: object,
+    bot_verdicts: object,
+    /,
+) -> object: ...
+def bind_checks(matchers: tuple[type, ...], decisions: tuple[object, ...], /) -> None: ...
 def scan_headers(
     headers: object, wanted: object, limit: object, /
 ) -> tuple[str, str | None, bytes | None, bytes | None, bytes | None] | Literal[False] | None: ...

@@ -293,20 +293,27 @@ def _compiled_reader() -> LayerOfText | None:
 
 # The compiled reader of address text when it is built and not turned off; else None.
 compiled_layer_of_text: Final[LayerOfText | None] = _compiled_reader()
-DecisionOfHit = Callable[[object, object, object], object]
+DecisionOfHit = Callable[..., object]
 
 
 def compiled_decision_of_hit(
-    rules_class: type, decisions: tuple[object, ...]
+    rules_class: type,
+    decisions: tuple[object, ...],
+    *,
+    matchers: tuple[type, ...] | None = None,
+    checks: tuple[object, ...] = (),
 ) -> DecisionOfHit | None:
     """``_speedups.decision_of_hit`` with ``rules_class`` (``SiteRules``) and the decision
-    of each layer bound, or None when the compiled reader is not active: for ``_filter``,
-    which knows them."""
+    of each layer bound, and, when given, the ``matchers`` classes whose cached verdicts it
+    reads and the decisions of the ``checks`` after the address (see ``bind_checks``); None
+    when the compiled reader is not active: for ``_filter``, which knows them."""
     if compiled_layer_of_text is None:
         return None
     from . import _speedups  # noqa: PLC0415  (there: compiled_layer_of_text is its function)
 
     _speedups.bind_rules(rules_class, decisions)
+    if matchers is not None:
+        _speedups.bind_checks(matchers, checks)
     return _speedups.decision_of_hit
 
 
