@@ -24,6 +24,7 @@ def test_the_defaults() -> None:
     assert proxy.app.address_headers == (b"x-real-ip", b"x-forwarded-for")
     assert proxy.max_body_bytes == 64 * 1024
     assert proxy.app.relay_all is False
+    assert proxy.body_timeout == 30.0
 
 
 def test_the_variables_set_the_relay_options() -> None:
@@ -34,8 +35,10 @@ def test_the_variables_set_the_relay_options() -> None:
         "EDGEFILTER_MAX_REPLAY_BODY": "2000",
         "EDGEFILTER_RELAY": "all",
         "EDGEFILTER_UPSTREAM_TIMEOUT": "2.5",
+        "EDGEFILTER_BODY_TIMEOUT": "4",
     }
     proxy = built(BASE, environ)
+    assert proxy.body_timeout == 4.0
     assert proxy.app.address_headers == (b"cf-connecting-ip", b"x-real-ip")
     assert proxy.max_body_bytes == 1000
     assert proxy.app.relay_all is True
@@ -57,6 +60,7 @@ def test_flags_win_and_none_sends_no_address() -> None:
     [
         (["--client-address-header", "bad header"], "'bad header' is not a header name"),
         (["--max-body", "0"], "'0' is not at least 1"),
+        (["--body-timeout", "0"], "--body-timeout"),
         (["--relay", "some"], "invalid choice: 'some'"),
     ],
 )

@@ -416,6 +416,13 @@ PROXY_OPTIONS: Final = [
         positive_seconds,
     ),
     Option(
+        ("--body-timeout",),
+        "EDGEFILTER_BODY_TIMEOUT",
+        "seconds a request's whole body may take to arrive before answering 408 (slow clients)",
+        30.0,
+        positive_seconds,
+    ),
+    Option(
         ("--upstream-timeout",),
         "EDGEFILTER_UPSTREAM_TIMEOUT",
         "seconds to wait for the upstream (each connect, read, write) before answering 504",
@@ -886,6 +893,7 @@ def build_proxy(args: argparse.Namespace, *, start: bool = True) -> Any:
             trusted_proxies=args.trusted_proxy,
             proxy_header=args.proxy_header,
             upstream_timeout=args.upstream_timeout,
+            body_timeout=args.body_timeout,
             client_address_headers=[name for name in args.client_address_header if name != "none"],
             max_body_bytes=args.max_body,
             max_replay_body_bytes=args.max_replay_body,

@@ -79,6 +79,10 @@ Preflights (OPTIONS) pass through to the app, whose CORS layer answers them.
 ``mode="annotate"`` passes every hit on (refused payloads too, but not bodies past the
 limit or aborted ones), each with its decision.
 
+Slow clients: ``body_timeout`` (seconds; None, the default, sets none) makes every request's
+body due that long after the request came, whole, else ``408`` (see ``_deadline``); for a
+middleware that is itself the front server, as ``edgefilter proxy``'s is.
+
 Bad options raise ``ConfigError`` when the middleware is made. Made inside a running event
 loop (Starlette builds its middleware stack lazily, in the first ASGI call: the lifespan
 scope, whose exceptions uvicorn's ``lifespan="auto"`` swallows), it instead refuses to
@@ -103,6 +107,7 @@ import orjson
 
 from ._botlayers import HitRequest, RequestLayers
 from ._counters import UNKNOWN_SITE_LABEL, UNRESOLVED_REASONS, DecisionCounters
+from ._deadline import BodyDeadline, body_timeout_option
 from ._decisions import EXCLUSION_MESSAGES, TRACKED, UNAVAILABLE_REASONS, Decision, Reason
 from ._errors import ConfigError
 from ._filter import EdgeFilter, in_event_loop
@@ -302,8 +307,10 @@ class EdgeFilterMiddleware:
         cors: bool = True,
         check_origin: bool = False,
         bot_layers: RequestLayers | None = None,
+        body_timeout: float | None = None,
     ) -> None:
         self.app = app
+        self.body_timeout: float | None = None  # set by _configure
         # The request bot layers: None when none is on, so that a hit pays one test for them.
         self.bot_layers = (
             bot_layers if isinstance(bot_layers, RequestLayers) and bot_layers else None
@@ -331,6 +338,7 @@ class EdgeFilterMiddleware:
                 max_body_bytes=max_body_bytes,
                 mode=mode,
             )
+            self.body_timeout = body_timeout_option(body_timeout)
         except ConfigError as error:
             if not in_event_loop():
                 raise
@@ -418,6 +426,9 @@ class EdgeFilterMiddleware:
         if self.startup_error is not None:
             await self._refuse_to_start(scope, receive, send)
             return
+        if self.body_timeout is not None and scope["type"] == "http":  # the slow-client guard
+            deadline = BodyDeadline(receive, send, self.body_timeout)
+            receive, send = deadline.receive, deadline.send
         if scope["type"] != "http" or scope["method"] in PASS_THROUGH_METHODS:
             await self.app(scope, receive, send)
             return

@@ -10,7 +10,7 @@ ways (see ``edgefilter.proxy._relay``), and answers ``/healthz``, ``/readyz`` an
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, Final
 
 import httpx
 
@@ -21,6 +21,8 @@ from .._routes import MAX_REPLAY_BODY, HitRoute
 from ..middleware import DEFAULT_MAX_BODY, EdgeFilterMiddleware
 from ._health import ProxyHealth
 from ._relay import DEFAULT_CLIENT_ADDRESS_HEADERS, MAX_RELAYED_BODY, UPSTREAM_TIMEOUT, Relay
+
+BODY_TIMEOUT: Final = 30.0  # seconds for a whole body: a 10 MiB replay at about 3 Mbit/s
 
 
 def create_proxy_app(
@@ -33,6 +35,7 @@ def create_proxy_app(
     relay_all: bool = False,
     max_body_bytes: int = DEFAULT_MAX_BODY,
     max_replay_body_bytes: int = MAX_REPLAY_BODY,
+    body_timeout: float | None = BODY_TIMEOUT,
     transport: httpx.AsyncBaseTransport | None = None,
     counters: DecisionCounters | None = None,
     on_shutdown: Iterable[Callable[[], Awaitable[object]]] = (),
@@ -42,7 +45,9 @@ def create_proxy_app(
 
     ``max_body_bytes`` bounds track and identify bodies, ``max_replay_body_bytes`` session
     replay uploads (413 past either); other relayed bodies are bounded by Rybbit's own
-    10 MB. ``client_address_headers`` are the headers the upstream reads the visitor's
+    10 MB. ``body_timeout``: the seconds a request's whole body may take to arrive (408
+    past it; None: no deadline), since the proxy is the front server that slow clients
+    meet. ``client_address_headers`` are the headers the upstream reads the visitor's
     address from (``()`` sends none). ``relay_all`` relays paths off the ingest surface too,
     unfiltered. ``on_shutdown``: coroutine functions awaited at the lifespan shutdown (what
     the caller opened for the proxy: its rules source, a Redis client). The other keywords
@@ -73,6 +78,7 @@ def create_proxy_app(
         ),
         max_body_bytes=max_body_bytes,
         counters=counters,
+        body_timeout=body_timeout,
         **middleware_options,
     )
     relay.middleware = proxy

@@ -1,0 +1,89 @@
+"""A deadline on a request's body: the slow-client guard of the front server.
+
+A client that sends its headers and then its body a byte at a time holds a connection, a
+task and its buffers for as long as it likes; in front of the collectors (``edgefilter
+proxy``) nothing else bounds that. ``BodyDeadline`` wraps one request's ``receive`` and
+``send``: the whole body must have arrived ``seconds`` after the request came, else the
+client is answered ``408 Request Timeout`` (``Connection: close``), the app behind is told
+the client is gone (``http.disconnect``, which the middleware and the relay already handle:
+nothing is decided, nothing is relayed) and what it sends after that is dropped. Once the
+body is whole, ``receive`` passes through untouched (an app may wait on it for a
+disconnect for as long as it answers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import MutableMapping
+from typing import Any, Final
+
+from ._errors import ConfigError
+
+Message = MutableMapping[str, Any]
+TIMED_OUT_BODY: Final = b'{"success":false,"error":"Request body timeout"}'
+DISCONNECT: Final = {"type": "http.disconnect"}
+
+
+def body_timeout_option(value: object) -> float | None:
+    """``body_timeout`` as the middleware takes it: None (no deadline) or seconds > 0."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigError(f"body_timeout {value!r} must be None or a finite number above 0")
+    return float(value)
+
+
+class BodyDeadline:
+    """One request's ``receive`` and ``send``, its body due ``seconds`` from now."""
+
+    __slots__ = ("_answered", "_body_done", "_deadline", "_receive", "_send", "_started")
+
+    def __init__(self, receive: Any, send: Any, seconds: float) -> None:
+        self._receive = receive
+        self._send = send
+        self._deadline = asyncio.get_running_loop().time() + seconds
+        self._body_done = False
+        self._started = False  # a response begun: a 408 can no longer be sent
+        self._answered = False  # the 408 went out: what the app sends is dropped
+
+    async def receive(self) -> Message:
+        """The next message; ``http.disconnect`` (after the 408) once the body is late."""
+        if self._body_done:
+            message: Message = await self._receive()
+            return message
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                message = await self._receive()
+        except TimeoutError:
+            await self._time_out()
+            return dict(DISCONNECT)
+        if message.get("type") != "http.request" or not message.get("more_body", False):
+            self._body_done = True
+        return message
+
+    async def send(self, message: Message) -> None:
+        """Send on, unless the 408 answered the request already."""
+        if self._answered:
+            return
+        if message.get("type") == "http.response.start":
+            self._started = True
+        await self._send(message)
+
+    async def _time_out(self) -> None:
+        self._body_done = True
+        if self._started:  # the app answered before reading all of it: nothing to add
+            return
+        self._answered = True
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(TIMED_OUT_BODY)).encode()),
+            (b"connection", b"close"),
+        ]
+        await self._send({"type": "http.response.start", "status": 408, "headers": headers})
+        await self._send({"type": "http.response.body", "body": TIMED_OUT_BODY})

@@ -1,0 +1,161 @@
+"""The slow-client guard: a body that does not arrive in time is answered 408.
+
+On loopback, the proxy (which is the front server slow clients meet) in front of the
+recording upstream; raw sockets send the headers and then too little of the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from edgefilter import ConfigError, EdgeFilter, SiteConfig
+from edgefilter._deadline import BodyDeadline
+from edgefilter._serving import serve_in_thread
+from edgefilter.middleware import EdgeFilterMiddleware
+from edgefilter.proxy import create_proxy_app
+
+from .conftest import CHROME
+from .test_middleware import RecordingApp
+from .upstream import Upstream
+
+SITES = {"1": SiteConfig(site_id=1, block_bots=True, excluded_ips=("203.0.113.0/24",))}
+HIT = b'{"type":"pageview","site_id":"1","pathname":"/a"}'
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[tuple[Upstream, str]]:
+    upstream = Upstream()
+    with serve_in_thread(upstream.app) as url:
+        yield upstream, url
+
+
+@pytest.fixture(scope="module")
+def proxy(upstream: tuple[Upstream, str]) -> Iterator[tuple[str, int]]:
+    """A proxy whose bodies are due 0.5 s after their request; its (host, port)."""
+    app = create_proxy_app(upstream[1], EdgeFilter(SITES), body_timeout=0.5)
+    with serve_in_thread(app) as url:
+        parts = urlsplit(url)
+        yield str(parts.hostname), int(parts.port or 80)
+
+
+def request_head(path: str, length: int) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: edge.test\r\nUser-Agent: {CHROME}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+def answer_to(address: tuple[str, int], parts: list[bytes], pause: float) -> tuple[bytes, float]:
+    """Send ``parts`` with ``pause`` seconds between them; the raw answer and its seconds."""
+    start = time.monotonic()
+    with socket.create_connection(address, timeout=5) as sock:
+        for index, part in enumerate(parts):
+            if index:
+                time.sleep(pause)
+            try:
+                sock.sendall(part)
+            except OSError:  # answered and closed already
+                break
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+            if b"\r\n\r\n" in answer and answer.endswith(b"}"):
+                break
+    return answer, time.monotonic() - start
+
+
+@pytest.mark.parametrize("path", ["/api/track", "/api/identify", "/api/session-replay/record/1"])
+def test_a_body_that_stops_coming_is_answered_408(
+    proxy: tuple[str, int], upstream: tuple[Upstream, str], path: str
+) -> None:
+    """Headers, then half the body, then nothing: 408 with Connection: close at the
+    deadline, and nothing reaches the upstream."""
+    upstream[0].seen.clear()
+    answer, took = answer_to(proxy, [request_head(path, len(HIT)) + HIT[:10]], 0)
+    head = answer.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.startswith(b"http/1.1 408"), answer
+    assert b"connection: close" in head
+    assert answer.endswith(b'{"success":false,"error":"Request body timeout"}')
+    assert 0.4 < took < 3
+    assert upstream[0].seen == []
+
+
+def test_a_body_dripped_byte_by_byte_is_cut_at_the_deadline(proxy: tuple[str, int]) -> None:
+    """A byte every 0.1 s never lets the deadline slip: it is for the whole body."""
+    drip = [request_head("/api/track", len(HIT))] + [bytes([byte]) for byte in HIT]
+    answer, took = answer_to(proxy, drip, 0.1)
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert took < 2
+
+
+def test_a_body_in_pieces_that_arrives_in_time_is_decided(
+    proxy: tuple[str, int], upstream: tuple[Upstream, str]
+) -> None:
+    """A body sent in three pieces within the deadline is decided and relayed as usual."""
+    upstream[0].seen.clear()
+    pieces = [request_head("/api/track", len(HIT)) + HIT[:10], HIT[10:20], HIT[20:]]
+    answer, _ = answer_to(proxy, pieces, 0.1)
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    assert [seen.body for seen in upstream[0].seen] == [HIT]
+
+
+def test_a_late_body_reaches_nothing_behind_the_middleware() -> None:
+    """In process: the app behind is never called with a late hit, and a response it
+    would send after the 408 is dropped."""
+    app = RecordingApp()
+    middleware = EdgeFilterMiddleware(app, edge_filter=EdgeFilter(SITES), body_timeout=0.05)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(1)
+        return {"type": "http.request", "body": HIT, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/track",
+        "headers": [(b"user-agent", CHROME.encode())],
+        "client": ("198.51.100.1", 5000),
+    }
+    asyncio.run(middleware(scope, receive, send))
+    assert [message.get("status") for message in sent] == [408, None]
+    assert app.calls == []
+
+
+@pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf"), "5", True])
+def test_a_bad_body_timeout_is_refused(value: object) -> None:
+    with pytest.raises(ConfigError, match="body_timeout"):
+        EdgeFilterMiddleware(RecordingApp(), edge_filter=EdgeFilter(SITES), body_timeout=value)  # type: ignore[arg-type]
+
+
+def test_what_an_app_sends_after_the_408_is_dropped() -> None:
+    """An app that answers anyway after its late body (it ignores the disconnect) sends
+    nothing more to the client: the 408 was the answer."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(1)
+        return {"type": "http.request", "body": HIT, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def stubborn_app() -> None:
+        deadline = BodyDeadline(receive, send, 0.05)
+        assert (await deadline.receive())["type"] == "http.disconnect"
+        await deadline.send({"type": "http.response.start", "status": 200, "headers": []})
+        await deadline.send({"type": "http.response.body", "body": b"late"})
+
+    asyncio.run(stubborn_app())
+    assert [message.get("status") for message in sent] == [408, None]
+    assert sent[-1]["body"] != b"late"
