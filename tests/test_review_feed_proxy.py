@@ -302,3 +302,23 @@ def test_a_flood_of_readyz_requests_costs_the_sites_api_one_probe(sites_api: Liv
         client.close()
     assert statuses == [200] * 40
     assert sum(sites_api.faults.requests.values()) <= 2
+
+
+def test_a_new_feed_epoch_makes_every_node_resync(
+    database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After a restore, ``edgefilter new-feed-epoch`` gives the database a new epoch: a
+    node's next read names it (in the body, or the ETag of a 304), so the node takes a full
+    snapshot instead of trusting a version of the old timeline."""
+    from edgefilter.cli import main  # noqa: PLC0415
+
+    with serving(database) as api:
+        api.new_site()
+        with running_feed(api, wait=0.2) as feed:
+            snapshots = feed.stats()["snapshots"]
+            old = api.store.feed_clock().epoch
+            assert main(["new-feed-epoch", "--db", database]) == 0
+            new = api.store.feed_clock().epoch
+            eventually(lambda: feed.stats()["snapshots"] > snapshots)
+        assert new != old
+        assert f"feed epoch {new}" in capsys.readouterr().out

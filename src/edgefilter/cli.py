@@ -750,6 +750,15 @@ def _create_key(args: argparse.Namespace) -> int:
     return _with_store(args, lambda store: print(store.create_key(args.org, args.role, args.user)))
 
 
+def _new_feed_epoch(args: argparse.Namespace) -> int:
+    def work(store: Any) -> None:
+        clock = store.new_feed_epoch()
+        print(f"feed epoch {clock.epoch} (version {clock.version}): every node takes a full")
+        print("snapshot at its next read; restart the API processes so they listen on it")
+
+    return _with_store(args, work)
+
+
 def _list_orgs(args: argparse.Namespace) -> int:
     def work(store: Any) -> None:
         rows = [(org.id, org.name, org.created_at) for org in store.organizations()]
@@ -1070,6 +1079,12 @@ COMMANDS: Final[dict[str, Command]] = {
     ),
     "revoke-key": Command(
         "revoke (delete) an API key by its id", _revoke_key, [DB_OPTION], "server", _key_id
+    ),
+    "new-feed-epoch": Command(
+        "give the database a new rules-feed epoch (after a restore): nodes resync in full",
+        _new_feed_epoch,
+        [DB_OPTION],
+        "server",
     ),
 }
 

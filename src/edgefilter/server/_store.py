@@ -648,6 +648,16 @@ class SiteStore:
         row = connection.execute(select(feed_clock).where(feed_clock.c.id == 1)).one()
         return FeedClock(row.epoch, int(row.version), int(row.floor))
 
+    def new_feed_epoch(self) -> FeedClock:
+        """Give the database a new random feed epoch; the clock after. Every node then
+        holds a version of another database, and takes a full snapshot: the step after a
+        restore, whose old clock a node that was away cannot tell from the one it knew."""
+        with self.transaction() as connection:
+            connection.execute(
+                update(feed_clock).where(feed_clock.c.id == 1).values(epoch=secrets.token_hex(8))
+            )
+            return self.feed_clock(connection)
+
     def feed_changes(self, organization_id: str | None, since: int | None) -> FeedChanges:
         """The sites of ``organization_id`` (None: every organisation) changed after version
         ``since``, and those deleted; every site (``full``) when ``since`` is None, below the
