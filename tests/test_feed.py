@@ -15,10 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.requests import Request
 
 from edgefilter import ConfigError, EdgeFilter, Reason, RulesFeed, SitesApiClient
 from edgefilter._serving import serve_in_thread
 from edgefilter.server import create_app
+from edgefilter.server._feed import _accepts_gzip
 from edgefilter.server._store import SiteStore, engine_for
 
 from .live import FaultInjector, unused_port
@@ -173,6 +175,38 @@ def test_the_body_is_gzip_encoded_when_accepted(feed_api: FeedApi) -> None:
     assert int(packed.headers["content-length"]) < int(plain.headers["content-length"]) / 3
     assert packed.json() == plain.json()
     assert gzip.decompress(gzip.compress(plain.content)) == plain.content
+
+
+@pytest.mark.parametrize(
+    ("accepted", "encoded"),
+    [
+        ("gzip;q=0", False),
+        ("gzip; q=0.0, identity", False),
+        ("*;q=0", False),
+        ("gzip;q=nan", False),
+        ("br, gzip;q=0.5", True),
+        ("*", True),
+        ("GZIP", True),
+        ("identity, *;q=0.1", True),
+        ("gzip;q=0, *", False),
+    ],
+)
+def test_gzip_follows_the_accepted_weights(accepted: str, encoded: bool) -> None:
+    """``Accept-Encoding`` weights count: ``gzip;q=0`` refuses gzip (RFC 9110), ``*`` stands
+    for a gzip it does not name."""
+    scope = {"type": "http", "headers": [(b"accept-encoding", accepted.encode())]}
+    assert _accepts_gzip(Request(scope)) is encoded
+
+
+def test_a_client_refusing_gzip_gets_the_body_plain(feed_api: FeedApi) -> None:
+    """On the wire: ``gzip;q=0`` gets the feed's body without an encoding."""
+    for _ in range(20):
+        feed_api.new_site(excludedUserAgents=["UptimeRobot"])
+    with feed_api.http() as client:
+        answer = client.get("/api/edge/rules", headers={"Accept-Encoding": "gzip;q=0"})
+        packed = client.get("/api/edge/rules", headers={"Accept-Encoding": "gzip;q=1"})
+    assert "content-encoding" not in answer.headers
+    assert packed.headers["content-encoding"] == "gzip"
 
 
 def test_an_edge_key_reads_every_organisation_and_writes_nothing(feed_api: FeedApi) -> None:

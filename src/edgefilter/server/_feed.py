@@ -106,8 +106,27 @@ class FeedSignal:
 
 
 def _accepts_gzip(request: Request) -> bool:
+    """Whether ``Accept-Encoding`` names ``gzip`` (or ``*``) with a weight above 0 (RFC 9110:
+    ``gzip;q=0`` refuses it)."""
     accepted = request.headers.get("accept-encoding", "").lower()
-    return any(part.split(";")[0].strip() == "gzip" for part in accepted.split(","))
+    weights: dict[str, float] = {}
+    for part in accepted.split(","):
+        coding, _, params = part.partition(";")
+        weights[coding.strip()] = _weight(params)
+    return weights.get("gzip", weights.get("*", 0.0)) > 0
+
+
+def _weight(params: str) -> float:
+    """The ``q`` of a coding's parameters: 1 when absent, 0 when unreadable."""
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip() == "q":
+            try:
+                weight = float(value.strip())
+            except ValueError:
+                return 0.0
+            return weight if 0 <= weight <= 1 else 0.0
+    return 1.0
 
 
 class RulesFeedEndpoint:
