@@ -56,6 +56,7 @@ import itertools
 import json
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final
@@ -528,9 +529,10 @@ def load_device_catalogue() -> tuple[list[str], list[str]]:
     return families, devices
 
 
-def _group_end(pattern: str, start: int) -> int:
-    """The index of the ``)`` closing the group opened at ``start``, or -1 (escapes and
-    character classes skipped)."""
+def _structure(pattern: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
+    """Each character of ``pattern`` from ``start`` that is neither escaped nor in a
+    character class, with its group depth: a ``(`` at the depth it opens from, a ``)`` at
+    the depth it closes to."""
     depth, index, in_class = 0, start, False
     while index < len(pattern):
         char = pattern[index]
@@ -540,35 +542,29 @@ def _group_end(pattern: str, start: int) -> int:
             in_class = char != "]"
         elif char == "[":
             in_class = True
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-            if depth == 0:
-                return index
+        else:
+            depth -= char == ")"
+            yield index, char, depth
+            depth += char == "("
         index += 1
+
+
+def _group_end(pattern: str, start: int) -> int:
+    """The index of the ``)`` closing the group opened at ``start``, or -1 (escapes and
+    character classes skipped)."""
+    for index, char, depth in _structure(pattern, start):
+        if char == ")" and depth == 0:
+            return index
     return -1
 
 
 def _top_level_splits(body: str) -> list[str]:
     """``body`` cut at its own ``|`` (not those of nested groups or classes)."""
-    parts, depth, begun, index, in_class = [], 0, 0, 0, False
-    while index < len(body):
-        char = body[index]
-        if char == "\\":
-            index += 1
-        elif in_class:
-            in_class = char != "]"
-        elif char == "[":
-            in_class = True
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif char == "|" and depth == 0:
+    parts, begun = [], 0
+    for index, char, depth in _structure(body):
+        if char == "|" and depth == 0:
             parts.append(body[begun:index])
             begun = index + 1
-        index += 1
     return [*parts, body[begun:]]
 
 
