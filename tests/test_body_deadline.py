@@ -106,20 +106,17 @@ def test_a_body_in_pieces_that_arrives_in_time_is_decided(
     assert [seen.body for seen in upstream[0].seen] == [HIT]
 
 
+async def late_body() -> dict[str, Any]:
+    """A client's body that comes a second late."""
+    await asyncio.sleep(1)
+    return {"type": "http.request", "body": HIT, "more_body": False}
+
+
 def test_a_late_body_reaches_nothing_behind_the_middleware() -> None:
-    """In process: the app behind is never called with a late hit, and a response it
-    would send after the 408 is dropped."""
+    """In process: the app behind is never called with a late hit; the client gets the 408."""
     app = RecordingApp()
     middleware = EdgeFilterMiddleware(app, edge_filter=EdgeFilter(SITES), body_timeout=0.05)
     sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        await asyncio.sleep(1)
-        return {"type": "http.request", "body": HIT, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
     scope = {
         "type": "http",
         "method": "POST",
@@ -127,9 +124,18 @@ def test_a_late_body_reaches_nothing_behind_the_middleware() -> None:
         "headers": [(b"user-agent", CHROME.encode())],
         "client": ("198.51.100.1", 5000),
     }
-    asyncio.run(middleware(scope, receive, send))
+    asyncio.run(middleware(scope, late_body, send_to(sent)))
     assert [message.get("status") for message in sent] == [408, None]
     assert app.calls == []
+
+
+def send_to(sent: list[dict[str, Any]]) -> Any:
+    """An ASGI send that keeps what it is given in ``sent``."""
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    return send
 
 
 @pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf"), "5", True])
@@ -143,15 +149,8 @@ def test_what_an_app_sends_after_the_408_is_dropped() -> None:
     nothing more to the client: the 408 was the answer."""
     sent: list[dict[str, Any]] = []
 
-    async def receive() -> dict[str, Any]:
-        await asyncio.sleep(1)
-        return {"type": "http.request", "body": HIT, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
     async def stubborn_app() -> None:
-        deadline = BodyDeadline(receive, send, 0.05)
+        deadline = BodyDeadline(late_body, send_to(sent), 0.05)
         assert (await deadline.receive())["type"] == "http.disconnect"
         await deadline.send({"type": "http.response.start", "status": 200, "headers": []})
         await deadline.send({"type": "http.response.body", "body": b"late"})
