@@ -626,12 +626,12 @@ layers_of_texts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "layers_of_texts takes a table and a sequence of ips");
         return NULL;
     }
-    if (!PySequence_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "layers_of_texts takes a sequence of ips");
-        return NULL;
+    PyObject *ips = PySequence_Fast(args[1], "layers_of_texts takes a sequence of ips");
+    if (ips != NULL && !PyTuple_CheckExact(ips)) {
+        /* A tuple of a list's items: a table read by getattr runs Python code that may
+         * change the list. */
+        Py_SETREF(ips, PyList_AsTuple(ips));
     }
-    /* A tuple of them: a table read by getattr runs Python code that may change a list. */
-    PyObject *ips = PySequence_Tuple(args[1]);
     if (ips == NULL) {
         return NULL;
     }
