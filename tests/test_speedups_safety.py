@@ -12,7 +12,7 @@ import array
 import gc
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -413,3 +413,71 @@ def test_the_hit_readers_answer_a_decision_on_odd_rules(
     assert _speedups.decision_of_hit(rules, key, ip, *fields, verdicts) in DECISIONS
     args = [rules, key, ip, *fields, verdicts, None][:arity]
     assert _speedups.decision_of_hit(*args) in DECISIONS
+
+
+class Record(tuple[object, ...]):
+    """A tuple subclass for ``record``."""
+
+    __slots__ = ()
+
+
+def reference_cases() -> tuple[list[object], dict[str, Callable[[], object]]]:
+    """The objects the calls below read, and calls of each entry point down each of its
+    paths (answered, left to Python, odd arguments)."""
+    table = AddressTable.from_entries(["10.0.0.0/8", "2001:db8::/32"], compact=True)[0]
+    derived = copied(type("Table", (AddressTable,), {"__slots__": ()}), table)
+    rules = compile_rules(
+        SiteConfig(excluded_ips=("10.0.0.0/8",), excluded_paths=("/admin*",), block_bots=True)
+    )
+    assert rules.excluded_paths is not None
+    rules.excluded_paths.matches("/blog")
+    layered = compile_rules(SiteConfig(excluded_ips=("10.0.0.0/8",), excluded_countries=("US",)))
+    key = object()
+    layered.country_layers[key] = table
+    bots = {"Mozilla": "", "Googlebot": "google"}
+    headers = [(b"user-agent", b"Mozilla"), (b"x-forwarded-for", b"1.2.3.4"), (b"origin", b"o")]
+    whole = ("Mozilla", "/blog", None, bots)
+    hit = _speedups.decision_of_hit
+    cases: dict[str, Callable[[], object]] = {
+        "layer_of_text": lambda: _speedups.layer_of_text(table, "10.1.2.3"),
+        "layer_of_text derived": lambda: _speedups.layer_of_text(derived, "2001:db8::1"),
+        "layer_of_packed": lambda: _speedups.layer_of_packed(table, b"\n\0\0\1"),
+        "layers_of_texts": lambda: _speedups.layers_of_texts(derived, ["10.0.0.1", "x"]),
+        "layer_of_hit": lambda: _speedups.layer_of_hit(layered, key, "10.1.2.3"),
+        "layer_of_hit unhashable": lambda: _speedups.layer_of_hit(layered, [], "10.0.0.1"),
+        "excluded ip": lambda: hit(rules, None, "10.1.2.3", *whole),
+        "tracked": lambda: hit(rules, None, "11.1.2.3", *whole),
+        "layered": lambda: hit(layered, key, "10.1.2.3", *whole),
+        "a miss": lambda: hit(rules, None, "11.0.0.1", "?", "/", "", {}),
+        "bot": lambda: hit(rules, key, "11.0.0.1", "Googlebot", None, None, bots),
+        "odd rules": lambda: hit(object(), key, "11.1.2.3", 1, 2, 3, 4),
+        "scan": lambda: _speedups.scan_headers(headers, WANTED, 100),
+        "scan repeated": lambda: _speedups.scan_headers(headers * 2, WANTED, 100),
+        "record": lambda: _speedups.record(Record, 1, None, "a"),
+    }
+    touched = [
+        table,
+        derived,
+        rules,
+        layered,
+        key,
+        bots,
+        *headers,
+        *(v for h in headers for v in h),
+    ]
+    touched += [rules.excluded_paths, rules.excluded_paths.verdicts, layered.country_layers]
+    return touched, cases
+
+
+@pytest.mark.parametrize("case", sorted(reference_cases()[1]))
+def test_no_entry_point_leaks_or_steals_a_reference(case: str) -> None:
+    """Each path of each entry point called many times moves no reference count of the
+    objects it reads or answers: no leak, no reference given away that it did not own."""
+    touched, cases = reference_cases()
+    call = cases[case]
+    watched = [None, True, False, *_filter._EXCLUSIONS, *_filter._CHECKS, *touched]
+    call()
+    before = [sys.getrefcount(value) for value in watched]
+    for _ in range(2000):
+        call()
+    assert [sys.getrefcount(value) for value in watched] == before
