@@ -36,6 +36,13 @@
  * ``compact4`` (``array('Q')``, with its optional ``array('I')`` index) and ``compact6``
  * (``bytes`` of 17-byte records). The fields of an exact AddressTable are read at their
  * slot offsets, found once by ``bind``; any other object is read with getattr.
+ *
+ * Memory safety (tests/test_speedups_safety.py): anything that may run Python code (getattr
+ * on an object not of a bound class, hashing or comparing a dict key that is not a plain
+ * str, an allocation of a GC object, which may start a collection and its finalizers) may
+ * free what the reader borrowed; so what is borrowed is held across it, or read after it.
+ * A slot offset is bound only from a descriptor of the class's own layout; a field is read
+ * only when its type (and a buffer's format and alignment) is the one _layout builds.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
