@@ -36,6 +36,13 @@
  * ``compact4`` (``array('Q')``, with its optional ``array('I')`` index) and ``compact6``
  * (``bytes`` of 17-byte records). The fields of an exact AddressTable are read at their
  * slot offsets, found once by ``bind``; any other object is read with getattr.
+ *
+ * Memory safety (tests/test_speedups_safety.py): anything that may run Python code (getattr
+ * on an object not of a bound class, hashing or comparing a dict key that is not a plain
+ * str, an allocation of a GC object, which may start a collection and its finalizers) may
+ * free what the reader borrowed; so what is borrowed is held across it, or read after it.
+ * A slot offset is bound only from a descriptor of the class's own layout; a field is read
+ * only when its type (and a buffer's format and alignment) is the one _layout builds.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -205,27 +212,39 @@ search_buckets(PyObject *buckets, long shift, const unsigned char *key, Py_ssize
     return (unsigned char)PyBytes_AS_STRING(end)[width];
 }
 
+/* Whether a buffer holds items of the one-letter struct format typecode (what array() of
+ * that typecode exports), each of size bytes and aligned to it: what _layout builds; a
+ * double's bits are no bound, nor a misaligned word a load the C allows. (An empty array
+ * exports a static byte, aligned to nothing: nothing is loaded from it.) */
+static int
+holds_items(const Py_buffer *view, char typecode, Py_ssize_t size)
+{
+    return view->format != NULL && view->format[0] == typecode && view->format[1] == '\0'
+           && view->itemsize == size
+           && (view->len == 0 || ((uintptr_t)view->buf & (uintptr_t)(size - 1)) == 0);
+}
+
 /* compact4: bisect_right over array('Q') (within the first byte's slice when indexed). */
 static int
 search_compact4(PyObject *values, PyObject *offsets, const unsigned char *key)
 {
     Py_buffer view, index_view;
-    if (PyObject_GetBuffer(values, &view, PyBUF_SIMPLE) < 0) {
+    if (PyObject_GetBuffer(values, &view, PyBUF_FORMAT) < 0) {
         PyErr_Clear();
         return ASK_PYTHON;
     }
     int answer = ASK_PYTHON;
     Py_ssize_t count = view.len / 8, low = 0, high = count;
-    if (view.itemsize != 8) {
+    if (!holds_items(&view, 'Q', 8)) {
         goto done;
     }
     if (offsets != Py_None) {
-        if (PyObject_GetBuffer(offsets, &index_view, PyBUF_SIMPLE) < 0) {
+        if (PyObject_GetBuffer(offsets, &index_view, PyBUF_FORMAT) < 0) {
             PyErr_Clear();
             goto done;
         }
         const uint32_t *starts = (const uint32_t *)index_view.buf;
-        int usable = index_view.itemsize == 4 && index_view.len == 257 * 4;
+        int usable = holds_items(&index_view, 'I', 4) && index_view.len == 257 * 4;
         if (usable) {
             low = starts[key[0]];
             high = starts[key[0] + 1];
@@ -297,8 +316,12 @@ layer_of_address(PyObject *table, const unsigned char *packed, int is_v4)
         }
         return ASK_PYTHON;
     }
-    long shift = PyLong_AsLong(shift_object);
+    int overflow;
+    long shift = PyLong_AsLongAndOverflow(shift_object, &overflow); /* exact int: no error */
     release(shift_object, owned_shift);
+    if (overflow) {
+        return ASK_PYTHON; /* past a C long: no shift _layout knows (nor -1, WIDE) */
+    }
     int answer;
     if (shift == COMPACT) {
         PyObject *values = field_of(table, is_v4 ? COMPACT4 : COMPACT6, &owned);
@@ -392,7 +415,9 @@ hit_layer(PyObject *rules, PyObject *key, PyObject *ip)
         if (table == NULL) {
             return ASK_PYTHON;
         }
-        int layer = layer_of_address(table, packed, width == 4);
+        Py_INCREF(table); /* borrowed from rules: a table read by getattr runs Python code, */
+        int layer = layer_of_address(table, packed, width == 4); /* which may drop it */
+        Py_DECREF(table);
         release(table, owned_table);
         return layer;
     }
@@ -403,6 +428,7 @@ hit_layer(PyObject *rules, PyObject *key, PyObject *ip)
         }
         return ASK_PYTHON;
     }
+    Py_INCREF(layers); /* key's __hash__ or __eq__ (Python code) may replace it meanwhile */
     PyObject *table = PyDict_GetItemWithError(layers, key); /* borrowed */
     int layer;
     if (table == NULL) {
@@ -414,6 +440,7 @@ hit_layer(PyObject *rules, PyObject *key, PyObject *ip)
         layer = layer_of_address(table, packed, width == 4);
         Py_DECREF(table);
     }
+    Py_DECREF(layers);
     release(layers, owned_layers);
     return layer;
 }
@@ -607,19 +634,23 @@ layers_of_texts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *ips = PySequence_Fast(args[1], "layers_of_texts takes a sequence of ips");
+    if (ips != NULL && !PyTuple_CheckExact(ips)) {
+        /* A tuple of a list's items: a table read by getattr runs Python code that may
+         * change the list. */
+        Py_SETREF(ips, PyList_AsTuple(ips));
+    }
     if (ips == NULL) {
         return NULL;
     }
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(ips);
+    Py_ssize_t count = PyTuple_GET_SIZE(ips);
     PyObject *answers = PyList_New(count);
     if (answers == NULL) {
         Py_DECREF(ips);
         return NULL;
     }
-    PyObject **items = PySequence_Fast_ITEMS(ips);
     unsigned char packed[16];
     for (Py_ssize_t index = 0; index < count; index++) {
-        int width = parse_text(items[index], packed);
+        int width = parse_text(PyTuple_GET_ITEM(ips, index), packed);
         int layer = width == 0 ? ASK_PYTHON : layer_of_address(args[0], packed, width == 4);
         PyList_SET_ITEM(answers, index, PyLong_FromLong(layer)); /* small ints: cached */
     }
@@ -653,7 +684,8 @@ slot_offsets(PyTypeObject *type, const char **names, int count, Py_ssize_t *offs
 {
     for (int which = 0; which < count; which++) {
         PyObject *descriptor = class_attribute(type, names[which]);
-        if (descriptor == NULL || Py_TYPE(descriptor) != &PyMemberDescr_Type) {
+        if (descriptor == NULL || Py_TYPE(descriptor) != &PyMemberDescr_Type
+            || !PyType_IsSubtype(type, PyDescr_TYPE(descriptor))) { /* another class's slot */
             PyErr_Format(PyExc_TypeError, "%s has no slot %s", type->tp_name, names[which]);
             return -1;
         }
@@ -694,8 +726,9 @@ bind_table(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     };
     for (size_t index = 0; index < sizeof constants / sizeof constants[0]; index++) {
         PyObject *value = PyDict_GetItemString(args[1], constants[index].name);
+        int overflow = 0; /* past a C long: not -1 with OverflowError left set */
         if (value == NULL || !PyLong_Check(value) ||
-            PyLong_AsLong(value) != constants[index].value) {
+            PyLong_AsLongAndOverflow(value, &overflow) != constants[index].value || overflow) {
             PyErr_Format(PyExc_ValueError,
                          "layout constant %s is not %ld, the value _speedups was built with",
                          constants[index].name, constants[index].value);
@@ -764,15 +797,18 @@ bind_checks(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         }
     }
-    for (int which = 0; which < matcher_type_count; which++) {
-        Py_DECREF(matcher_types[which]);
-    }
+    PyTypeObject *released[MAX_MATCHER_TYPES];
+    int released_count = matcher_type_count;
+    memcpy(released, matcher_types, sizeof released);
     for (Py_ssize_t which = 0; which < count; which++) {
         matcher_types[which] = (PyTypeObject *)Py_NewRef(types[which]);
         verdicts_offsets[which] = offsets[which];
     }
     matcher_type_count = (int)count;
     Py_XSETREF(bound_checks, Py_NewRef(args[1]));
+    for (int which = 0; which < released_count; which++) { /* may run Python: bound first */
+        Py_DECREF(released[which]);
+    }
     Py_RETURN_NONE;
 }
 
@@ -845,17 +881,25 @@ scan_headers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         wanted_names[kind] = PyBytes_AS_STRING(wanted_name);
         wanted_sizes[kind] = PyBytes_GET_SIZE(wanted_name);
     }
+    /* Made before the scan: the collection an allocation may start runs finalizers, which
+     * may change the headers whose values the scan borrows; none is allocated after it but
+     * strings, which start none. */
+    PyObject *scanned = PyTuple_New(SCANNED);
+    if (scanned == NULL) {
+        PyErr_Clear();
+        Py_RETURN_FALSE;
+    }
     PyObject *found[SCANNED] = {NULL, NULL, NULL, NULL, NULL};
     Py_ssize_t count = PySequence_Fast_GET_SIZE(headers);
     PyObject **items = PySequence_Fast_ITEMS(headers);
     for (Py_ssize_t index = 0; index < count; index++) {
         PyObject *pair = items[index];
         if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
-            Py_RETURN_FALSE;
+            goto python_scans;
         }
         PyObject *name = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
         if (!PyBytes_CheckExact(name) || !PyBytes_CheckExact(value)) {
-            Py_RETURN_FALSE;
+            goto python_scans;
         }
         Py_ssize_t size = PyBytes_GET_SIZE(name);
         const char *text = PyBytes_AS_STRING(name);
@@ -872,20 +916,16 @@ scan_headers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (kind == LENGTH) {
             if (declares_more(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value),
                               (unsigned long long)limit)) {
+                Py_DECREF(scanned);
                 Py_RETURN_NONE;
             }
             continue;
         }
         int slot = scanned_slot[kind];
         if (found[slot] != NULL) {
-            Py_RETURN_FALSE; /* repeated: Python joins or refuses it */
+            goto python_scans; /* repeated: Python joins or refuses it */
         }
         found[slot] = value;
-    }
-    PyObject *scanned = PyTuple_New(SCANNED);
-    if (scanned == NULL) {
-        PyErr_Clear();
-        Py_RETURN_FALSE;
     }
     for (int slot = 0; slot < SCANNED; slot++) {
         PyObject *value;
@@ -894,8 +934,7 @@ scan_headers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                                            PyBytes_GET_SIZE(found[slot]), NULL);
             if (value == NULL) {
                 PyErr_Clear();
-                Py_DECREF(scanned);
-                Py_RETURN_FALSE;
+                goto python_scans;
             }
         }
         else if (slot == 0) {
@@ -907,6 +946,9 @@ scan_headers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyTuple_SET_ITEM(scanned, slot, value);
     }
     return scanned;
+python_scans:
+    Py_DECREF(scanned);
+    Py_RETURN_FALSE;
 }
 
 /* record(cls, *items) -> cls
@@ -922,7 +964,10 @@ record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyTypeObject *type = (PyTypeObject *)args[0];
-    PyObject *made = type->tp_alloc(type, nargs - 1);
+    /* tuple itself: PyTuple_New, whose empty tuple is the one CPython keeps (another one
+     * aborts a debug build when freed) */
+    PyObject *made =
+        type == &PyTuple_Type ? PyTuple_New(nargs - 1) : type->tp_alloc(type, nargs - 1);
     if (made == NULL) {
         return NULL;
     }
