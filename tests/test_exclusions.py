@@ -286,3 +286,54 @@ def test_should_track_never_raises_for_odd_paths_and_hostnames(
 
 
 FULL_RULES = compile_rules(FULL)
+
+
+def _liar(text: str, posing_as: str) -> str:
+    """``text`` as a str subclass whose hash and ``==`` claim it is ``posing_as``: a dict
+    lookup with it finds ``posing_as``'s entry."""
+
+    class Liar(str):
+        __slots__ = ()
+
+        def __hash__(self) -> int:
+            return hash(posing_as)
+
+        def __eq__(self, other: object) -> bool:
+            return True
+
+    return Liar(text)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "posing_as", "reason"),
+    [
+        ("path", "/admin/x", "/public", Reason.excluded_path),
+        ("hostname", "db.internal.example", "www.example.com", Reason.excluded_hostname),
+        ("ua", "UptimeRobot/2.0", CHROME, Reason.excluded_user_agent),
+    ],
+)
+def test_a_lying_str_subclass_gets_its_own_verdict(
+    edge_filter: EdgeFilter, field: str, value: str, posing_as: str, reason: Reason
+) -> None:
+    """A str subclass whose ``__hash__`` and ``__eq__`` lie is judged by its own text, never
+    by the cached verdict of the string it poses as (which would let an excluded hit in)."""
+    hit = {"path": "/public", "hostname": "www.example.com", "ua": CHROME}
+    assert edge_filter.should_track(
+        "1", NOWHERE, hit["ua"], path=hit["path"], hostname=hit["hostname"]
+    ).tracked
+    hit[field] = _liar(value, posing_as)
+    decision = edge_filter.should_track(
+        "1", NOWHERE, hit["ua"], path=hit["path"], hostname=hit["hostname"]
+    )
+    assert decision.reason is reason
+
+
+def test_a_lying_str_subclass_bot_is_judged_as_itself(edge_filter: EdgeFilter) -> None:
+    """The bot check too: a crawler's user agent posing as a cached browser's is a bot, in
+    should_track, decide_many and the detector's own is_bot and classify."""
+    assert edge_filter.should_track("3", NOWHERE, CHROME).tracked
+    liar = _liar(GOOGLEBOT, CHROME)
+    assert edge_filter.should_track("3", NOWHERE, liar).reason is Reason.bot
+    assert [d.reason for d in edge_filter.decide_many([("3", NOWHERE, liar)])] == [Reason.bot]
+    assert edge_filter.bots.is_bot(liar)
+    assert edge_filter.bots.classify(liar) is not None

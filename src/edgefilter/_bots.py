@@ -742,16 +742,17 @@ class BotDetector:
 
     def is_bot(self, ua: object) -> bool:
         """Whether ``ua`` belongs to a bot; cached."""
-        try:
-            return self.verdicts[ua] != ""
-        except Exception:  # a miss, or a ua that is no dict key (unhashable, hostile)
+        try:  # the cache for exact text only: a str subclass's __hash__ and __eq__ could
+            # lie their way to another string's verdict
+            return (self.verdicts[ua] if type(ua) is str else self.verdict(ua)) != ""
+        except Exception:  # a miss
             return self.verdict(ua) != ""
 
     def classify(self, ua: object) -> str | None:
         """The bot family of ``ua`` (see ``FAMILIES``), or None for a person; cached."""
         try:
-            family = self.verdicts[ua]
-        except Exception:  # a miss, or a ua that is no dict key (unhashable, hostile)
+            family = self.verdicts[ua] if type(ua) is str else self.verdict(ua)
+        except Exception:  # a miss
             family = self.verdict(ua)
         return family or None
 

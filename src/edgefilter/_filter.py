@@ -483,16 +483,21 @@ class EdgeFilter:
         if rules.has_patterns:  # paths, hostnames, user agents; each None when the site has none
             matcher = rules.excluded_paths
             if matcher is not None and path is not None:
-                try:
-                    matched = matcher.verdicts[path]  # type: ignore[index]  # its cache, directly
-                except Exception:  # a miss, or no dict key; matches never raises
+                try:  # its cache, directly, for exact text only: a str subclass's __hash__
+                    # and __eq__ could lie their way to another string's verdict
+                    matched = matcher.verdicts[path] if type(path) is str else matcher.matches(path)
+                except Exception:  # a miss; matches never raises
                     matched = matcher.matches(path)
                 if matched:
                     return EXCLUDED_PATH
             matcher = rules.excluded_hostnames
             if matcher is not None and hostname is not None:
                 try:
-                    matched = matcher.verdicts[hostname]  # type: ignore[index]
+                    matched = (
+                        matcher.verdicts[hostname]
+                        if type(hostname) is str
+                        else matcher.matches(hostname)
+                    )
                 except Exception:
                     matched = matcher.matches(hostname)
                 if matched:
@@ -500,15 +505,15 @@ class EdgeFilter:
             agents = rules.excluded_user_agents
             if agents is not None:
                 try:
-                    matched = agents.verdicts[ua]  # type: ignore[index]
+                    matched = agents.verdicts[ua] if type(ua) is str else agents.matches(ua)
                 except Exception:
                     matched = agents.matches(ua)
                 if matched:
                     return EXCLUDED_USER_AGENT
         if rules.block_bots:
-            try:
-                verdict = self._bot_verdicts[ua]  # the detector's cache, read directly
-            except Exception:  # a miss, or a ua that is no dict key; verdict never raises
+            try:  # the detector's cache, read directly, for exact text only
+                verdict = self._bot_verdicts[ua] if type(ua) is str else self._bot_verdict(ua)
+            except Exception:  # a miss; verdict never raises
                 verdict = self._bot_verdict(ua)
             if verdict:  # a bot family; "" is a person
                 return BOT
@@ -829,8 +834,8 @@ class EdgeFilter:
                     append(should_track(site, ip, ua, path=path, hostname=hostname))
                     continue
             if block_bots:
-                try:
-                    verdict = verdicts[ua]  # the detector's cache
+                try:  # the detector's cache, for exact text only
+                    verdict = verdicts[ua] if type(ua) is str else bot_verdict(ua)
                 except Exception:
                     verdict = bot_verdict(ua)
                 if verdict:
