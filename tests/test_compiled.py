@@ -47,20 +47,14 @@ from edgefilter._decisions import (
 from edgefilter._patterns import GlobMatcher, SubstringMatcher
 from edgefilter._tables import pure_layer_of_text
 
+from .compiled_module import speedups_or_skip
 from .conftest import ASN_DB, CITY_DB
 from .hostile import any_values
 from .readers import both, database_addresses, outcome, text_hits
 from .strategies import addresses, entry_lists
 from .test_layout import LARGE_SHAPES, hit_forms, large, large_probes, value_text
 
-if os.environ.get("EDGEFILTER_REQUIRE_COMPILED") == "1":
-    from edgefilter import _speedups
-elif os.environ.get("EDGEFILTER_PURE") == "1":
-    pytest.skip("the compiled reader is turned off (EDGEFILTER_PURE=1)", allow_module_level=True)
-else:
-    _speedups = pytest.importorskip(
-        "edgefilter._speedups", reason="the compiled reader is not built"
-    )
+_speedups = speedups_or_skip()
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = "1"

@@ -6,7 +6,6 @@ when the compiled reader is not built (or turned off), except under
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
@@ -17,16 +16,10 @@ from edgefilter import EdgeFilter, SiteConfig
 from edgefilter._routes import HitRoute, RouteMatch
 from edgefilter.middleware import PROXY_HEADERS, EdgeDecision, EdgeFilterMiddleware
 
+from .compiled_module import speedups_or_skip
 from .hostile import any_values
 
-if os.environ.get("EDGEFILTER_REQUIRE_COMPILED") == "1":
-    from edgefilter import _speedups
-elif os.environ.get("EDGEFILTER_PURE") == "1":
-    pytest.skip("the compiled reader is turned off (EDGEFILTER_PURE=1)", allow_module_level=True)
-else:
-    _speedups = pytest.importorskip(
-        "edgefilter._speedups", reason="the compiled reader is not built"
-    )
+_speedups = speedups_or_skip()
 
 scan_headers = _speedups.scan_headers
 WANTED = [b"user-agent", b"content-length", b"content-encoding", b"authorization", b"origin"]

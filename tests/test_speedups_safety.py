@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import array
 import gc
-import os
 import sys
 from collections.abc import Callable, Iterator
 
@@ -22,16 +21,10 @@ from edgefilter import AddressTable, SiteConfig, SiteRules, _filter, _layout, co
 from edgefilter._patterns import GlobMatcher, SubstringMatcher
 from edgefilter._tables import pure_layer_of_text
 
+from .compiled_module import speedups_or_skip
 from .hostile import any_values
 
-if os.environ.get("EDGEFILTER_REQUIRE_COMPILED") == "1":
-    from edgefilter import _speedups
-elif os.environ.get("EDGEFILTER_PURE") == "1":
-    pytest.skip("the compiled reader is turned off (EDGEFILTER_PURE=1)", allow_module_level=True)
-else:
-    _speedups = pytest.importorskip(
-        "edgefilter._speedups", reason="the compiled reader is not built"
-    )
+_speedups = speedups_or_skip()
 
 FIELDS = ("buckets4", "shift4", "buckets6", "shift6", "compact4", "compact_index4", "compact6")
 ASK = _layout.ASK_PYTHON
