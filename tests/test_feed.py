@@ -93,6 +93,21 @@ def serving(
         yield FeedApi(url, store, faults, *keys)
 
 
+def counted_builds(api: FeedApi) -> list[int | None]:
+    """The ``since`` of every feed answer the server builds from now on (its store's
+    ``feed_changes`` wrapped to note them)."""
+    store = api.faults.app.state.store
+    builds: list[int | None] = []
+    original = store.feed_changes
+
+    def counted(scope: str | None, since: int | None) -> Any:
+        builds.append(since)
+        return original(scope, since)
+
+    store.feed_changes = counted
+    return builds
+
+
 @pytest.fixture
 def feed_api(database: str) -> Iterator[FeedApi]:
     """The server on a fresh database of each backend."""
@@ -523,15 +538,7 @@ def test_nodes_below_the_window_share_one_snapshot_build(database: str) -> None:
         with api.owner() as owner:
             for site in sites[:2]:
                 owner.delete_site(site)
-        store = api.faults.app.state.store
-        builds: list[int | None] = []
-        original = store.feed_changes
-
-        def counted(scope: str | None, since: int | None) -> Any:
-            builds.append(since)
-            return original(scope, since)
-
-        store.feed_changes = counted
+        builds = counted_builds(api)
         with api.edge() as client:
             answers = [client.edge_rules(since) for since in (1, 2, 3, 5, 5)]  # floor: 5
         assert [answer.full for answer in answers] == [True] * 3 + [False] * 2

@@ -10,7 +10,6 @@ import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -22,7 +21,7 @@ from edgefilter._serving import serve_in_thread
 from edgefilter.proxy import create_proxy_app
 
 from .conftest import LiveApi
-from .test_feed import FeedApi, database, eventually, running_feed, serving
+from .test_feed import FeedApi, counted_builds, database, eventually, running_feed, serving
 from .upstream import Upstream
 
 __all__ = ["database"]  # the fixture, on SQLite and PostgreSQL
@@ -153,15 +152,7 @@ def test_reads_past_the_clock_share_one_snapshot_build(database: str) -> None:
     its own (a key could make the server build and keep 32 full snapshots at will)."""
     with serving(database) as api:
         api.new_site()
-        store = api.faults.app.state.store
-        builds: list[int | None] = []
-        original = store.feed_changes
-
-        def counted(scope: str | None, since: int | None) -> Any:
-            builds.append(since)
-            return original(scope, since)
-
-        store.feed_changes = counted
+        builds = counted_builds(api)
         with api.edge() as client:
             version = client.edge_rules().version
             assert version is not None
