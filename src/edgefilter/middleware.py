@@ -107,7 +107,7 @@ import orjson
 
 from ._botlayers import HitRequest, RequestLayers
 from ._counters import UNKNOWN_SITE_LABEL, UNRESOLVED_REASONS, DecisionCounters
-from ._deadline import BodyDeadline, body_timeout_option
+from ._deadline import BodyDeadline, body_timeout_option, has_body
 from ._decisions import EXCLUSION_MESSAGES, TRACKED, UNAVAILABLE_REASONS, Decision, Reason
 from ._errors import ConfigError
 from ._filter import EdgeFilter, in_event_loop
@@ -427,7 +427,8 @@ class EdgeFilterMiddleware:
             await self._refuse_to_start(scope, receive, send)
             return
         if self.body_timeout is not None and scope["type"] == "http":  # the slow-client guard
-            deadline = BodyDeadline(receive, send, self.body_timeout)
+            body = has_body(scope["headers"])
+            deadline = BodyDeadline(receive, send, self.body_timeout, body)
             receive, send = deadline.receive, deadline.send
         if scope["type"] != "http" or scope["method"] in PASS_THROUGH_METHODS:
             await self.app(scope, receive, send)
