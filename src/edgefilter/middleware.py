@@ -427,8 +427,8 @@ class EdgeFilterMiddleware:
             await self._refuse_to_start(scope, receive, send)
             return
         if self.body_timeout is not None and scope["type"] == "http":  # the slow-client guard
-            body = has_body(scope["headers"])
-            deadline = BodyDeadline(receive, send, self.body_timeout, body)
+            framed = has_body(scope["headers"])
+            deadline = BodyDeadline(receive, send, self.body_timeout, framed)
             receive, send = deadline.receive, deadline.send
         if scope["type"] != "http" or scope["method"] in PASS_THROUGH_METHODS:
             await self.app(scope, receive, send)
