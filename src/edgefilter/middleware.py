@@ -889,14 +889,35 @@ def replay_payload(body: bytes, encoding: bytes | None, limit: int) -> object:
     wbits = _DECODED_ENCODINGS.get(name)
     if wbits is None:  # br, a list of encodings, ...: decided without its page
         return None
-    decoder = zlib.decompressobj(wbits)
-    try:
-        decoded = decoder.decompress(body, limit + 1)
-    except zlib.error:  # not what it says it is: nobody can read its page
-        return None
-    if len(decoded) > limit:
+    decoded = _decoded(body, wbits, limit)
+    if decoded is None or len(decoded) > limit:
         return _BodyFault.too_large
     return read_payload(decoded)
+
+
+_GZIP_MEMBER: Final = b"\x1f\x8b"
+_MAX_GZIP_MEMBERS: Final = 8  # a client sends one; each one more costs a copy of the rest
+
+
+def _decoded(body: bytes, wbits: int, limit: int) -> bytes | None:
+    """``body`` decoded, at most ``limit + 1`` bytes of it; every member of a gzip body, as
+    every gzip reader decodes them (what follows the last that is no member is ignored, as
+    Node's gunzip ignores it); None past ``_MAX_GZIP_MEMBERS``; ``b""`` when it is not what
+    it says it is (nobody can read its page)."""
+    decoded = b""
+    rest = body
+    for _ in range(_MAX_GZIP_MEMBERS):
+        decoder = zlib.decompressobj(wbits)
+        try:
+            decoded += decoder.decompress(rest, limit + 1 - len(decoded))
+        except zlib.error:
+            return b""
+        rest = decoder.unused_data
+        if len(decoded) > limit or wbits != _DECODED_ENCODINGS["gzip"] or not decoder.eof:
+            return decoded
+        if not rest.startswith(_GZIP_MEMBER):
+            return decoded
+    return None
 
 
 def origin_matches(origin: str, domain: str) -> bool:
