@@ -268,3 +268,21 @@ def test_a_replay_gzipped_in_several_members_is_read_whole() -> None:
         {"success": False, "error": "Invalid payload"},
     )
     assert [call["body"] for call in app.calls] == [in_two]
+
+
+@pytest.mark.parametrize("encoding", ["br", "gzip, gzip", "gzip", "deflate", "", "zstd"])
+def test_a_plain_replay_under_an_encoding_it_is_not_is_read_as_is(encoding: str) -> None:
+    """A plain JSON upload labelled with an encoding the filter does not decode, or one it
+    is not (Fastify, Rybbit's server, parses a body as is whatever its Content-Encoding
+    says), is read as is: it was decided without its page, so relabelling an upload got an
+    excluded page past the rules."""
+    asgi, app = made()
+    headers = {**BROWSER, "Content-Encoding": encoding}
+    body = replay_body("https://shop.test/admin/users")
+    assert run(asgi, body, path=REPLAY, headers=headers) == (
+        200,
+        {"success": True, "message": "Session replay not recorded - path excluded"},
+    )
+    kept = replay_body("https://shop.test/cart")
+    assert run(asgi, kept, path=REPLAY, headers=headers) == (200, None)
+    assert [call["body"] for call in app.calls] == [kept]

@@ -34,8 +34,9 @@ A session replay (a route whose site id is in its path) is decided on that segme
 ``canonical_site_id`` refuses is an unknown site), the page's path and hostname read from
 the upload's ``metadata.pageUrl`` as Rybbit reads them (``page_of``), an upload sent gzip or
 deflate encoded decoded first (one that decodes past the route's limit is refused as an
-invalid payload); an upload the filter cannot read (not JSON, another ``Content-Encoding``)
-is decided without a page, as one without a ``pageUrl``. Its drops are answered as Rybbit
+invalid payload; one under another ``Content-Encoding``, or that is not what it says, read
+as is, as a server that ignores the header reads it); an upload the filter cannot read (not
+JSON) is decided without a page, as one without a ``pageUrl``. Its drops are answered as Rybbit
 answers replays: ``Session replay not recorded - IP excluded`` and so on.
 
 Reading the payload: orjson first; when it refuses, the most lenient reading an app could
@@ -887,12 +888,12 @@ def replay_payload(body: bytes, encoding: bytes | None, limit: int) -> object:
     if name == "identity":
         return read_payload(body)
     wbits = _DECODED_ENCODINGS.get(name)
-    if wbits is None:  # br, a list of encodings, ...: decided without its page
-        return None
-    decoded = _decoded(body, wbits, limit)
+    # br, a list of encodings, one it is not: read as is, as a server that ignores the
+    # header reads it (Fastify does); encoded bytes are no JSON, so that adds only a page
+    decoded = body if wbits is None else _decoded(body, wbits, limit)
     if decoded is None or len(decoded) > limit:
         return _BodyFault.too_large
-    return read_payload(decoded)
+    return read_payload(decoded or body)
 
 
 _GZIP_MEMBER: Final = b"\x1f\x8b"
@@ -903,7 +904,7 @@ def _decoded(body: bytes, wbits: int, limit: int) -> bytes | None:
     """``body`` decoded, at most ``limit + 1`` bytes of it; every member of a gzip body, as
     every gzip reader decodes them (what follows the last that is no member is ignored, as
     Node's gunzip ignores it); None past ``_MAX_GZIP_MEMBERS``; ``b""`` when it is not what
-    it says it is (nobody can read its page)."""
+    it says it is (then read as is)."""
     decoded = b""
     rest = body
     for _ in range(_MAX_GZIP_MEMBERS):
