@@ -158,3 +158,75 @@ def test_what_an_app_sends_after_the_408_is_dropped() -> None:
     asyncio.run(stubborn_app())
     assert [message.get("status") for message in sent] == [408, None]
     assert sent[-1]["body"] != b"late"
+
+
+def seconds_held(address: tuple[str, int], head: bytes, for_seconds: float) -> tuple[bytes, float]:
+    """Send ``head``, then drip a body byte every 0.1 s for up to ``for_seconds``; the
+    answer and how long the connection stayed open (``for_seconds`` if it never closed)."""
+    start = time.monotonic()
+    answer = b""
+    with socket.create_connection(address, timeout=5) as sock:
+        sock.sendall(head)
+        sock.settimeout(0.1)
+        while time.monotonic() - start < for_seconds:
+            try:
+                sock.sendall(b"x")
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:  # closed by the proxy
+                break
+            if not chunk:
+                break
+            answer += chunk
+    return answer, min(time.monotonic() - start, for_seconds)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        request_head("/api/track", 100_000_000),  # 413 at once, from its declared length
+        b"GET /healthz HTTP/1.1\r\nHost: edge.test\r\nContent-Length: 1000\r\n\r\n",
+        b"GET /elsewhere HTTP/1.1\r\nHost: edge.test\r\nContent-Length: 1000\r\n\r\n",
+    ],
+    ids=["413", "healthz", "not relayed"],
+)
+def test_an_answer_before_the_whole_body_closes_the_connection(
+    proxy: tuple[str, int], head: bytes
+) -> None:
+    """Answered before its body came whole (nobody reads it), a request's connection is
+    closed after the answer: else the client dripped the rest of the body a byte at a time
+    and held the connection for ever (uvicorn reads on, every byte restarting its
+    keep-alive clock), the deadline gone with the request's task."""
+    answer, held = seconds_held(proxy, head, 3)
+    assert b"connection: close" in answer.split(b"\r\n\r\n", 1)[0].lower(), answer
+    assert held < 1.5
+
+
+def test_a_kept_alive_connection_stays_open_and_each_request_has_its_own_deadline(
+    proxy: tuple[str, int],
+) -> None:
+    """A bodiless GET keeps its connection alive (no Connection: close for it), and the next
+    request on it, late at its own deadline, is answered 408 that long after it came."""
+    healthz = b"GET /healthz HTTP/1.1\r\nHost: edge.test\r\n\r\n"
+    with socket.create_connection(proxy, timeout=5) as sock:
+        sock.sendall(healthz)
+        first = whole_answer(sock)
+        assert first.startswith(b"HTTP/1.1 200") and b"connection: close" not in first.lower()
+        time.sleep(0.6)  # past the first request's deadline
+        start = time.monotonic()
+        sock.sendall(request_head("/api/track", len(HIT)) + HIT[:10])
+        second = whole_answer(sock)
+        assert second.startswith(b"HTTP/1.1 408"), second
+        assert 0.4 < time.monotonic() - start < 2
+
+
+def whole_answer(sock: socket.socket) -> bytes:
+    """One JSON answer read off ``sock``, head and body."""
+    answer = b""
+    while not (b"\r\n\r\n" in answer and answer.endswith(b"}")):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        answer += chunk
+    return answer

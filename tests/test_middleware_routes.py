@@ -243,3 +243,46 @@ def test_the_path_site_is_read_canonically(segment: str) -> None:
     path = f"/api/session-replay/record/{segment}"
     assert run(asgi, replay_body(), path=path, headers=BROWSER) == (200, None)
     assert app.calls[0]["scope"]["state"]["edgefilter"].site == segment.lower().lstrip("0")
+
+
+def test_a_replay_gzipped_in_several_members_is_read_whole() -> None:
+    """A gzip body may be several members, which every gzip reader (Node's gunzip, gzip -d,
+    Python's gzip) decodes as one text: the page of an upload cut across two members is read
+    (the first alone is no JSON, so it was decided without its page: an excluded page past
+    the rules). Too many members to read is refused, as a bomb is."""
+    asgi, app = made()
+    body = replay_body("https://shop.test/admin/users")
+    headers = {**BROWSER, "Content-Encoding": "gzip"}
+    split = gzip.compress(body[:20]) + gzip.compress(body[20:])
+    message = "Session replay not recorded - path excluded"
+    assert run(asgi, split, path=REPLAY, headers=headers) == (
+        200,
+        {"success": True, "message": message},
+    )
+    kept = replay_body("https://shop.test/cart")
+    in_two = gzip.compress(kept[:20]) + gzip.compress(kept[20:]) + b"\0trailing"
+    assert run(asgi, in_two, path=REPLAY, headers=headers) == (200, None)
+    many = b"".join(gzip.compress(body[index : index + 1]) for index in range(len(body)))
+    assert run(asgi, many, path=REPLAY, headers=headers) == (
+        400,
+        {"success": False, "error": "Invalid payload"},
+    )
+    assert [call["body"] for call in app.calls] == [in_two]
+
+
+@pytest.mark.parametrize("encoding", ["br", "gzip, gzip", "gzip", "deflate", "", "zstd"])
+def test_a_plain_replay_under_an_encoding_it_is_not_is_read_as_is(encoding: str) -> None:
+    """A plain JSON upload labelled with an encoding the filter does not decode, or one it
+    is not (Fastify, Rybbit's server, parses a body as is whatever its Content-Encoding
+    says), is read as is: it was decided without its page, so relabelling an upload got an
+    excluded page past the rules."""
+    asgi, app = made()
+    headers = {**BROWSER, "Content-Encoding": encoding}
+    body = replay_body("https://shop.test/admin/users")
+    assert run(asgi, body, path=REPLAY, headers=headers) == (
+        200,
+        {"success": True, "message": "Session replay not recorded - path excluded"},
+    )
+    kept = replay_body("https://shop.test/cart")
+    assert run(asgi, kept, path=REPLAY, headers=headers) == (200, None)
+    assert [call["body"] for call in app.calls] == [kept]

@@ -8,7 +8,11 @@ client is answered ``408 Request Timeout`` (``Connection: close``), the app behi
 the client is gone (``http.disconnect``, which the middleware and the relay already handle:
 nothing is decided, nothing is relayed) and what it sends after that is dropped. Once the
 body is whole, ``receive`` passes through untouched (an app may wait on it for a
-disconnect for as long as it answers).
+disconnect for as long as it answers). A response that starts before the body is whole
+(a 413 on a declared length, ``/healthz``, a path nobody reads the body of) says
+``Connection: close``: the server reads on what is left of the body once the request's task
+is gone, every byte restarting its keep-alive clock, so a client dripping it held the
+connection for ever.
 """
 
 from __future__ import annotations
@@ -39,16 +43,37 @@ def body_timeout_option(value: object) -> float | None:
     return float(value)
 
 
+def has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a request with ``headers`` comes with a body (HTTP/1.1 frames one by
+    ``Transfer-Encoding`` or a ``Content-Length`` above 0; without either it has none)."""
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"transfer-encoding" or (
+            lowered == b"content-length" and value.strip() != b"0"
+        ):
+            return True
+    return False
+
+
 class BodyDeadline:
     """One request's ``receive`` and ``send``, its body due ``seconds`` from now."""
 
-    __slots__ = ("_answered", "_body_done", "_deadline", "_receive", "_send", "_started")
+    __slots__ = (
+        "_answered",
+        "_body_done",
+        "_deadline",
+        "_has_body",
+        "_receive",
+        "_send",
+        "_started",
+    )
 
-    def __init__(self, receive: Any, send: Any, seconds: float) -> None:
+    def __init__(self, receive: Any, send: Any, seconds: float, has_body: bool = True) -> None:
         self._receive = receive
         self._send = send
         self._deadline = asyncio.get_running_loop().time() + seconds
         self._body_done = False
+        self._has_body = has_body  # framed with a body (HTTP/2 may frame one without saying)
         self._started = False  # a response begun: a 408 can no longer be sent
         self._answered = False  # the 408 went out: what the app sends is dropped
 
@@ -73,6 +98,9 @@ class BodyDeadline:
             return
         if message.get("type") == "http.response.start":
             self._started = True
+            if self._has_body and not self._body_done:  # its rest would hold the connection
+                headers = [*message.get("headers", ()), (b"connection", b"close")]
+                message = {**message, "headers": headers}
         await self._send(message)
 
     async def _time_out(self) -> None:

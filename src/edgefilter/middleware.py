@@ -34,8 +34,9 @@ A session replay (a route whose site id is in its path) is decided on that segme
 ``canonical_site_id`` refuses is an unknown site), the page's path and hostname read from
 the upload's ``metadata.pageUrl`` as Rybbit reads them (``page_of``), an upload sent gzip or
 deflate encoded decoded first (one that decodes past the route's limit is refused as an
-invalid payload); an upload the filter cannot read (not JSON, another ``Content-Encoding``)
-is decided without a page, as one without a ``pageUrl``. Its drops are answered as Rybbit
+invalid payload; one under another ``Content-Encoding``, or that is not what it says, read
+as is, as a server that ignores the header reads it); an upload the filter cannot read (not
+JSON) is decided without a page, as one without a ``pageUrl``. Its drops are answered as Rybbit
 answers replays: ``Session replay not recorded - IP excluded`` and so on.
 
 Reading the payload: orjson first; when it refuses, the most lenient reading an app could
@@ -107,7 +108,7 @@ import orjson
 
 from ._botlayers import HitRequest, RequestLayers
 from ._counters import UNKNOWN_SITE_LABEL, UNRESOLVED_REASONS, DecisionCounters
-from ._deadline import BodyDeadline, body_timeout_option
+from ._deadline import BodyDeadline, body_timeout_option, has_body
 from ._decisions import EXCLUSION_MESSAGES, TRACKED, UNAVAILABLE_REASONS, Decision, Reason
 from ._errors import ConfigError
 from ._filter import EdgeFilter, in_event_loop
@@ -427,7 +428,8 @@ class EdgeFilterMiddleware:
             await self._refuse_to_start(scope, receive, send)
             return
         if self.body_timeout is not None and scope["type"] == "http":  # the slow-client guard
-            deadline = BodyDeadline(receive, send, self.body_timeout)
+            framed = has_body(scope["headers"])
+            deadline = BodyDeadline(receive, send, self.body_timeout, framed)
             receive, send = deadline.receive, deadline.send
         if scope["type"] != "http" or scope["method"] in PASS_THROUGH_METHODS:
             await self.app(scope, receive, send)
@@ -886,16 +888,37 @@ def replay_payload(body: bytes, encoding: bytes | None, limit: int) -> object:
     if name == "identity":
         return read_payload(body)
     wbits = _DECODED_ENCODINGS.get(name)
-    if wbits is None:  # br, a list of encodings, ...: decided without its page
-        return None
-    decoder = zlib.decompressobj(wbits)
-    try:
-        decoded = decoder.decompress(body, limit + 1)
-    except zlib.error:  # not what it says it is: nobody can read its page
-        return None
-    if len(decoded) > limit:
+    # br, a list of encodings, one it is not: read as is, as a server that ignores the
+    # header reads it (Fastify does); encoded bytes are no JSON, so that adds only a page
+    decoded = body if wbits is None else _decoded(body, wbits, limit)
+    if decoded is None or len(decoded) > limit:
         return _BodyFault.too_large
-    return read_payload(decoded)
+    return read_payload(decoded or body)
+
+
+_GZIP_MEMBER: Final = b"\x1f\x8b"
+_MAX_GZIP_MEMBERS: Final = 8  # a client sends one; each one more costs a copy of the rest
+
+
+def _decoded(body: bytes, wbits: int, limit: int) -> bytes | None:
+    """``body`` decoded, at most ``limit + 1`` bytes of it; every member of a gzip body, as
+    every gzip reader decodes them (what follows the last that is no member is ignored, as
+    Node's gunzip ignores it); None past ``_MAX_GZIP_MEMBERS``; ``b""`` when it is not what
+    it says it is (then read as is)."""
+    decoded = b""
+    rest = body
+    for _ in range(_MAX_GZIP_MEMBERS):
+        decoder = zlib.decompressobj(wbits)
+        try:
+            decoded += decoder.decompress(rest, limit + 1 - len(decoded))
+        except zlib.error:
+            return b""
+        rest = decoder.unused_data
+        if len(decoded) > limit or wbits != _DECODED_ENCODINGS["gzip"] or not decoder.eof:
+            return decoded
+        if not rest.startswith(_GZIP_MEMBER):
+            return decoded
+    return None
 
 
 def origin_matches(origin: str, domain: str) -> bool:
