@@ -150,7 +150,7 @@ def test_what_an_app_sends_after_the_408_is_dropped() -> None:
     sent: list[dict[str, Any]] = []
 
     async def stubborn_app() -> None:
-        deadline = BodyDeadline(late_body, send_to(sent), 0.05)
+        deadline = BodyDeadline(late_body, send_to(sent), 0.05, [])
         assert (await deadline.receive())["type"] == "http.disconnect"
         await deadline.send({"type": "http.response.start", "status": 200, "headers": []})
         await deadline.send({"type": "http.response.body", "body": b"late"})

@@ -62,18 +62,20 @@ class BodyDeadline:
         "_answered",
         "_body_done",
         "_deadline",
-        "_has_body",
+        "_headers",
         "_receive",
         "_send",
         "_started",
     )
 
-    def __init__(self, receive: Any, send: Any, seconds: float, has_body: bool = True) -> None:
+    def __init__(
+        self, receive: Any, send: Any, seconds: float, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         self._receive = receive
         self._send = send
         self._deadline = asyncio.get_running_loop().time() + seconds
         self._body_done = False
-        self._has_body = has_body  # framed with a body (HTTP/2 may frame one without saying)
+        self._headers = headers  # the request's: read only if it is answered before its body
         self._started = False  # a response begun: a 408 can no longer be sent
         self._answered = False  # the 408 went out: what the app sends is dropped
 
@@ -98,7 +100,9 @@ class BodyDeadline:
             return
         if message.get("type") == "http.response.start":
             self._started = True
-            if self._has_body and not self._body_done:  # its rest would hold the connection
+            # Answered before its body is whole: the rest would hold the connection. Its
+            # framing is read only then, not on every request.
+            if not self._body_done and has_body(self._headers):
                 headers = [*message.get("headers", ()), (b"connection", b"close")]
                 message = {**message, "headers": headers}
         await self._send(message)

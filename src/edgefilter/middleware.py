@@ -108,7 +108,7 @@ import orjson
 
 from ._botlayers import HitRequest, RequestLayers
 from ._counters import UNKNOWN_SITE_LABEL, UNRESOLVED_REASONS, DecisionCounters
-from ._deadline import BodyDeadline, body_timeout_option, has_body
+from ._deadline import BodyDeadline, body_timeout_option
 from ._decisions import EXCLUSION_MESSAGES, TRACKED, UNAVAILABLE_REASONS, Decision, Reason
 from ._errors import ConfigError
 from ._filter import EdgeFilter, in_event_loop
@@ -311,7 +311,7 @@ class EdgeFilterMiddleware:
         body_timeout: float | None = None,
     ) -> None:
         self.app = app
-        self.body_timeout: float | None = None  # set by _configure
+        self.body_timeout: float | None = None  # validated below, with the other options
         # The request bot layers: None when none is on, so that a hit pays one test for them.
         self.bot_layers = (
             bot_layers if isinstance(bot_layers, RequestLayers) and bot_layers else None
@@ -428,8 +428,7 @@ class EdgeFilterMiddleware:
             await self._refuse_to_start(scope, receive, send)
             return
         if self.body_timeout is not None and scope["type"] == "http":  # the slow-client guard
-            framed = has_body(scope["headers"])
-            deadline = BodyDeadline(receive, send, self.body_timeout, framed)
+            deadline = BodyDeadline(receive, send, self.body_timeout, scope["headers"])
             receive, send = deadline.receive, deadline.send
         if scope["type"] != "http" or scope["method"] in PASS_THROUGH_METHODS:
             await self.app(scope, receive, send)
@@ -871,11 +870,8 @@ def read_payload(body: bytes) -> object:
 
 
 # The encodings a replay upload is decoded from to read its page (zlib's window bits).
-_DECODED_ENCODINGS: Final = {
-    "gzip": 16 + zlib.MAX_WBITS,
-    "x-gzip": 16 + zlib.MAX_WBITS,
-    "deflate": zlib.MAX_WBITS,
-}
+_GZIP_WBITS: Final = 16 + zlib.MAX_WBITS
+_DECODED_ENCODINGS: Final = {"gzip": _GZIP_WBITS, "x-gzip": _GZIP_WBITS, "deflate": zlib.MAX_WBITS}
 
 
 def replay_payload(body: bytes, encoding: bytes | None, limit: int) -> object:
@@ -914,7 +910,7 @@ def _decoded(body: bytes, wbits: int, limit: int) -> bytes | None:
         except zlib.error:
             return b""
         rest = decoder.unused_data
-        if len(decoded) > limit or wbits != _DECODED_ENCODINGS["gzip"] or not decoder.eof:
+        if len(decoded) > limit or wbits != _GZIP_WBITS or not decoder.eof:
             return decoded
         if not rest.startswith(_GZIP_MEMBER):
             return decoded

@@ -402,11 +402,10 @@ class Relay:
             if name not in self._dropped
         ]
         original = dict(scope["headers"])
-        user_agents = [value for name, value in scope["headers"] if name == b"user-agent"]
         if outcome is not None and _is_field_value(outcome.user_agent):
             headers.append((b"user-agent", outcome.user_agent.encode("latin-1", "replace")))
-        else:  # an ingest key's payload may name anything: it goes on in the payload
-            headers.extend((b"user-agent", value) for value in user_agents)
+        else:  # the request's own (an ingest key's payload may name anything: it stays there)
+            headers.extend(pair for pair in scope["headers"] if pair[0] == b"user-agent")
         address = outcome.client_ip if outcome is not None else self._client_address(scope)
         if address and _is_address(address):  # an ingest key's payload may name anything
             encoded = address.encode("ascii")
