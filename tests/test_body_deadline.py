@@ -23,23 +23,19 @@ from edgefilter.proxy import create_proxy_app
 
 from .conftest import CHROME
 from .test_middleware import RecordingApp
+from .test_proxy import upstream, upstream_server
 from .upstream import Upstream
+
+__all__ = ["upstream", "upstream_server"]  # the fixtures, shared with test_proxy
 
 SITES = {"1": SiteConfig(site_id=1, block_bots=True, excluded_ips=("203.0.113.0/24",))}
 HIT = b'{"type":"pageview","site_id":"1","pathname":"/a"}'
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[tuple[Upstream, str]]:
-    upstream = Upstream()
-    with serve_in_thread(upstream.app) as url:
-        yield upstream, url
-
-
-@pytest.fixture(scope="module")
-def proxy(upstream: tuple[Upstream, str]) -> Iterator[tuple[str, int]]:
+def proxy(upstream_server: tuple[Upstream, str]) -> Iterator[tuple[str, int]]:
     """A proxy whose bodies are due 0.5 s after their request; its (host, port)."""
-    app = create_proxy_app(upstream[1], EdgeFilter(SITES), body_timeout=0.5)
+    app = create_proxy_app(upstream_server[1], EdgeFilter(SITES), body_timeout=0.5)
     with serve_in_thread(app) as url:
         parts = urlsplit(url)
         yield str(parts.hostname), int(parts.port or 80)
@@ -73,18 +69,17 @@ def answer_to(address: tuple[str, int], parts: list[bytes], pause: float) -> tup
 
 @pytest.mark.parametrize("path", ["/api/track", "/api/identify", "/api/session-replay/record/1"])
 def test_a_body_that_stops_coming_is_answered_408(
-    proxy: tuple[str, int], upstream: tuple[Upstream, str], path: str
+    proxy: tuple[str, int], upstream: Upstream, path: str
 ) -> None:
     """Headers, then half the body, then nothing: 408 with Connection: close at the
     deadline, and nothing reaches the upstream."""
-    upstream[0].seen.clear()
     answer, took = answer_to(proxy, [request_head(path, len(HIT)) + HIT[:10]], 0)
     head = answer.split(b"\r\n\r\n", 1)[0].lower()
     assert head.startswith(b"http/1.1 408"), answer
     assert b"connection: close" in head
     assert answer.endswith(b'{"success":false,"error":"Request body timeout"}')
     assert 0.4 < took < 3
-    assert upstream[0].seen == []
+    assert upstream.seen == []
 
 
 def test_a_body_dripped_byte_by_byte_is_cut_at_the_deadline(proxy: tuple[str, int]) -> None:
@@ -96,14 +91,13 @@ def test_a_body_dripped_byte_by_byte_is_cut_at_the_deadline(proxy: tuple[str, in
 
 
 def test_a_body_in_pieces_that_arrives_in_time_is_decided(
-    proxy: tuple[str, int], upstream: tuple[Upstream, str]
+    proxy: tuple[str, int], upstream: Upstream
 ) -> None:
     """A body sent in three pieces within the deadline is decided and relayed as usual."""
-    upstream[0].seen.clear()
     pieces = [request_head("/api/track", len(HIT)) + HIT[:10], HIT[10:20], HIT[20:]]
     answer, _ = answer_to(proxy, pieces, 0.1)
     assert answer.startswith(b"HTTP/1.1 200"), answer
-    assert [seen.body for seen in upstream[0].seen] == [HIT]
+    assert [seen.body for seen in upstream.seen] == [HIT]
 
 
 async def late_body() -> dict[str, Any]:
