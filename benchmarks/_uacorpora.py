@@ -13,7 +13,9 @@ from there afterwards:
 - woothee's ``testsets`` from the npm ``woothee`` package (Apache-2.0): ``crawler`` and
   ``misc`` (libraries, feed readers) are bots, and so is every case of its ``crawler*``
   files (one, VocusBot, is categorised ``pc`` because woothee cannot tell), ``pc``,
-  ``smartphone``, ``mobilephone`` and ``appliance`` people;
+  ``smartphone``, ``mobilephone`` and ``appliance`` people, but for the services it files
+  under a person's platform (``WOOTHEE_FETCHERS``: transcoding gateways, a read-later
+  fetcher, a crawler and an RSS app), which are bots;
 - Intoli's ``user-agents`` npm package (BSD-2-Clause; real browser sessions, a newer
   snapshot than fake-useragent's) and the ``top-user-agents`` npm package (MIT): people.
 
@@ -78,6 +80,12 @@ WOOTHEE_PEOPLE = frozenset({"pc", "smartphone", "mobilephone", "appliance"})
 # woothee files its crawler cases apart; one (VocusBot) it cannot tell, so its category is
 # "pc": the file, not the category woothee's parser would answer, is the label
 WOOTHEE_CRAWLER_FILES = "crawler"
+# woothee categorises by the platform a string names, so services that fetch for a person
+# are filed under that person's platform. Here they are bots, as everywhere else in these
+# labels (Matomo's feed readers are bots; issue 15 counts transcoding proxies as bots):
+# Google's and livedoor's transcoding gateways, a PC-to-mobile converter (pc2m), Instapaper's
+# read-later fetcher, cXense's crawler and an RSS reader app.
+WOOTHEE_FETCHERS = ("Transcoder", "Mobile-Gateway", "/pc2m/", "Instapaper/", "cXense", " RSS ")
 
 
 @dataclass
@@ -194,7 +202,8 @@ def woothee() -> list[Source] | None:
         crawlers = Path(name).name.startswith(WOOTHEE_CRAWLER_FILES)
         for entry in entries:
             if isinstance(entry, dict) and isinstance(entry.get("target"), str):
-                if crawlers or entry.get("category") in WOOTHEE_BOTS:
+                fetcher = any(name in entry["target"] for name in WOOTHEE_FETCHERS)
+                if crawlers or fetcher or entry.get("category") in WOOTHEE_BOTS:
                     source.bots.append(entry["target"])
                 elif entry.get("category") in WOOTHEE_PEOPLE:
                     source.people.append(entry["target"])

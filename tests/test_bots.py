@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import json
+from importlib import resources
+
 import pytest
 import re2
 
 from edgefilter import BotDetector, ConfigError
-from edgefilter._bots import EXCEPTIONS, FAMILIES, MAX_UA_LENGTH, TOKENS, _options
+from edgefilter._bots import (
+    DEBATABLE_CRAWLER_PATTERNS,
+    EXCEPTIONS,
+    FAMILIES,
+    MAX_UA_LENGTH,
+    TOKENS,
+    _options,
+)
 
 from .conftest import CHROME, DATA, GOOGLEBOT
 
@@ -103,9 +113,33 @@ PEOPLE_TRAPS = [
     "Mozilla/5.0 (Linux; Android 15; CPH2557 Build/AP3A.240617.008; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/142.0.7444.142 Mobile Safari/537.36",
     "Mozilla/5.0 (Linux; Android 7.0; SM-G950F Build/NRD90M; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/65.0.3325.109 Mobile Safari/537.36 Blackboard/3.6",
     CHROME,
+    # Google the device brand (the Google exceptions)
+    "Mozilla/5.0 (Linux; GoogleTV 3.2; LG Google TV G3 Build/MASTER) AppleWebKit/534.24 (KHTML, like Gecko) Chrome/11.0.696.77 Safari/534.24",
+    "ExampleShop/2.8 (Android 4.3; LGE Mako; )[locale=de_DE;clientidbase=android-google]",
+    "FAKE_USER_AGENT Samsung SPH-A920",
     # quotes its own header name (the "user-agent" exception)
     "Mozilla/4.0 (compatible; MSIE 8.0; Windows NT 5.1; Trident/4.0; User-agent: Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.1; SV1))",
 ]
+
+
+def test_every_bot_a_debatable_pattern_stands_for_is_still_caught() -> None:
+    """The crawler-list patterns left out (they match people too) cost no bot: each of their
+    listed instances is caught by the other layers."""
+    entries = json.loads(
+        resources.files("crawleruseragents").joinpath("crawler-user-agents.json").read_text()
+    )
+    debatable = [entry for entry in entries if entry["pattern"] in DEBATABLE_CRAWLER_PATTERNS]
+    assert len(debatable) == len(DEBATABLE_CRAWLER_PATTERNS)
+    # the instances that are people: an Android build, in-app browsers, Electron editors
+    people = {"AP3A\\.240617\\.008", "MetaIAB Facebook", "Code\\/1\\.", "Trae\\/"}
+    missed = [
+        ua
+        for entry in debatable
+        if entry["pattern"] not in people
+        for ua in entry.get("instances") or []
+        if not detector.is_bot(ua)
+    ]
+    assert missed == []
 
 
 def test_accuracy_floors_on_the_shipped_sample() -> None:

@@ -106,6 +106,39 @@ PEOPLE = {
     ],
     # an old "Mozilla/4.0 (name)" browser is not a bare "Name/1.0 (details)" product too
     "old Mozilla": ["Mozilla/4.0 (jig browser9)", "Mozilla/4.0 (Example Browser 2; 2004)"],
+    # Java ME handsets name their virtual machine: "Java/ASVM/1.1" is not the JDK's "Java/1.8"
+    "Java ME": [
+        "LG-T310/V100 Obigo/Q7.3 MMS/LG-MMS-V1.1/1.2 MediaPlayer/LGPlayer/1.0 Java/ASVM/1.1 Profile/MIDP-2.1 Configuration/CLDC-1.1",
+        "Huawei/1.0/0HuaweiU1300/B100 Browser/Obigo-Browser/Q05A Java/HWJa/1.0 Profile/MIDP-2.0 Configuration/CLDC-1.1",
+        "SonyEricssonW580i/R4EA Java/SEMC-Java/2.0 Profile/MIDP-2.0 Configuration/CLDC-1.1",
+        "Mozilla/5.0 (Linux; U; Android 1.6; en-us; LG-GT540 Build/Donut) AppleWebKit/528.5+ (KHTML, like Gecko) Version/3.1.2 Mobile Safari/525.20.1 Java/Jbed/7.0 Profile/MIDP-2.1 Configuration/CLDC-1.1",
+    ],
+    # chat apps' own clients (WhatsApp's link fetcher sends its name and version only)
+    "chat app": [
+        "WhatsApp/2.11.102 Android/4.0.3 Device/HTC-HTC_One_V",
+        "WhatsApp+/2.11.83 Android/4.1.2 Device/samsung-GT-S5310",
+        "WhatsApp/2.11.282 WP7/8.0.10328.0 Device/NOKIA-RM-914",
+    ],
+    # Google the device brand: TVs, Nexus and Pixel phones
+    "Google device": [
+        "Mozilla/5.0 (Linux; GoogleTV 4.0.4; LG Google TV Build/000000) AppleWebKit/534.24 (KHTML, like Gecko) Chrome/11.0.696.77 Safari/534.24",
+        "ExampleNews/4.3 (Pixel 6 Pro; google Pixel 6 Pro; Android 12)",
+        "ExampleShop/2.8 (Android 4.3; LGE Mako / Google Nexus 4; )[locale=de_DE;clientidbase=android-google]",
+        "ExampleApp Android Application (16, v2.2) - LGE Nexus 5 google - 94DA6FB1",
+    ],
+    # strings that quote the header's name, and TV capability lists
+    "header name": ["FAKE_USER_AGENT Samsung SPH-A920", "Mozilla Nokia 6300-USER AGENT"],
+    "TV capabilities": [
+        "Mozilla/5.0 (Linux mipsel; U; HbbTV/1.1.1 (; TOSHIBA; DTV_RL938; 7.0.21.6; a5; ) ; ToshibaTP/1.3.0 (+VIDEO_MP4+DRM+NATIVELAUNCH+WEBSTORAGE+OFFLINEAPP) ; en) AppleWebKit/534.1 (KHTML, like Gecko)",
+    ],
+    # device and app names that are also bare words of the crawler list
+    "device named like a bot": [
+        "HTC Butterfly; 4.1.1; JRO03C; de-de",
+        "ExamplePlayer (AndroidApp; 2.0.2.8) HTC Butterfly (Android 4.2.2, SDK 17)",
+        "Mozilla/5.0 (Linux; U; Android 2.2.2; En-us; ViewSonic-ViewPad4 Build/FRG83G) AppleWebKit/533.1 (KHTML, Like Gecko) Version/4.0 Mobile Safari/533.1",
+        "YahooMobileMail/1.0 (Android Mail; 1.3.6) (speedy;HTC;PG06100;2.2/FRF91)",
+        "sprd-L008/1.0 Linux/2.6.35.7 Android/2.3.5 Browser/AppleWebKit533.1 (KHTML, like Gecko) Mozilla/5.0 Mobile",
+    ],
     # browser families that uap-core lists in one regex beside a bot (bingbot, Googlebot)
     "listed beside a bot": [
         "Sleipnir/2.9.9",
@@ -175,6 +208,16 @@ BOTS = {
         "GitHub-Copilot/1.155.0",
         "aider/0.86.1",
         "Cline/3.17.0",
+    ],
+    # link fetchers and libraries whose tokens were narrowed to keep the people above
+    "narrowed token": [
+        "WhatsApp/2.19.258 A",
+        "WhatsApp/2.16.2/i",
+        "WhatsApp",
+        "Java/1.8.0_151",
+        "Apache-HttpClient/4.5.2 (Java/1.8.0_72)",
+        "Offline Explorer/2.5",
+        "Mozilla/5.0 (compatible; Google-InspectionTool/1.0)",
     ],
     # feed readers that say neither "feed" nor "rss"
     "feed reader": [

@@ -146,7 +146,7 @@ TOKENS: Final[dict[str, tuple[str, ...]]] = {
         r"slack-imgproxy",
         r"discordbot",
         r"telegrambot",
-        r"whatsapp/",
+        r"^whatsapp(?:/[\d.]+(?:[ /][a-z])?)?$",  # its link fetcher; the app's own client says more
         r"linkedinbot",
         r"skypeuripreview",
         r"pinterestbot",
@@ -234,7 +234,7 @@ TOKENS: Final[dict[str, tuple[str, ...]]] = {
         r"httpx",
         r"okhttp",
         r"go-http",
-        r"java/",
+        r"(?:^|[\s(;])java/\d",  # the JDK's "Java/1.8.0_151", not "Java/ASVM/1.1", "SEMC-Java/2"
         r"^java",
         r"httpclient",
         r"http[_-]client",
@@ -270,7 +270,7 @@ TOKENS: Final[dict[str, tuple[str, ...]]] = {
         r"webcopy",
         r"sitesucker",
         r"httrack",
-        r"offline",
+        r"\boffline\b",
         r"feed",
         r"\brss|rss\b",
         r"\blavf/",  # FFmpeg's libavformat
@@ -343,7 +343,11 @@ TOKENS: Final[dict[str, tuple[str, ...]]] = {
 # Known false positives of TOKENS, blanked out before they are searched.
 EXCEPTIONS: Final = (
     r"cubot",  # CUBOT phones
-    r"user-agent",  # UAs that quote their own header name
+    r"user[-_ ]?agent",  # UAs that quote their own header name ("USER AGENT", "User-agent:")
+    # Google the device brand, not Google the crawler's operator: "Google TV", "Google
+    # Nexus 4", "google Pixel 6", "Galaxy Nexus google", "clientidbase=android-google"
+    r"\bgoogle[ _-]?(?:tv|nexus|pixel|chromecast|android)\b|\b(?:nexus|pixel)\b[\w ]* google\b",
+    r"android-google\b",
     r"safari(?: |%20)technology(?: |%20)preview",
     r"\bsogou(?:mse|mobilebrowser)\b",  # Sogou's browsers (the crawler list has "Sogou")
     r"\blibwww-fm/|\blibwww/[\d.]+(?:_mosaic| modified)|^amaya/[\d.]+ libwww",  # text browsers
@@ -407,9 +411,13 @@ SHAPE_WEIGHTS: Final[tuple[tuple[str, int], ...]] = (
 SHAPE_BOT_SCORE: Final = 0  # a score at or below this is a bot
 # crawler-user-agents patterns that match ordinary browsers: an Android build id, Facebook's
 # in-app browser, VS Code and Trae (Electron editors), the Blackboard Learn app's web view
-# (Blackboard's SafeAssign bot is caught by its shape).
+# (Blackboard's SafeAssign bot is caught by its shape); and bare words that name devices or
+# apps as well as a bot: "HTC Butterfly", "ViewSonic", HTC's "speedy", a handset's
+# "L008/1.0", WhatsApp's own app (its link fetcher is a token). Every bot these patterns
+# stand for is still caught by the other layers (tests/test_bots.py checks their instances).
 DEBATABLE_CRAWLER_PATTERNS: Final = frozenset(
     {r"AP3A\.240617\.008", r"MetaIAB Facebook", r"Code\/1\.", r"Trae\/", "Blackboard"}
+    | {"Butterfly", "Sonic", "speedy", r"008\/", "WhatsApp"}
 )
 CRAWLER_TAG_FAMILIES: Final = {
     "ai-crawler": "ai",
