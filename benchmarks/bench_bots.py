@@ -2,8 +2,10 @@
 
 The labelled sources (see _uacorpora.py): the development sources in ../shared/data/ua, and
 evaluation sources fetched from other projects' packages (Matomo device-detector's
-fixtures, woothee's testsets, Intoli's user-agents and top-user-agents). Each absent source
-is named, never guessed.
+fixtures, woothee's testsets, Intoli's user-agents and top-user-agents, uap-core's and
+ua-parser-js's fixtures, and round 2's: mobile-detect's, express-useragent's,
+mssola/user_agent's and the useragent package's Firefox fixtures). Each absent source is
+named, never guessed.
 
 What the detector is built from, and what "leave one source out" leaves out:
 
@@ -17,9 +19,13 @@ What the detector is built from, and what "leave one source out" leaves out:
   per fold: they were written with the development sources and the misses on Matomo's
   fixtures in view, and issue 15's second pass changed them looking at the errors of
   JayBizzle, Matomo and woothee too (so those rows are not from unseen data). Intoli's
-  row had no error to look at. The two "fresh evaluation" sources (uap-core's device
-  fixtures, ua-parser-js's fixtures) were added and measured before that pass and once
-  after it; their errors were never looked at. They are the unseen rows.
+  row had no error to look at. uap-core's device fixtures and ua-parser-js's fixtures were
+  added fresh, and measured before that pass and once after it; the third pass changed
+  the detector looking at uap-core's errors (so it is an "evaluation" row now), never at
+  ua-parser-js's. The unseen rows are the "fresh evaluation" ones: ua-parser-js's, and
+  round 2's ("fresh evaluation (round 2)"), measured blind before the third pass and once
+  after it, each holding only strings that no other source holds (so no fold knows them
+  as bots either).
 
 The table's verdict is the WORST fold, not the average. user-agents (what the core started
 from) is measured on the same strings in the same run.
