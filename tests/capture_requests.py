@@ -445,10 +445,16 @@ def client_commands(url: str, body: str, chrome: str) -> list[tuple[str, list[st
         ("node-fetch-chrome-ua", ["node", "-e", node_code, url, body, chrome]),
     ]
     if shutil.which("go"):
-        commands.append(
-            ("go-net-http", ["go", "run", str(ROOT / "tests" / "data" / "post.go"), url, body])
-        )
+        go_run = ["go", "run", str(ROOT / "tests" / "data" / "post.go"), url, body]
+        commands += [("go-net-http", go_run), ("go-net-http-chrome-ua", [*go_run, chrome])]
     return commands
+
+
+def client_version(program: str) -> str:
+    """The first line a client prints of its own version ("" when it prints none)."""
+    argv = [program, "version"] if Path(program).name == "go" else [program, "--version"]
+    result = subprocess.run(argv, check=False, capture_output=True, text=True)
+    return (result.stdout.splitlines() or [""])[0]
 
 
 def capture_clients(recorder: Recorder, out: list[dict[str, Any]], missing: list[str]) -> None:
@@ -463,13 +469,10 @@ def capture_clients(recorder: Recorder, out: list[dict[str, Any]], missing: list
         if result.returncode != 0:
             missing.append(f"{name} (exit {result.returncode}: {result.stderr.strip()[:200]})")
             continue
-        version = subprocess.run(
-            [argv[0], "--version"], check=False, capture_output=True, text=True
-        ).stdout
         out.append(
             {
                 "client": name,
-                "engine": (version.splitlines() or [""])[0],
+                "engine": client_version(argv[0]),
                 "kind": "post",
                 "headers": recorder.wait_for(count),
             }
