@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 import secrets
 import threading
 import time
@@ -18,6 +19,7 @@ import pytest
 from starlette.requests import Request
 
 from edgefilter import ConfigError, EdgeFilter, Reason, RulesFeed, SitesApiClient
+from edgefilter._feed import write_durably
 from edgefilter._serving import serve_in_thread
 from edgefilter.server import create_app
 from edgefilter.server._feed import _accepts_gzip
@@ -459,6 +461,46 @@ def test_a_node_restarts_from_its_snapshot_file_with_the_api_down(
     down.close()
     with running_feed(feed_api, snapshot_path=path) as again:
         assert again.stats()["snapshots"] == 0  # started from the file: deltas only
+
+
+def test_a_snapshot_is_on_disk_before_it_replaces_the_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new file's bytes are flushed to disk before the rename, and the rename after it:
+    a crash then leaves the old snapshot or the new one, never an empty file."""
+    path, partial = tmp_path / "rules.snapshot", tmp_path / "rules.snapshot.1.partial"
+    path.write_bytes(b"old")
+    steps: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (steps.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(
+        os, "replace", lambda a, b: (steps.append("replace"), real_replace(a, b))[1]
+    )
+    write_durably(path, partial, b"new")
+    assert steps == ["fsync", "replace", "fsync"]
+    assert path.read_bytes() == b"new" and not partial.exists()
+
+
+def test_a_snapshot_that_cannot_be_written_leaves_the_old_one_and_no_partial(
+    feed_api: FeedApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk at the flush: the old snapshot stays whole and the partial file goes."""
+    (tmp_path / "state").mkdir()
+    path = tmp_path / "state" / "rules.snapshot"
+    feed_api.new_site()
+    with running_feed(feed_api, snapshot_path=path):
+        pass
+    old = path.read_bytes()
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    feed_api.new_site()
+    with running_feed(feed_api, snapshot_path=path) as feed:
+        eventually(lambda: feed.stats()["deltas"] + feed.stats()["snapshots"] >= 1)
+    assert path.read_bytes() == old
+    assert sorted(p.name for p in path.parent.iterdir()) == ["rules.snapshot"]
 
 
 @pytest.mark.parametrize(

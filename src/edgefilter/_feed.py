@@ -96,6 +96,27 @@ def _seconds(name: str, value: object, *, positive: bool = False) -> float:
     return float(value)
 
 
+def write_durably(path: Path, partial: Path, data: bytes) -> None:
+    """``data`` as ``path``, whole or not at all, and on disk when this returns: written to
+    ``partial``, flushed to disk, renamed over ``path``, then the rename flushed too (a
+    crash at any point leaves the old file or the new one, never a torn or empty one)."""
+    with open(partial, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(partial, path)
+    try:
+        folder = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # a folder that cannot be opened (some platforms): the rename stands
+        return
+    try:
+        os.fsync(folder)
+    except OSError:
+        pass
+    finally:
+        os.close(folder)
+
+
 class _Held:
     """The state a node holds: the feed's epoch and version, each site's compact form,
     compiled rules and the ids it answers to."""
@@ -479,10 +500,11 @@ class RulesFeed(RulesSource):
         # One partial file per process: proxy workers share one snapshot path.
         partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
         try:
-            partial.write_bytes(orjson.dumps(body))
-            os.replace(partial, path)
+            write_durably(path, partial, orjson.dumps(body))
         except OSError as error:
             logger.warning("rules snapshot %s could not be written: %s", path, error)
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
             return
         self._dirty, self._saved_at = False, now
         self._bump("snapshot_saves")
