@@ -307,6 +307,8 @@ class RulesFeed(RulesSource):
         """Seconds to wait before the next read."""
         if answer.retry_after is not None:
             return min(max(answer.retry_after, FIRST_BACKOFF), MAX_RETRY_AFTER)
+        if self._held.epoch is None:  # the answer named another database: its snapshot now
+            return 0.0
         if self.wait == 0:
             return self.poll_interval
         if answer.not_modified and took < UNHELD_SHARE * self.wait:

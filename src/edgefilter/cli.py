@@ -754,7 +754,7 @@ def _new_feed_epoch(args: argparse.Namespace) -> int:
     def work(store: Any) -> None:
         clock = store.new_feed_epoch()
         print(f"feed epoch {clock.epoch} (version {clock.version}): every node takes a full")
-        print("snapshot at its next read; restart the API processes so they listen on it")
+        print("snapshot at its next read (on PostgreSQL at once, reads held included)")
 
     return _with_store(args, work)
 

@@ -40,7 +40,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .._errors import ApiError
-from ._store import EDGE_ROLE, FeedChanges, FeedClock, SiteStore, feed_channel
+from ._store import (
+    EDGE_ROLE,
+    NEW_EPOCH_NOTICE,
+    FeedChanges,
+    FeedClock,
+    SiteStore,
+    feed_channel,
+)
 
 logger = logging.getLogger("edgefilter")
 
@@ -63,6 +70,7 @@ class FeedSignal:
 
     def __init__(self) -> None:
         self.version = 0
+        self.timeline = 0  # one more each time the database's clock is found on another
         self._changed = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -82,26 +90,35 @@ class FeedSignal:
         """On the loop: note ``version`` and wake every waiter when it is new."""
         if version > self.version:
             self.version = version
-            woken, self._changed = self._changed, asyncio.Event()
-            woken.set()
+            self._wake()
 
     def rewound(self, version: int) -> None:
         """On the loop: the database's clock went back to ``version`` (a restore, a
         failover to a replica without the last commits): later commits, numbered from
-        there, must wake the waiters again."""
+        there, must wake the waiters again; and the waiters wake now, so that each answers
+        from the new clock at once (a node waiting on the old timeline learns of the new one
+        from its answer)."""
         self.version = version
+        self.timeline += 1
+        self._wake()
+
+    def _wake(self) -> None:
+        woken, self._changed = self._changed, asyncio.Event()
+        woken.set()
 
     async def wait_past(self, version: int, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds until a version past ``version`` is announced."""
+        """Wait up to ``timeout`` seconds until a version past ``version`` is announced, or
+        the clock is found on another timeline (True for both)."""
         deadline = asyncio.get_running_loop().time() + timeout
-        while self.version <= version:
+        timeline = self.timeline
+        while self.version <= version and self.timeline == timeline:
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
                 return False
             try:
                 await asyncio.wait_for(self._changed.wait(), left)
             except TimeoutError:
-                return self.version > version
+                return self.version > version or self.timeline != timeline
         return True
 
 
@@ -306,6 +323,8 @@ class RulesFeedEndpoint:
                         logger.info("rules feed: listening for changes again")
                     backoff, failing = LISTEN_BACKOFF[0], False
                     async for notice in connection.notifies():
+                        if notice.payload == NEW_EPOCH_NOTICE:
+                            break  # listen again, on the new epoch's channel
                         with contextlib.suppress(ValueError):
                             self.signal.changed(int(notice.payload))
             except asyncio.CancelledError:

@@ -74,6 +74,8 @@ MIN_KEY_ID_LENGTH: Final = 8  # the shortest hash prefix that may name a key to 
 _KEY_ID: Final = re.compile(f"[0-9a-f]{{{MIN_KEY_ID_LENGTH},64}}")
 DEFAULT_MAX_TOMBSTONES: Final = 100_000  # deleted sites a delta can still tell
 FEED_CHANNEL_PREFIX: Final = "edgefilter_rules_"
+# What ``new_feed_epoch`` announces on the old epoch's channel (versions are numbers)
+NEW_EPOCH_NOTICE: Final = "new-epoch"
 
 
 def _organization_column() -> Column[str]:
@@ -653,9 +655,12 @@ class SiteStore:
         holds a version of another database, and takes a full snapshot: the step after a
         restore, whose old clock a node that was away cannot tell from the one it knew."""
         with self.transaction() as connection:
+            old = self.feed_clock(connection).epoch
             connection.execute(
                 update(feed_clock).where(feed_clock.c.id == 1).values(epoch=secrets.token_hex(8))
             )
+            if self.is_postgresql:  # the listeners are on the old epoch's channel: move them
+                connection.execute(select(func.pg_notify(feed_channel(old), NEW_EPOCH_NOTICE)))
             return self.feed_clock(connection)
 
     def feed_changes(self, organization_id: str | None, since: int | None) -> FeedChanges:
