@@ -489,6 +489,9 @@ def test_an_upstream_that_hangs_up_is_a_502() -> None:
         {"client_address_headers": ["bad header"]},
         {"client_address_headers": ["connection"]},
         {"upstream_timeout": 0},
+        {"upstream_timeout": True},
+        {"upstream_timeout": float("inf")},
+        {"upstream_timeout": float("nan")},
         {"upstream": "ftp://up"},
     ],
 )

@@ -18,11 +18,11 @@ connection for ever.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import MutableMapping
 from typing import Any, Final
 
 from ._errors import ConfigError
+from ._seconds import as_seconds
 
 Message = MutableMapping[str, Any]
 TIMED_OUT_BODY: Final = b'{"success":false,"error":"Request body timeout"}'
@@ -33,14 +33,10 @@ def body_timeout_option(value: object) -> float | None:
     """``body_timeout`` as the middleware takes it: None (no deadline) or seconds > 0."""
     if value is None:
         return None
-    if (
-        not isinstance(value, int | float)
-        or isinstance(value, bool)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
+    seconds = as_seconds(value)
+    if seconds is None:
         raise ConfigError(f"body_timeout {value!r} must be None or a finite number above 0")
-    return float(value)
+    return seconds
 
 
 def has_body(headers: list[tuple[bytes, bytes]]) -> bool:

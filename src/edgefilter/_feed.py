@@ -48,6 +48,7 @@ from ._decisions import Reason
 from ._errors import ApiAuthError, ConfigError, MalformedResponseError
 from ._filter import RulesSource, in_event_loop
 from ._rules import SiteConfig, SiteRules, compile_rules
+from ._seconds import as_seconds
 from ._siteids import canonical_site_id
 
 logger = logging.getLogger("edgefilter")
@@ -85,15 +86,10 @@ def _refuse(name: str, value: object, rule: str) -> ConfigError:
 
 
 def _seconds(name: str, value: object, *, positive: bool = False) -> float:
-    if (
-        not isinstance(value, int | float)
-        or isinstance(value, bool)
-        or not math.isfinite(value)
-        or value < 0
-        or (positive and value == 0)
-    ):
+    seconds = as_seconds(value, zero=not positive)
+    if seconds is None:
         raise _refuse(name, value, "a finite number of seconds " + ("> 0" if positive else ">= 0"))
-    return float(value)
+    return seconds
 
 
 def write_durably(path: Path, partial: Path, data: bytes) -> None:

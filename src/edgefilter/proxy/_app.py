@@ -18,6 +18,7 @@ from .._counters import DecisionCounters
 from .._errors import ConfigError
 from .._filter import EdgeFilter
 from .._routes import MAX_REPLAY_BODY, HitRoute
+from .._seconds import as_seconds
 from ..middleware import DEFAULT_MAX_BODY, EdgeFilterMiddleware
 from ._health import ProxyHealth
 from ._relay import DEFAULT_CLIENT_ADDRESS_HEADERS, MAX_RELAYED_BODY, UPSTREAM_TIMEOUT, Relay
@@ -53,8 +54,8 @@ def create_proxy_app(
     the caller opened for the proxy: its rules source, a Redis client). The other keywords
     go to the middleware. Bad options raise ``ConfigError``.
     """
-    if not isinstance(upstream_timeout, int | float) or not upstream_timeout > 0:
-        raise ConfigError(f"upstream_timeout {upstream_timeout!r} must be a number above 0")
+    if as_seconds(upstream_timeout) is None:
+        raise ConfigError(f"upstream_timeout {upstream_timeout!r} must be a finite number above 0")
     counters = counters if counters is not None else DecisionCounters()
     try:
         relay = Relay(
