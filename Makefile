@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean compiled
+.PHONY: demo test lint bench clean compiled asan
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,17 @@ lint: $(STAMP)
 # The compiled reader (src/edgefilter/_speedups.c), built in place next to the sources.
 compiled: $(STAMP)
 	$(BIN)/python hatch_build.py
+
+# The compiled reader's tests on a build with AddressSanitizer and UBSan (any finding
+# aborts the run), then the ordinary build again. Leak checks are off: CPython keeps
+# memory until exit on purpose, and tests/test_speedups_safety.py counts references instead.
+ASAN_RUNTIME = $$(gcc -print-file-name=libasan.so)
+asan: $(STAMP)
+	$(BIN)/python hatch_build.py --sanitize
+	LD_PRELOAD=$(ASAN_RUNTIME) ASAN_OPTIONS=detect_leaks=0 PYTHONMALLOC=malloc \
+		EDGEFILTER_REQUIRE_COMPILED=1 $(BIN)/pytest -q -p no:cacheprovider \
+		tests/test_speedups_safety.py tests/test_compiled.py; \
+	status=$$?; $(BIN)/python hatch_build.py; exit $$status
 
 # The whole suite twice: on the compiled reader, which a user with a compiler gets (it must
 # be there: EDGEFILTER_REQUIRE_COMPILED), then on the pure-Python one, the fallback.
