@@ -31,7 +31,7 @@ ASAN_RUNTIME = $$(gcc -print-file-name=libasan.so)
 asan: $(STAMP)
 	$(BIN)/python hatch_build.py --sanitize
 	LD_PRELOAD=$(ASAN_RUNTIME) ASAN_OPTIONS=detect_leaks=0 PYTHONMALLOC=malloc \
-		EDGEFILTER_REQUIRE_COMPILED=1 $(BIN)/pytest -q -p no:cacheprovider \
+		EDGEFILTER_REQUIRE_COMPILED=1 $(BIN)/pytest -q -p no:cacheprovider --capture=sys \
 		tests/test_speedups_safety.py tests/test_compiled.py; \
 	status=$$?; $(BIN)/python hatch_build.py; exit $$status
 
