@@ -355,3 +355,23 @@ def test_pattern_sets_split_in_chunks_answer_as_one() -> None:
     crawlers = _CrawlerList([(word, f"family{number}") for number, word in enumerate(words)])
     assert crawlers.family(f"{words[-1]} {words[SET_CHUNK + 2]}") == f"family{SET_CHUNK + 2}"
     assert crawlers.family("nothing here") is None
+
+
+def test_the_device_catalogue_answers_as_one_set() -> None:
+    """The catalogue searches the patterns that need " Build" or ") AppleWebKit" only where
+    a string holds one (in any case, for the case-blind ones): it answers as every pattern
+    in one set does, on the shipped samples and on devices that only those patterns know."""
+    catalogue = detector.layers.devices
+    assert catalogue.plain.patterns and catalogue.folded.patterns and catalogue.rest.patterns
+    one_set = _PatternSet(catalogue.patterns)
+    gated_only = [  # no "Android": uap-core's generic Android patterns are not gated
+        "ExampleApp/1.0 (X11; Coolpad 3310A Build/1)",
+        "ExampleApp/1.0 (X11; Coolpad 3310A) AppleWebKit/1",
+        "ExampleApp/1.0 (X11; q700 BUILD/1)",  # a case-blind pattern
+        "ExampleApp/1.0 (X11; q700) applewebkit/1",
+        "ExampleApp/1.0 (X11; Coolpad 3310A)",  # no suffix: no device
+        "ExampleApp/1.0 (X11; q700)",
+    ]
+    for ua in [*BOTS, *BROWSERS, *gated_only]:
+        assert catalogue.matches(ua) == one_set.matches(ua), ua
+    assert [catalogue.matches(ua) for ua in gated_only] == [True] * 4 + [False] * 2

@@ -445,6 +445,8 @@ SET_MAX_MEM: Final = 128 << 20
 # ordinary user agents the same 5 us median and half the p99. Each set is one call (0.6 us),
 # so the crawler list, which every browser's string meets, stays one set.
 SET_CHUNK: Final = 100
+# How half of uap-core's device patterns end: they need one of its two literals to match.
+BUILD_SUFFIX: Final = r"(?: Build|\) AppleWebKit)"
 # A uap-core pattern listing many client families is a list of bots when more than this
 # share of its families match known bots (bot lists: 17% to 37%; browser and player
 # lists: 5% to 8%, and 12% to 14% for the two short ones of seven and eight families).
@@ -687,6 +689,42 @@ class _PatternSet:
         ]
 
 
+class _DeviceCatalogue:
+    """uap-core's device patterns, half of which can only match where a string holds
+    ``BUILD_SUFFIX``'s " Build" or ") AppleWebKit": those are searched only then (two
+    substring tests), the rest always. The answer is the one set's; never-seen strings
+    (an attacker's) cost the half they cannot match no DFA states."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        plain = [p for p in patterns if _needs_build_suffix(p) and "(?i" not in p]
+        folded = [
+            p
+            for p in patterns
+            if p.startswith("(?i:")
+            and _group_end(p, 0) == len(p) - 1
+            and _needs_build_suffix(p[4:-1])
+            and "(?i" not in p[4:-1]
+        ]
+        gated = set(plain) | set(folded)
+        self.plain, self.folded = _PatternSet(plain), _PatternSet(folded)
+        self.rest = _PatternSet([p for p in patterns if p not in gated])
+        self.patterns = self.plain.patterns + self.folded.patterns + self.rest.patterns
+
+    def matches(self, ua: str) -> bool:
+        if self.rest.matches(ua):
+            return True
+        if (" Build" in ua or ") AppleWebKit" in ua) and self.plain.matches(ua):
+            return True
+        lowered = ua.lower()
+        return (" build" in lowered or ") applewebkit" in lowered) and self.folded.matches(ua)
+
+
+def _needs_build_suffix(pattern: str) -> bool:
+    """Whether every match of ``pattern`` ends with ``BUILD_SUFFIX``: it ends so, with no
+    ``|`` of its own that would make the suffix one branch's only."""
+    return pattern.endswith(BUILD_SUFFIX) and len(_top_level_splits(pattern)) == 1
+
+
 @dataclass(frozen=True)
 class Layers:
     """The compiled layers of a detector: immutable, so detectors built alike share them."""
@@ -699,7 +737,7 @@ class Layers:
     shape_weights: tuple[int, ...]
     crawlers: _CrawlerList
     families: _PatternSet
-    devices: _PatternSet
+    devices: _DeviceCatalogue
 
 
 def build_layers(
@@ -723,7 +761,7 @@ def build_layers(
         shape_weights=tuple(weight for _, weight in SHAPE_WEIGHTS),
         crawlers=_CrawlerList(crawler_patterns),
         families=_PatternSet(people_patterns(families, known_bots)),
-        devices=_PatternSet(devices),
+        devices=_DeviceCatalogue(devices),
     )
 
 
