@@ -7,6 +7,10 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
+from edgefilter.server._store import SiteStore
+
 from .test_feed import database, eventually, running_feed, serving
 
 __all__ = ["database"]  # the fixture, on SQLite and PostgreSQL
@@ -51,3 +55,46 @@ def test_a_clock_read_that_overlaps_a_commit_does_not_resend_every_held_node_a_s
                 plain.join(5)
             time.sleep(0.5)
             assert feed.stats()["snapshots"] == snapshots
+
+
+def test_a_new_epoch_between_the_listeners_clock_read_and_its_listen_moves_it_too(
+    database: str,
+) -> None:
+    """The listener reads the clock, then LISTENs on that epoch's channel, then reads the
+    clock again for what it missed. A new epoch committed between the first read and the
+    LISTEN (its notice went to a channel nobody listened on yet) is seen by the second
+    read, but the listener stayed on the old epoch's channel: no commit after it woke a
+    held read of this process again (each waited out its wait) until the listener failed."""
+    if not database.startswith("postgresql"):
+        pytest.skip("SQLite has no listener")
+    with serving(database) as api:
+        site = api.new_site()
+        endpoint = api.faults.app.state.feed
+        store = api.faults.app.state.store
+        original = store.feed_clock
+        armed, done = threading.Event(), threading.Event()
+
+        def racing_clock(connection: Any = None) -> Any:
+            clock = original(connection)
+            if connection is None and armed.is_set():
+                armed.clear()
+                store.new_feed_epoch()  # commits before the listener's LISTEN
+                done.set()
+            return clock
+
+        store.feed_clock = racing_clock
+        armed.set()
+        store.new_feed_epoch()  # the listener breaks, reconnects, reads the clock (armed)
+        assert done.wait(5)
+        final = original().epoch
+        eventually(lambda: endpoint.epoch == final)
+        with running_feed(api, wait=20) as feed:
+            eventually(lambda: endpoint.waiting == 1)
+            version = feed.stats()["version"]
+            writer = SiteStore(database)  # another process's commit: only NOTIFY tells
+            try:
+                with writer.transaction() as connection:
+                    writer.update_site(connection, int(site), {"block_bots": False})
+            finally:
+                writer.close()
+            assert eventually(lambda: feed.stats()["version"] > version, timeout=8) < 8
