@@ -174,6 +174,7 @@ class RulesFeed(RulesSource):
         self._error: BaseException | None = None
         self._confirmed_at: float | None = None
         self._saved_at = -math.inf
+        self._resynced_at = -math.inf  # when a snapshot was last read at once (``_pause``)
         self._dirty = False
         self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._thread: threading.Thread | None = None
@@ -303,7 +304,10 @@ class RulesFeed(RulesSource):
         """Seconds to wait before the next read."""
         if answer.retry_after is not None:
             return min(max(answer.retry_after, FIRST_BACKOFF), MAX_RETRY_AFTER)
-        if self._held.epoch is None:  # the answer named another database: its snapshot now
+        if self._held.epoch is None and self.clock() - self._resynced_at >= self.poll_interval:
+            # the answer named another database: its snapshot now, once a poll interval (a
+            # box in the way whose 304s name no epoch would have it read snapshots in a loop)
+            self._resynced_at = self.clock()
             return 0.0
         if self.wait == 0:
             return self.poll_interval

@@ -15,6 +15,10 @@ def as_seconds(value: object, *, zero: bool = False) -> float | None:
     when ``zero``)."""
     if not isinstance(value, int | float) or isinstance(value, bool):
         return None
-    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int past float's range
         return None
-    return float(value)
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero):
+        return None
+    return seconds

@@ -209,16 +209,31 @@ class RulesFeedEndpoint:
 
     async def _read_clock(self) -> int:
         """The database's version now; the signal learns it too."""
-        clock = await run_in_threadpool(self.store.feed_clock)
-        self._learn(clock)
-        return clock.version
+        return (await self._clock()).version
 
-    def _learn(self, clock: FeedClock) -> None:
-        """Take the database's clock as read. One behind the signal, or of another epoch, is
-        another timeline (the database restored, failed over or replaced): the bodies built
-        on the old one go, and the signal starts again from the clock, else every delta would
-        be answered from the old version's cache until the clock passed it."""
-        if clock.version < self.signal.version or (self.epoch and clock.epoch != self.epoch):
+    async def _clock(self) -> FeedClock:
+        """The database's clock now; the signal learns it too."""
+        known, epoch = self.signal.version, self.epoch  # before the read
+        clock = await run_in_threadpool(self.store.feed_clock)
+        self._learn(clock, known, epoch)
+        return clock
+
+    def _learn(self, clock: FeedClock, known: int | None = None, epoch: str | None = None) -> None:
+        """Take the database's clock as read. One behind what the signal knew when the read
+        began (``known``, default now), or of another epoch, is another timeline (the
+        database restored, failed over or replaced): the bodies built on the old one go, and
+        the signal starts again from the clock, else every delta would be answered from the
+        old version's cache until the clock passed it. A read that a commit or an epoch
+        learned during it overtook (behind the signal only by what it learned since, or of
+        the epoch it began on, ``epoch``, when another is known now) is stale: ignored, as
+        a rewind would wake every held read."""
+        known = self.signal.version if known is None else known
+        epoch = self.epoch if epoch is None else epoch
+        if clock.epoch == self.epoch and known <= clock.version < self.signal.version:
+            return  # begun before a commit the signal learned meanwhile
+        if self.epoch and epoch != self.epoch and clock.epoch == epoch:
+            return  # begun before the new epoch the signal learned meanwhile
+        if clock.version < known or (self.epoch and clock.epoch != self.epoch):
             logger.warning(
                 "rules feed: the database's clock went from %s to %s (epoch %s): "
                 "restored or replaced; answering from its clock",
@@ -269,7 +284,7 @@ class RulesFeedEndpoint:
                 del bodies[key]  # a failed build is not kept: the next request retries
             raise
         if clock.version < version:  # built on a clock behind the signal: it went back
-            self._learn(clock)
+            self._learn(clock, version)
         return raw, packed
 
     def _build(self, scope: str | None, since: int | None) -> tuple[bytes, bytes, FeedClock]:
@@ -314,11 +329,12 @@ class RulesFeedEndpoint:
                 async with await psycopg.AsyncConnection.connect(
                     conninfo, autocommit=True
                 ) as connection:
-                    clock = await run_in_threadpool(self.store.feed_clock)
-                    self._learn(clock)
+                    clock = await self._clock()
                     await connection.execute(f'LISTEN "{feed_channel(clock.epoch)}"')
-                    # What was missed while away (read after LISTEN: nothing falls between).
-                    await self._read_clock()
+                    # What was missed while away (read after LISTEN: nothing falls between),
+                    # and a new epoch committed before the LISTEN: listen again, on its channel.
+                    if (await self._clock()).epoch != clock.epoch:
+                        continue
                     if failing:
                         logger.info("rules feed: listening for changes again")
                     backoff, failing = LISTEN_BACKOFF[0], False
