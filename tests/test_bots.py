@@ -352,6 +352,8 @@ def test_pattern_sets_split_in_chunks_answer_as_one() -> None:
     probe = f"{words[3]} {words[SET_CHUNK + 1]} {words[-1]}"
     assert every.matching(probe) == [3, SET_CHUNK + 1, len(words) - 1]
     assert every.matches(words[-1]) and not every.matches("nothing here")
+    assert every.first(probe) == 3 and every.first(words[-1]) == len(words) - 1
+    assert every.first("nothing here") is None
     crawlers = _CrawlerList([(word, f"family{number}") for number, word in enumerate(words)])
     assert crawlers.family(f"{words[-1]} {words[SET_CHUNK + 2]}") == f"family{SET_CHUNK + 2}"
     assert crawlers.family("nothing here") is None
